@@ -1,0 +1,16 @@
+"""skobject2vec: scikit-learn compatible Object2Vec on PyTorch.
+
+Learn embeddings of pairs of token-id sequences (user-item, sentence-sentence,
+entity-entity) with one estimator that drops into scikit-learn code.
+"""
+
+from .estimators import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Object2VecClassifier",
+    "Object2VecRegressor",
+    "from_sagemaker_hyperparameters",
+    "__version__",
+]

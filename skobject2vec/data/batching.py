@@ -1,0 +1,136 @@
+"""Ragged token sequences, padding, length bucketing and shuffling.
+
+Sequences are stored flat (CSR style: one int64 ``values`` array plus
+``offsets``) so that building a padded batch is a handful of vectorised numpy
+operations, with no Python loop over records, and padding goes only to the
+longest record of each batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Ragged:
+    """A list of int64 sequences stored as ``values[offsets[i]:offsets[i + 1]]``."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_dense(cls, array: np.ndarray) -> "Ragged":
+        array = np.ascontiguousarray(array, dtype=np.int64)
+        n, d = array.shape
+        return cls(array.reshape(-1), np.arange(0, n * d + 1, d, dtype=np.int64))
+
+    @classmethod
+    def from_lists(cls, sequences) -> "Ragged":
+        """From already validated sequences of ints."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.fromiter((t for s in sequences for t in s), dtype=np.int64, count=int(offsets[-1]))
+        return cls(values, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def max_id(self) -> int:
+        return int(self.values.max()) if self.values.size else -1
+
+    def take(self, index) -> "Ragged":
+        index = np.asarray(index, dtype=np.int64)
+        starts, lengths = self.offsets[:-1][index], self.lengths[index]
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # position of every output token in self.values
+        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(self.values[gather], offsets)
+
+    def row(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i]:self.offsets[i + 1]]
+
+    def to_lists(self) -> list:
+        return [self.row(i).tolist() for i in range(len(self))]
+
+    def pad(self, index, max_len: int, unknown_id: int | None = None):
+        """Padded ids (B, L) and lengths (B,) for records ``index``, truncated to ``max_len``.
+
+        ``L`` is the longest (truncated) record of this batch. Ids ``>= unknown_id``
+        become ``unknown_id`` (the table's unknown-token row). Padding positions hold 0
+        and are masked by the network, so their value never matters.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        starts = self.offsets[:-1][index]
+        lengths = np.minimum(self.lengths[index], max_len)
+        width = int(lengths.max()) if len(lengths) else 1
+        positions = np.arange(width, dtype=np.int64)
+        valid = positions[None, :] < lengths[:, None]
+        gather = np.where(valid, starts[:, None] + positions[None, :], 0)
+        ids = np.where(valid, self.values[gather] if self.values.size else 0, 0)
+        if unknown_id is not None:
+            np.minimum(ids, unknown_id, out=ids)
+        return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+
+@dataclass
+class PairData:
+    """Validated pairs: ``in0``/``in1`` (either may be None for single-side data)."""
+
+    in0: Ragged | None
+    in1: Ragged | None
+
+    def __len__(self) -> int:
+        return len(self.in0 if self.in0 is not None else self.in1)
+
+    def take(self, index) -> "PairData":
+        return PairData(None if self.in0 is None else self.in0.take(index),
+                        None if self.in1 is None else self.in1.take(index))
+
+
+def batch_indices(n: int, batch_size: int, *, shuffle: bool = False, rng: np.random.Generator | None = None,
+                  lengths: np.ndarray | None = None, bucket_width: int = 0) -> list[np.ndarray]:
+    """Split ``range(n)`` into mini-batches.
+
+    With ``bucket_width > 0`` and ``lengths`` given, records are sorted by length
+    (ties and order broken randomly when shuffling) and cut into batches, then a
+    batch is closed early when its lengths would span more than ``bucket_width``.
+    The order of the batches is shuffled, so training still sees a random order,
+    and every choice comes from ``rng``: deterministic under one seed.
+    """
+    if n == 0:
+        return []
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    if bucket_width > 0 and lengths is not None:
+        keyed = lengths[order]
+        order = order[np.argsort(keyed, kind="stable")]
+        sorted_lengths = lengths[order]
+        batches, start = [], 0
+        while start < n:
+            stop = min(start + batch_size, n)
+            limit = sorted_lengths[start] + bucket_width
+            stop = start + int(np.searchsorted(sorted_lengths[start:stop], limit, side="right"))
+            batches.append(order[start:stop])
+            start = stop
+        if shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Batches of records of similar length (sorted), so little padding is computed.
+
+    Results do not depend on batch composition (padding is masked), so sorting is
+    only a speed-up; callers scatter outputs back by index.
+    """
+    order = np.argsort(lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,338 @@
+"""The one table of hyperparameters.
+
+Every estimator parameter is declared here once: its type, its valid range
+(SageMaker's documented range where SageMaker has the parameter), its default in
+this library, SageMaker's default, and a line of documentation. The table drives
+
+* fit-time validation (:func:`validate_params`),
+* the parser for SageMaker's all-strings hyperparameter dict
+  (:func:`parse_sagemaker_hyperparameters`),
+* the CLI's ``--set name=value`` flags and ``--help`` text,
+* the migration table in the documentation.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "HyperParameter",
+    "HYPERPARAMETERS",
+    "ESTIMATOR_PARAMETERS",
+    "SAGEMAKER_ONLY",
+    "SAGEMAKER_IGNORED",
+    "validate_params",
+    "validate_value",
+    "parse_sagemaker_value",
+    "parse_sagemaker_hyperparameters",
+]
+
+NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
+COMPARATORS = ("hadamard", "concat", "abs_diff")
+
+
+@dataclass(frozen=True)
+class HyperParameter:
+    """One row of the table.
+
+    ``kind`` is one of ``int``, ``float``, ``bool``, ``choice``, ``str``,
+    ``comparator``. ``low``/``high`` bound numbers (inclusive), ``choices`` the
+    allowed strings. ``auto`` allows the string ``"auto"``; ``none_ok`` allows
+    ``None`` (meaning "infer" or "off", as ``doc`` says).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    auto: bool = False
+    none_ok: bool = False
+    sagemaker: bool = True
+    sagemaker_default: Any = None
+
+    def describe_range(self) -> str:
+        parts = []
+        if self.kind == "choice":
+            parts.append(" | ".join(repr(c) for c in self.choices))
+        elif self.kind == "comparator":
+            parts.append("non-empty comma-separated subset of " + ", ".join(COMPARATORS))
+        elif self.kind == "bool":
+            parts.append("true | false")
+        elif self.kind in ("int", "float"):
+            hi = "inf" if self.high is None else _fmt(self.high)
+            parts.append(f"{self.kind} in [{_fmt(self.low)}, {hi}]")
+        else:
+            parts.append(self.kind)
+        if self.auto:
+            parts.append("'auto'")
+        if self.none_ok:
+            parts.append("None")
+        return " or ".join(parts)
+
+
+def _fmt(x):
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e7:
+        return str(int(x))
+    return str(x)
+
+
+def _enc(i, suffix, **kw):
+    return HyperParameter(name=f"enc{i}_{suffix}", **kw)
+
+
+def _encoder_rows(i: int) -> list[HyperParameter]:
+    side = "in0" if i == 0 else "in1"
+    inherit = "" if i == 0 else " Used only when enc1_network is not 'enc0'."
+    rows = [
+        _enc(i, "max_seq_len", kind="int", low=1, high=5000, default=None, none_ok=True,
+             doc=f"Longest {side} sequence the encoder reads; longer ones are truncated. "
+                 f"None infers it from the training data (capped at 5000).{inherit}"),
+        _enc(i, "vocab_size", kind="int", low=2, high=3_000_000, default=None, none_ok=True,
+             doc=f"Number of token ids of {side}: ids must be < vocab_size at fit time. None infers "
+                 f"max id + 1 from the training data. Unseen ids at predict time use an unknown-token row.{inherit}"),
+        _enc(i, "layers", kind="int", low=1, high=4, default="auto", auto=True,
+             sagemaker_default="auto",
+             doc=f"Encoder depth; 'auto' is 4 for hcnn and 1 for bilstm, ignored by pooled_embedding.{inherit}"),
+        _enc(i, "cnn_filter_width", kind="int", low=1, high=9, default=3, sagemaker_default=3,
+             doc=f"Convolution width of the hcnn encoder.{inherit}"),
+        _enc(i, "token_embedding_dim", kind="int", low=2, high=1000, default=300, sagemaker_default=300,
+             doc=f"Token embedding size. pooled_embedding forces it to enc_dim, as SageMaker does.{inherit}"),
+        _enc(i, "pretrained_embedding_file", kind="str", default=None, none_ok=True, sagemaker_default="",
+             doc=f"GloVe/word2vec text file of pretrained token vectors for the {side} table "
+                 f"(a path, or a file name inside the auxiliary channel)."),
+        _enc(i, "vocab_file", kind="str", default=None, none_ok=True, sagemaker_default="",
+             doc=f"JSON file mapping tokens to ids, placing the pretrained vectors of {side}."),
+        _enc(i, "freeze_pretrained_embedding", kind="bool", default=True, sagemaker_default=True,
+             doc=f"Keep the pretrained {side} token table fixed during training."),
+    ]
+    if i == 0:
+        rows.insert(0, _enc(0, "network", kind="choice", choices=NETWORKS, default="hcnn",
+                            sagemaker_default="hcnn",
+                            doc="Encoder of in0: hierarchical CNN, bidirectional LSTM or masked mean of token embeddings."))
+    else:
+        rows.insert(0, _enc(1, "network", kind="choice", choices=("enc0",) + NETWORKS, default="enc0",
+                            sagemaker_default="enc0",
+                            doc="Encoder of in1. 'enc0' copies enc0's configuration (not its weights)."))
+    return rows
+
+
+HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
+    [
+        HyperParameter("enc_dim", "int", 128, low=4, high=10000, sagemaker_default=4096,
+                       doc="Size of each encoder's output vector (the embedding). "
+                           "SageMaker's default 4096 is impractical on a laptop; we use 128."),
+    ]
+    + _encoder_rows(0)
+    + _encoder_rows(1)
+    + [
+        HyperParameter("comparator_list", "comparator", "hadamard, concat, abs_diff",
+                       sagemaker_default="hadamard, concat, abs_diff",
+                       doc="How the two encodings are joined, in order: hadamard (e0*e1), "
+                           "concat ([e0; e1]), abs_diff (|e0-e1|). A string or a tuple."),
+        HyperParameter("mlp_layers", "int", 2, low=0, high=10, sagemaker_default=2,
+                       doc="Number of hidden MLP layers after the comparator (0 goes straight to the output layer)."),
+        HyperParameter("mlp_dim", "int", 512, low=2, high=10000, sagemaker_default=512,
+                       doc="Width of each MLP layer."),
+        HyperParameter("mlp_activation", "choice", "linear", choices=("tanh", "relu", "linear"),
+                       sagemaker_default="linear", doc="Activation of the MLP layers."),
+        HyperParameter("dropout", "float", 0.0, low=0.0, high=1.0, sagemaker_default=0.0,
+                       doc="Dropout probability in the MLP and on the encoder outputs."),
+        HyperParameter("epochs", "int", 30, low=1, high=100, sagemaker_default=30,
+                       doc="Number of passes over the training data."),
+        HyperParameter("mini_batch_size", "int", 32, low=1, high=10000, sagemaker_default=32,
+                       doc="Records per training step."),
+        HyperParameter("learning_rate", "float", 0.0004, low=1e-6, high=1.0, sagemaker_default=0.0004,
+                       doc="Optimizer step size."),
+        HyperParameter("optimizer", "choice", "adam",
+                       choices=("adam", "adagrad", "adadelta", "sgd", "rmsprop"),
+                       sagemaker_default="adam", doc="Optimizer."),
+        HyperParameter("weight_decay", "float", 0.0, low=0.0, high=10000.0, sagemaker_default=0.0,
+                       doc="L2 weight decay."),
+        HyperParameter("early_stopping_patience", "int", 3, low=1, high=5, sagemaker_default=3,
+                       doc="Epochs without improvement of the validation loss before training stops."),
+        HyperParameter("early_stopping_tolerance", "float", 0.01, low=1e-6, high=0.1,
+                       sagemaker_default=0.01,
+                       doc="Decrease of the validation loss that counts as an improvement."),
+        HyperParameter("negative_sampling_rate", "int", 0, low=0, high=100, sagemaker_default=0,
+                       doc="Classification only: negatives made per positive record each epoch, "
+                           "pairing its in0 with the in1 of another record, label 0."),
+        HyperParameter("tied_token_embedding_weight", "bool", False, sagemaker_default=False,
+                       doc="Share one token-embedding table between enc0 and enc1 (only the table)."),
+        HyperParameter("token_embedding_storage_type", "choice", "dense", choices=("dense", "row_sparse"),
+                       sagemaker_default="dense",
+                       doc="'row_sparse' uses sparse gradients on the token tables, so a step costs "
+                           "in proportion to the tokens in the batch (optimizer adam, adagrad or sgd)."),
+        HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
+                       doc="Group training records whose lengths differ by at most this much into "
+                           "batches (0: no bucketing)."),
+        # scikit-learn side: not SageMaker hyperparameters.
+        HyperParameter("validation_fraction", "float", None, low=0.0, high=0.9, none_ok=True,
+                       sagemaker=False,
+                       doc="Hold out this fraction of the training data for early stopping when no "
+                           "validation set is passed to fit. None: no early stopping without X_val."),
+        HyperParameter("dtype", "choice", "float32", choices=("float32", "float64"), sagemaker=False,
+                       doc="Floating-point type of the network. float64 is slower but exactly "
+                           "reproducible across batch sizes."),
+        HyperParameter("device", "str", "auto", sagemaker=False,
+                       doc="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."),
+        HyperParameter("random_state", "random_state", None, none_ok=True, sagemaker=False,
+                       doc="Seed for weight initialisation, shuffling, dropout and negative sampling."),
+        HyperParameter("verbose", "int", 0, low=0, high=None, sagemaker=False,
+                       doc="0: silent; 1: a progress bar per epoch; 2: also a line per epoch."),
+    ]
+)
+
+BY_NAME = {hp.name: hp for hp in HYPERPARAMETERS}
+ESTIMATOR_PARAMETERS = tuple(hp.name for hp in HYPERPARAMETERS)
+
+#: SageMaker hyperparameters that choose the estimator rather than configure it.
+SAGEMAKER_ONLY = {
+    "output_layer": HyperParameter("output_layer", "choice", "softmax",
+                                   choices=("softmax", "mean_squared_error"),
+                                   sagemaker_default="softmax",
+                                   doc="softmax: Object2VecClassifier; mean_squared_error: Object2VecRegressor."),
+    "num_classes": HyperParameter("num_classes", "int", 2, low=2, high=30, sagemaker_default=2,
+                                  doc="Number of classes (labels 0..num_classes-1); ignored for regression."),
+}
+#: MXNet plumbing that SageMaker's notebooks send; accepted and ignored.
+SAGEMAKER_IGNORED = ("_kvstore", "_num_gpus", "_num_kv_servers")
+
+
+def _bad(name, value, hp):
+    return ValueError(f"Invalid value for hyperparameter {name!r}: {value!r}; expected {hp.describe_range()}.")
+
+
+def validate_value(name: str, value: Any) -> Any:
+    """Check one value against the table and return it normalised.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the value and the valid range.
+    """
+    hp = BY_NAME.get(name) or SAGEMAKER_ONLY.get(name)
+    if hp is None:
+        raise ValueError(f"Unknown hyperparameter {name!r}.")
+    if value is None:
+        if hp.none_ok:
+            return None
+        raise _bad(name, value, hp)
+    if hp.auto and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    kind = hp.kind
+    if kind == "random_state":
+        return value  # checked by sklearn.utils.check_random_state
+    if kind == "bool":
+        if isinstance(value, (bool, numbers.Integral)) and value in (0, 1):
+            return bool(value)
+        raise _bad(name, value, hp)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value):
+            raise _bad(name, value, hp)
+        value = int(value)
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _bad(name, value, hp)
+        value = float(value)
+    if kind in ("int", "float"):
+        if (hp.low is not None and value < hp.low) or (hp.high is not None and value > hp.high):
+            raise _bad(name, value, hp)
+        return value
+    if kind == "choice":
+        if not isinstance(value, str) or value.strip().lower() not in hp.choices:
+            raise _bad(name, value, hp)
+        return value.strip().lower()
+    if kind == "comparator":
+        from .nn.comparator import parse_comparator_list
+
+        return parse_comparator_list(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _bad(name, value, hp)
+        return value
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def validate_params(params: dict) -> dict:
+    """Validate a whole ``get_params()`` dict; return the normalised values."""
+    return {name: validate_value(name, value) for name, value in params.items() if name in BY_NAME}
+
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def parse_sagemaker_value(name: str, raw: Any) -> Any:
+    """Turn one value as SageMaker sends it (a string) into a typed value."""
+    hp = BY_NAME.get(name) or SAGEMAKER_ONLY.get(name)
+    if hp is None:
+        raise ValueError(f"Unknown hyperparameter {name!r}.")
+    if not isinstance(raw, str):
+        return validate_value(name, raw)
+    text = raw.strip()
+    if hp.kind == "str":
+        # SageMaker's "" means "no file".
+        return validate_value(name, text or None)
+    if hp.auto and text.lower() == "auto":
+        return "auto"
+    if hp.none_ok and text.lower() in ("", "none", "null", "auto"):
+        return None
+    try:
+        if hp.kind == "bool":
+            low = text.lower()
+            if low in _TRUE:
+                value = True
+            elif low in _FALSE:
+                value = False
+            else:
+                raise ValueError
+        elif hp.kind == "int":
+            as_float = float(text)
+            if not as_float.is_integer():
+                raise ValueError
+            value = int(as_float)
+        elif hp.kind == "float":
+            value = float(text)
+        elif hp.kind == "random_state":
+            value = int(text)
+        else:
+            value = text
+    except ValueError:
+        raise _bad(name, raw, hp) from None
+    return validate_value(name, value)
+
+
+def parse_sagemaker_hyperparameters(hyperparameters: dict) -> tuple[dict, dict]:
+    """Parse a SageMaker hyperparameter dict.
+
+    Returns
+    -------
+    params : dict
+        Estimator parameters (typed).
+    task : dict
+        ``{"output_layer": ..., "num_classes": ...}``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (as SageMaker does) or an out-of-range value.
+    """
+    params, task = {}, {"output_layer": "softmax", "num_classes": 2}
+    for name, raw in hyperparameters.items():
+        if name in SAGEMAKER_IGNORED:
+            continue
+        if name in SAGEMAKER_ONLY:
+            task[name] = parse_sagemaker_value(name, raw)
+        elif name in BY_NAME:
+            params[name] = parse_sagemaker_value(name, raw)
+        else:
+            raise ValueError(
+                f"Unknown hyperparameter {name!r}: it is not one of SageMaker Object2Vec's "
+                f"hyperparameters nor one of this library's ({', '.join(ESTIMATOR_PARAMETERS)})."
+            )
+    return params, task

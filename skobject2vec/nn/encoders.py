@@ -1,0 +1,88 @@
+"""Sequence encoders: each turns embedded tokens (B, L, D) plus a mask into (B, enc_dim).
+
+Padding is internal. Every encoder ignores padded positions exactly (zeroed
+before each convolution, packed away from the LSTM, excluded from every pool),
+so an embedding never depends on what else is in its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
+
+
+class PooledEmbeddingEncoder(nn.Module):
+    """Masked mean of the token embeddings (SageMaker's ``pooled_embedding``)."""
+
+    def __init__(self, token_dim: int, enc_dim: int):
+        super().__init__()
+        # SageMaker forces token_dim == enc_dim; a projection only appears when a
+        # pretrained table of another width is used.
+        self.proj = nn.Identity() if token_dim == enc_dim else nn.Linear(token_dim, enc_dim)
+
+    def forward(self, x, mask, lengths):
+        weights = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(dim=1) / weights.sum(dim=1)
+        return self.proj(pooled)
+
+
+class HCNNEncoder(nn.Module):
+    """Hierarchical CNN: ``layers`` stacked 1-D convolutions with ReLU; the receptive
+    field grows by ``filter_width - 1`` per layer. Each layer's output is max-pooled
+    over the valid positions, the pools are concatenated (InferSent's hierarchical
+    ConvNet) and projected to ``enc_dim``."""
+
+    def __init__(self, token_dim: int, enc_dim: int, layers: int, filter_width: int):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv1d(token_dim if i == 0 else enc_dim, enc_dim, filter_width, padding="same")
+            for i in range(layers)
+        )
+        self.proj = nn.Linear(layers * enc_dim, enc_dim)
+
+    def forward(self, x, mask, lengths):
+        keep = mask.unsqueeze(1).to(x.dtype)  # (B, 1, L)
+        hidden = x.transpose(1, 2)
+        pools = []
+        for conv in self.convs:
+            # Zeroing padded positions before each convolution makes them act as
+            # the convolution's own zero padding, whatever the batch's max length.
+            hidden = torch.relu(conv(hidden * keep))
+            # ReLU output is >= 0, so zeroed padding never wins the max.
+            pools.append((hidden * keep).amax(dim=-1))
+        return self.proj(torch.cat(pools, dim=-1))
+
+
+class BiLSTMEncoder(nn.Module):
+    """Bidirectional LSTM over packed sequences, max-pooled over valid time steps."""
+
+    def __init__(self, token_dim: int, enc_dim: int, layers: int):
+        super().__init__()
+        self.enc_dim = enc_dim
+        self.lstm = nn.LSTM(token_dim, (enc_dim + 1) // 2, num_layers=layers,
+                            bidirectional=True, batch_first=True)
+
+    def forward(self, x, mask, lengths):
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"),
+                                     total_length=x.size(1))
+        return out.amax(dim=1)[:, : self.enc_dim]
+
+
+def resolve_layers(network: str, layers) -> int:
+    return AUTO_LAYERS[network] if layers in (None, "auto") else int(layers)
+
+
+def build_encoder(network: str, token_dim: int, enc_dim: int, layers="auto", filter_width: int = 3) -> nn.Module:
+    """Make the encoder named by SageMaker's ``enc*_network`` value."""
+    if network == "pooled_embedding":
+        return PooledEmbeddingEncoder(token_dim, enc_dim)
+    if network == "hcnn":
+        return HCNNEncoder(token_dim, enc_dim, resolve_layers(network, layers), filter_width)
+    if network == "bilstm":
+        return BiLSTMEncoder(token_dim, enc_dim, resolve_layers(network, layers))
+    raise ValueError(f"Unknown encoder network {network!r}; expected hcnn, bilstm or pooled_embedding.")
