@@ -167,10 +167,12 @@ def array_to_pairs(X: np.ndarray) -> PairData:
     return PairData(Ragged.from_dense(X[:, :half]), Ragged.from_dense(X[:, half:]))
 
 
-def check_pairs(estimator, X, *, reset: bool, y=None, single_side_ok: bool = False, y_numeric=False):
+def check_pairs(estimator, X, *, reset: bool, y="no_validation", single_side_ok: bool = False,
+                y_numeric=False):
     """Validate ``X`` (and ``y`` when given) for ``estimator``.
 
-    Returns ``(pairs, y)``. The array path goes through scikit-learn's
+    ``y="no_validation"`` skips y; ``y=None`` (a fit without y) raises scikit-learn's
+    "requires y to be passed" error. Returns ``(pairs, y)``. The array path goes through scikit-learn's
     ``validate_data`` so that ``n_features_in_`` and the standard messages hold;
     the token checks come after, in the order scikit-learn's checks expect.
     """
@@ -180,7 +182,7 @@ def check_pairs(estimator, X, *, reset: bool, y=None, single_side_ok: bool = Fal
             for attr in ("n_features_in_", "feature_names_in_"):
                 if hasattr(estimator, attr):
                     delattr(estimator, attr)
-        if y is not None:
+        if not (isinstance(y, str) and y == "no_validation"):
             y = validate_data(estimator, X="no_validation", y=y, y_numeric=y_numeric)
             y = np.asarray(y)
             if y.ndim == 2 and y.shape[1] == 1:
@@ -191,7 +193,7 @@ def check_pairs(estimator, X, *, reset: bool, y=None, single_side_ok: bool = Fal
     kwargs = dict(dtype="numeric", ensure_all_finite=True, accept_sparse=False, reset=reset)
     if reset:
         kwargs["ensure_min_features"] = 2
-    if y is not None:
+    if not (isinstance(y, str) and y == "no_validation"):
         X, y = validate_data(estimator, X, y, y_numeric=y_numeric, **kwargs)
     else:
         X = validate_data(estimator, X, **kwargs)

@@ -289,7 +289,7 @@ class _Object2VecBase(BaseEstimator):
         return tuple(int(s) for s in sizes)
 
     # ---------------------------------------------------------------- input
-    def _pairs(self, X, *, reset, y=None, single_side_ok=False):
+    def _pairs(self, X, *, reset, y="no_validation", single_side_ok=False):
         data, y = check_pairs(self, X, reset=reset, y=y, single_side_ok=single_side_ok,
                               y_numeric=self._task == "regression")
         return data, y
@@ -581,7 +581,8 @@ class Object2VecClassifier(ClassifierMixin, TransformerMixin, _Object2VecBase):
 
     def predict(self, X):
         """Most probable class of each pair."""
-        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+        log_proba = self.predict_log_proba(X)  # checks fitted first
+        return self.classes_[np.argmax(log_proba, axis=1)]
 
 
 class Object2VecRegressor(RegressorMixin, TransformerMixin, _Object2VecBase):
