@@ -5,6 +5,7 @@ entity-entity) with one estimator that drops into scikit-learn code.
 """
 
 from .estimators import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
+from .persistence import load
 
 __version__ = "0.1.0"
 
@@ -12,5 +13,6 @@ __all__ = [
     "Object2VecClassifier",
     "Object2VecRegressor",
     "from_sagemaker_hyperparameters",
+    "load",
     "__version__",
 ]

@@ -467,6 +467,16 @@ class _Object2VecBase(BaseEstimator):
         pairs = self._predict_pairs(X)
         return training.predict_outputs(self.net_, pairs, self._batcher(), self._task)
 
+    # ------------------------------------------------------------- artifact
+    def save(self, path, *, extras=None):
+        """Write the fitted model to the folder ``path`` as safetensors + JSON.
+
+        Load it with :func:`skobject2vec.load`, on CPU or GPU; nothing is unpickled.
+        """
+        from .persistence import save
+
+        return save(self, path, extras=extras)
+
     # --------------------------------------------------------------- pickle
     def __getstate__(self):
         state = super().__getstate__()

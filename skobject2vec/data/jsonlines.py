@@ -1,0 +1,197 @@
+"""SageMaker Object2Vec JSON Lines records: ``{"label": 1, "in0": [...], "in1": [...]}``.
+
+Reading streams line by line (plain or gzip, from a path or a file object), so
+a file is never held in memory unless the caller collects the records. Every
+error names the file, the line number and the field. Unknown extra keys are
+ignored, as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import numpy as np
+
+try:  # a fast parser when installed (the serve extra); the stdlib one otherwise
+    import orjson as _orjson
+
+    _loads = _orjson.loads
+    _JSONError = _orjson.JSONDecodeError
+except ImportError:  # pragma: no cover
+    _orjson = None
+    _loads = json.loads
+    _JSONError = json.JSONDecodeError
+
+__all__ = ["RecordError", "iter_records", "read_records", "write_records", "open_text"]
+
+FIELDS = ("in0", "in1")
+
+
+class RecordError(ValueError):
+    """A malformed record: the message names file, line and field."""
+
+
+@contextlib.contextmanager
+def open_text(source, mode: str = "r") -> Iterator[IO[str]]:
+    """Open a path (``.gz`` or gzip magic: decompressed) or pass a file object through.
+
+    For writing, a path ending in ``.gz`` is compressed.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if "r" in mode:
+            with open(path, "rb") as probe:
+                gz = probe.read(2) == b"\x1f\x8b"
+        else:
+            gz = path.suffix == ".gz"
+        if gz:
+            with gzip.open(path, mode.replace("b", "") + "t", encoding="utf-8") as handle:
+                yield handle
+        else:
+            with open(path, mode, encoding="utf-8") as handle:
+                yield handle
+        return
+    handle = source
+    if "r" in mode:
+        head = handle.peek(2)[:2] if hasattr(handle, "peek") else None
+        if isinstance(head, bytes) and head == b"\x1f\x8b":
+            handle = gzip.GzipFile(fileobj=handle)
+        if isinstance(handle, (io.BufferedIOBase, io.RawIOBase, gzip.GzipFile)) or "b" in getattr(handle, "mode", ""):
+            handle = io.TextIOWrapper(handle, encoding="utf-8")
+    yield handle
+
+
+def _name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", "<stream>")
+
+
+def _check_ids(value, where: str, field: str):
+    if not isinstance(value, list):
+        raise RecordError(f"{where}: field {field!r} must be a list of integer token ids, got {value!r:.60}")
+    if not value:
+        raise RecordError(f"{where}: field {field!r} is empty; every record needs at least one token id")
+    for token in value:
+        if type(token) is not int:  # noqa: E721 - bool is an int subclass and is not a token id
+            if isinstance(token, list):
+                raise RecordError(f"{where}: field {field!r} holds a nested list; expected a flat list of ids")
+            if isinstance(token, float) and token.is_integer():
+                continue
+            raise RecordError(f"{where}: field {field!r} holds {token!r:.40}; token ids must be integers")
+        if token < 0:
+            raise RecordError(f"{where}: field {field!r} holds the negative id {token}; token ids must be >= 0")
+
+
+def _check_label(value, where: str, label: str):
+    if label == "classification":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()) or value < 0:
+            raise RecordError(f"{where}: field 'label' is {value!r:.40}; classification labels must be "
+                              f"integers 0..num_classes-1")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"{where}: field 'label' is {value!r:.40}; regression labels must be numbers")
+    return float(value)
+
+
+def iter_records(source, *, label: str | None = None, fields: str = "pair") -> Iterator[tuple[dict, object]]:
+    """Yield ``(record, label)`` for each non-blank line.
+
+    Parameters
+    ----------
+    source : path or file object
+        JSON Lines, plain or gzip.
+    label : {"classification", "regression", None}
+        Require and check a ``label`` of that kind; ``None`` ignores labels
+        (``label`` is then yielded as None).
+    fields : {"pair", "any"}
+        ``"pair"`` requires ``in0`` and ``in1``; ``"any"`` also accepts records
+        with only one of them (inference in embedding mode).
+
+    Raises
+    ------
+    RecordError
+        ``file:line: ...`` for bad JSON, a missing key, a non-integer, negative or
+        nested id, an empty sequence, or a label of the wrong kind.
+    """
+    name = _name(source)
+    with open_text(source) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{name}:{number}"
+            try:
+                obj = _loads(line)
+            except (_JSONError, ValueError) as exc:
+                raise RecordError(f"{where}: invalid JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise RecordError(f"{where}: expected a JSON object like {{\"in0\": [...], \"in1\": [...]}}, "
+                                  f"got {type(obj).__name__}")
+            present = [f for f in FIELDS if f in obj]
+            if fields == "pair" or not present:
+                for f in FIELDS:
+                    if f not in obj:
+                        raise RecordError(f"{where}: missing key {f!r}")
+                present = list(FIELDS)
+            record = {}
+            for f in present:
+                _check_ids(obj[f], where, f)
+                record[f] = obj[f]
+            value = None
+            if label is not None:
+                if "label" not in obj:
+                    raise RecordError(f"{where}: missing key 'label'")
+                value = _check_label(obj["label"], where, label)
+            yield record, value
+
+
+def read_records(source, *, label: str | None = None, fields: str = "pair"):
+    """Read a whole file: ``(records, labels)``, labels an array or None."""
+    records, labels = [], []
+    for record, value in iter_records(source, label=label, fields=fields):
+        records.append(record)
+        labels.append(value)
+    if label is None:
+        return records, None
+    return records, np.asarray(labels, dtype=np.int64 if label == "classification" else np.float64)
+
+
+def _default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def dumps(obj) -> str:
+    """One compact JSON line (numpy scalars and arrays allowed)."""
+    if _orjson is not None:
+        return _orjson.dumps(obj, default=_default, option=_orjson.OPT_SERIALIZE_NUMPY).decode()
+    return json.dumps(obj, default=_default, separators=(",", ":"))
+
+
+def write_records(records: Iterable[dict], dest, labels: Iterable | None = None) -> int:
+    """Write records (optionally with labels) as JSON Lines; returns the count.
+
+    ``dest`` is a path (``.gz`` compresses) or a text file object.
+    """
+    count = 0
+    labels = iter(labels) if labels is not None else None
+    with open_text(dest, "w") as handle:
+        for record in records:
+            out = {k: (np.asarray(v).tolist() if k in FIELDS else v) for k, v in record.items()}
+            if labels is not None:
+                out = {"label": next(labels), **out}
+            handle.write(dumps(out) + "\n")
+            count += 1
+    return count
