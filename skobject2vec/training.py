@@ -181,7 +181,7 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
                                 lengths=lengths, bucket_width=settings.bucket_width)
         net.train()
         running, seen = 0.0, 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=settings.verbose > 1,
+        bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=False,
                    disable=settings.verbose < 1, dynamic_ncols=True)
         for index in bar:
             inputs = batcher.pair(pairs, data.left[index], data.right[index])
