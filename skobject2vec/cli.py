@@ -1,0 +1,288 @@
+"""``skobject2vec``: train, predict, embed and serve from the command line.
+
+The commands mirror a SageMaker Object2Vec job: ``train`` takes the channels
+(train, validation, test, auxiliary) and the hyperparameter dict; ``predict`` and
+``embed`` are a batch transform over JSON Lines in SageMaker's response shape;
+``serve`` runs the ``/ping`` + ``/invocations`` endpoint. Everything goes through
+the same estimator, reader and artifact functions the Python API uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from itertools import islice
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 1."""
+
+
+def _parse_set(values):
+    overrides = {}
+    for item in values or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CLIError(f"--set expects name=value, got {item!r}")
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
+def _load_hyperparameters(path, overrides):
+    hp = {}
+    if path is not None:
+        try:
+            hp = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CLIError(f"hyperparameter file {path} not found") from None
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"{path}: invalid JSON ({exc})") from None
+        if not isinstance(hp, dict):
+            raise CLIError(f"{path}: expected a JSON object of hyperparameters, got {type(hp).__name__}")
+    hp.update(overrides)
+    return hp
+
+
+def _resolve_auxiliary(hp, auxiliary):
+    """SageMaker names pretrained/vocab files inside the auxiliary channel."""
+    for side in (0, 1):
+        for key in (f"enc{side}_pretrained_embedding_file", f"enc{side}_vocab_file"):
+            name = hp.get(key)
+            if name in (None, ""):
+                continue
+            path = Path(auxiliary, name) if auxiliary is not None else Path(name)
+            if not path.is_file():
+                where = f"in the auxiliary channel {auxiliary}" if auxiliary is not None else "(no --auxiliary given)"
+                raise CLIError(f"{key}={name!r}: file not found {where}")
+            hp[key] = str(path)
+    return hp
+
+
+def _metric_lines(prefix, scores, epoch=None):
+    """SageMaker-style metric lines that its metric regexes scrape."""
+    lines = []
+    for name, value in scores.items():
+        kind = "<score>" if name == "accuracy" else "<loss>"
+        at = f"epoch={epoch}, " if epoch is not None else ""
+        lines.append(f"#quality_metric: host=localhost, {at}{prefix} {name} {kind}={value}")
+    return lines
+
+
+def cmd_train(args):
+    from . import from_sagemaker_hyperparameters
+    from .data.jsonlines import read_records
+
+    hp = _load_hyperparameters(args.hyperparameters, _parse_set(args.set))
+    hp = _resolve_auxiliary(hp, args.auxiliary)
+    overrides = {"verbose": 0 if args.quiet else 2}
+    if args.random_state is not None:
+        overrides["random_state"] = args.random_state
+    if args.device is not None:
+        overrides["device"] = args.device
+    estimator = from_sagemaker_hyperparameters(hp, **overrides)
+    task = "classification" if hasattr(estimator, "predict_proba") else "regression"
+    X, y = read_records(args.train, label=task)
+    if not X:
+        raise CLIError(f"{args.train}: no records")
+    fit_kwargs = {}
+    if args.validation is not None:
+        fit_kwargs["X_val"], fit_kwargs["y_val"] = read_records(args.validation, label=task)
+    estimator.fit(X, y, **fit_kwargs)
+    for record in estimator.history_:
+        for key in record:
+            if ":" in key:
+                channel, name = key.split(":", 1)
+                print(_metric_lines(channel, {name: record[key]}, record["epoch"])[0])
+    if args.test is not None:
+        X_test, y_test = read_records(args.test, label=task)
+        for line in _metric_lines("test", test_metrics(estimator, X_test, y_test)):
+            print(line)
+    estimator.save(args.model_dir)
+    print(f"model saved to {args.model_dir}", file=sys.stderr)
+    return 0
+
+
+def test_metrics(estimator, X, y) -> dict:
+    """SageMaker's test-channel metrics: accuracy + cross_entropy, or mean_squared_error."""
+    import numpy as np
+
+    if hasattr(estimator, "predict_proba"):
+        log_proba = estimator.predict_log_proba(X)
+        index = np.searchsorted(estimator.classes_, y)
+        known = (index < len(estimator.classes_)) & (estimator.classes_[np.minimum(index, len(estimator.classes_) - 1)] == y)
+        if not known.all():
+            raise CLIError(f"test record {int(np.flatnonzero(~known)[0])}: label {y[~known][0]!r} is not one of "
+                           f"the training classes {estimator.classes_.tolist()}")
+        return {"cross_entropy": float(-log_proba[np.arange(len(y)), index].mean()),
+                "accuracy": float(np.mean(estimator.classes_[log_proba.argmax(1)] == y))}
+    return {"mean_squared_error": float(np.mean((estimator.predict(X) - y) ** 2))}
+
+
+@contextlib.contextmanager
+def _output(path):
+    if path in (None, "-"):
+        yield sys.stdout
+        return
+    from .data.jsonlines import open_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open_text(path, "w") as handle:
+        yield handle
+
+
+def _chunks(iterator, size):
+    while True:
+        chunk = list(islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _batch_transform(args, fields, respond):
+    """Stream ``--input`` in chunks of ``--batch-size`` records: memory stays bounded."""
+    from . import load
+    from .data.jsonlines import dumps, iter_records
+
+    estimator = load(args.model_dir, device=args.device)
+    source = sys.stdin.buffer if args.input == "-" else args.input
+    count = 0
+    with _output(args.output) as out:
+        for chunk in _chunks(iter_records(source, fields=fields), args.batch_size):
+            for row in respond(estimator, [record for record, _ in chunk]):
+                out.write(dumps(row) + "\n")
+            count += len(chunk)
+    print(f"{count} records written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args):
+    def respond(estimator, records):
+        if hasattr(estimator, "predict_proba"):
+            return ({"scores": row} for row in estimator.predict_proba(records).tolist())
+        return ({"scores": [value]} for value in estimator.predict(records).tolist())
+
+    return _batch_transform(args, "pair", respond)
+
+
+def cmd_embed(args):
+    import numpy as np
+
+    def respond(estimator, records):
+        if args.side != "auto":
+            records = [{args.side: r[args.side]} if args.side in r else r for r in records]
+        sides = np.array(["in0" if "in0" in r else "in1" for r in records])
+        if any(len(r) > 1 for r in records):
+            i = next(i for i, r in enumerate(records) if len(r) > 1)
+            raise CLIError(f"record {i} has both in0 and in1: embed takes single inputs (or pass --side in0|in1)")
+        out = [None] * len(records)
+        for side in ("in0", "in1"):
+            index = np.flatnonzero(sides == side)
+            if index.size:
+                vectors = estimator.transform([records[i] for i in index]).tolist()
+                for i, vector in zip(index, vectors):
+                    out[i] = {"embeddings": vector}
+        return out
+
+    return _batch_transform(args, "any", respond)
+
+
+def cmd_serve(args):
+    from .serving import serve
+
+    serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
+          max_payload_bytes=int(args.max_payload_mb * 1024 * 1024))
+    return 0
+
+
+def _hyperparameter_help():
+    from .hyperparameters import HYPERPARAMETERS, SAGEMAKER_ONLY
+
+    rows = [f"  {hp.name} ({hp.describe_range()}; default {hp.default!r}): {hp.doc}"
+            for hp in list(HYPERPARAMETERS) + list(SAGEMAKER_ONLY.values())]
+    return "hyperparameters (SageMaker names, values as strings or JSON types):\n" + "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import os
+
+    parser = argparse.ArgumentParser(
+        prog="skobject2vec",
+        description="Object2Vec (SageMaker-compatible) on PyTorch: train, batch-predict, embed and serve.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,embed,serve}")
+
+    train = sub.add_parser(
+        "train", help="train a model from JSON Lines channels",
+        description="Train from SageMaker JSON Lines channels with a SageMaker hyperparameter dict. "
+                    "Per-epoch metrics are printed under SageMaker's names "
+                    "(train/validation/test cross_entropy, accuracy, mean_squared_error).",
+        epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--train", required=True, metavar="FILE", help="training records (.jsonl or .jsonl.gz)")
+    train.add_argument("--validation", metavar="FILE",
+                       help="validation records: early stopping, validation metrics, best model kept")
+    train.add_argument("--test", metavar="FILE", help="test records: test metrics after training")
+    train.add_argument("--auxiliary", metavar="DIR",
+                       help="folder holding the pretrained embedding and vocab files named in the hyperparameters")
+    train.add_argument("--hyperparameters", metavar="FILE",
+                       help="JSON object of hyperparameters, as SageMaker passes them (strings are fine)")
+    train.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="override one hyperparameter (repeatable), e.g. --set epochs=5")
+    train.add_argument("--model-dir", required=True, metavar="DIR", help="where the model artifact is written")
+    train.add_argument("--random-state", type=int, metavar="N", help="seed: same seed, same model")
+    train.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.set_defaults(func=cmd_train)
+
+    for name, func, what, fields_help in (
+        ("predict", cmd_predict, "pair predictions: one {\"scores\": [...]} line per record "
+                                 "(class probabilities, or [value] for regression)", "records with in0 and in1"),
+        ("embed", cmd_embed, "encoder embeddings: one {\"embeddings\": [...]} line per record "
+                             "(enc0 for records with in0, enc1 for records with in1)", "records with in0 or in1"),
+    ):
+        p = sub.add_parser(name, help=what.split(":")[0], description=f"Batch transform: {what}. Streams the "
+                           "input in chunks, so memory stays bounded for any file size.")
+        p.add_argument("--model-dir", required=True, metavar="DIR", help="model artifact folder")
+        p.add_argument("--input", required=True, metavar="FILE", help=f"JSON Lines {fields_help} ('-' for stdin)")
+        p.add_argument("--output", default="-", metavar="FILE", help="JSON Lines output ('-' for stdout, default)")
+        p.add_argument("--batch-size", type=int, default=10000, metavar="N", help="records per chunk (default 10000)")
+        p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the model's setting)")
+        if name == "embed":
+            p.add_argument("--side", choices=("auto", "in0", "in1"), default="auto",
+                           help="embed this side of pair records (default auto: the side each record has)")
+        p.set_defaults(func=func)
+
+    serve = sub.add_parser("serve", help="run the SageMaker-compatible HTTP endpoint (/ping, /invocations)",
+                           description="Serve a model over HTTP with SageMaker's Object2Vec endpoint protocol.")
+    serve.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"), metavar="DIR",
+                       help="model artifact folder (default $SM_MODEL_DIR or /opt/ml/model)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)),
+                       help="port (default 8080, SageMaker's)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--max-payload-mb", type=float, default=6.0,
+                       help="largest request body in MB (default 6, SageMaker's); larger ones get 413")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"skobject2vec {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"skobject2vec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
