@@ -21,6 +21,7 @@ from . import training
 from ._validation import array_to_pairs, check_pairs, check_token_array, check_vocab
 from .data.batching import PairData
 from .data.negatives import sample_negatives
+from .data.vocab import apply_pretrained_settings
 from .hyperparameters import BY_NAME, parse_sagemaker_hyperparameters, validate_params
 from .nn.encoders import resolve_layers
 from .nn.model import Object2VecNet
@@ -52,7 +53,13 @@ _PARAMS_DOC = """
         Ids unseen in training (``>= vocab size``) map to an unknown-token row at
         predict time instead of failing.
     enc0_pretrained_embedding_file, enc0_vocab_file : str or None, default=None
-        GloVe/word2vec text vectors and the JSON token -> id map that places them.
+        GloVe/word2vec text vectors (plain or gzip, optional ``count dim`` header)
+        and the JSON token -> id map that places them (without it, the i-th vector
+        is id i). Ids without a vector keep a random row. The file's dimension
+        sets ``enc0_token_embedding_dim`` (an explicit, different value is an
+        error); pooled_embedding then projects it to ``enc_dim``. With
+        ``enc0_vocab_size=None`` the vocabulary covers the vocab file's ids too.
+        With tied tables, one file fills the shared table.
     enc0_freeze_pretrained_embedding : bool, default=True
         Keep a pretrained table fixed.
     enc1_network : {"enc0", "hcnn", "bilstm", "pooled_embedding"}, default="enc0"
@@ -257,15 +264,21 @@ class _Object2VecBase(BaseEstimator):
                               f"(as SageMaker does). Set enc1_network explicitly to configure enc1.", UserWarning)
             for k in _INHERITED:
                 sides[1][k] = sides[0][k]
+        # A pretrained file fixes its side's token dim (both sides' when tied); see
+        # data.vocab.apply_pretrained_settings.
+        apply_pretrained_settings(sides, tied=p["tied_token_embedding_weight"],
+                                  default_token_dim=BY_NAME["enc0_token_embedding_dim"].default)
         for s in sides:
             s["layers"] = resolve_layers(s["network"], s["layers"])
-            if s["network"] == "pooled_embedding" and s["pretrained_embedding_file"] is None:
+            if s["network"] == "pooled_embedding" and not s["token_dim_from_file"]:
                 s["token_embedding_dim"] = p["enc_dim"]  # SageMaker forces this
         return sides
 
     def _resolve_vocab(self, pairs: PairData, sides, weight, tied):
         """Vocabulary sizes: given ones are checked, missing ones are max id + 1 of the
-        records with positive weight (a zero weight means "not in the training set")."""
+        records with positive weight (a zero weight means "not in the training set")
+        and of the side's pretrained vocabulary, so that words met only at predict
+        time keep their pretrained vectors instead of the unknown-token row."""
         name = type(self).__name__
         used = np.flatnonzero(weight > 0)
         sizes = []
@@ -275,7 +288,9 @@ class _Object2VecBase(BaseEstimator):
                 check_vocab(ragged, given, f"in{i}", name)
                 sizes.append(given)
             else:
-                sizes.append(max(ragged.take(used).max_id() + 1, 2))
+                pretrained = sides[i]["pretrained"]
+                sizes.append(max(ragged.take(used).max_id() + 1, 2,
+                                 pretrained.max_id + 1 if pretrained is not None else 0))
         if tied:
             given = [s["vocab_size"] for s in sides]
             if None not in given and given[0] != given[1]:
