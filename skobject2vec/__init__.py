@@ -4,8 +4,9 @@ Learn embeddings of pairs of token-id sequences (user-item, sentence-sentence,
 entity-entity) with one estimator that drops into scikit-learn code.
 """
 
+from .data.vocab import TextPairTokenizer
 from .estimators import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
-from .persistence import load
+from .persistence import load, save
 
 __version__ = "0.1.0"
 
@@ -13,6 +14,8 @@ __all__ = [
     "Object2VecClassifier",
     "Object2VecRegressor",
     "from_sagemaker_hyperparameters",
+    "TextPairTokenizer",
     "load",
+    "save",
     "__version__",
 ]

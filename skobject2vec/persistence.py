@@ -62,11 +62,14 @@ def _decode_classes(spec: dict) -> np.ndarray:
 def save(estimator, path, *, extras: dict | None = None) -> Path:
     """Write a fitted estimator to the folder ``path`` (replacing an earlier artifact there).
 
-    ``extras`` is stored in the config (JSON), e.g. a text vocabulary.
+    ``estimator`` may also be a fitted Pipeline of :class:`TextPairTokenizer` steps
+    ending in an Object2Vec estimator: the steps are stored as JSON and
+    :func:`load` returns the Pipeline. ``extras`` is stored in the config (JSON).
     """
     from sklearn.utils.validation import check_is_fitted
     from safetensors.torch import save_file
 
+    pipeline, estimator = _pipeline_spec(estimator)
     check_is_fitted(estimator, "net_")
     path = Path(path)
     net = estimator.net_
@@ -96,6 +99,8 @@ def save(estimator, path, *, extras: dict | None = None) -> Path:
         "frozen": [name for name, p in net.named_parameters() if not p.requires_grad],
         "extras": extras or {},
     }
+    if pipeline is not None:
+        config["pipeline"] = pipeline
     text = json.dumps(config, indent=1, sort_keys=True)  # fails early, before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).exists())):
@@ -144,8 +149,9 @@ def load(path, device: str | None = None):
 
     Returns
     -------
-    estimator : Object2VecClassifier or Object2VecRegressor
-        Fitted; the artifact's ``extras`` are in ``estimator.artifact_extras_``.
+    estimator : Object2VecClassifier, Object2VecRegressor or Pipeline
+        Fitted; the artifact's ``extras`` are in ``estimator.artifact_extras_``. A
+        Pipeline when a Pipeline was saved.
     """
     from safetensors.torch import load_file
 
@@ -183,4 +189,41 @@ def load(path, device: str | None = None):
     if "n_features_in" in fitted:
         estimator.n_features_in_ = fitted["n_features_in"]
     estimator.artifact_extras_ = config.get("extras", {})
+    if "pipeline" in config:
+        return _rebuild_pipeline(config["pipeline"], estimator)
     return estimator
+
+
+def _safe_steps() -> dict:
+    """Pipeline steps an artifact may hold: rebuilt from JSON, never imported by name."""
+    from .data.vocab import TextPairTokenizer
+
+    return {"TextPairTokenizer": TextPairTokenizer}
+
+
+def _pipeline_spec(estimator):
+    """``(spec, final estimator)``: the JSON of a Pipeline's leading steps, or ``(None, estimator)``."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline):
+        return None, estimator
+    allowed = _safe_steps()
+    steps = []
+    for name, step in estimator.steps[:-1]:
+        if type(step).__name__ not in allowed or type(step) is not allowed[type(step).__name__]:
+            raise ValueError(f"Pipeline step {name!r} ({type(step).__name__}) cannot be stored in a safe artifact; "
+                             f"only {', '.join(allowed)} steps before the estimator can (use pickle/joblib).")
+        steps.append({"name": name, "class": type(step).__name__, "state": step._artifact_state()})
+    return {"steps": steps, "final": estimator.steps[-1][0]}, estimator.steps[-1][1]
+
+
+def _rebuild_pipeline(spec: dict, estimator):
+    from sklearn.pipeline import Pipeline
+
+    allowed = _safe_steps()
+    steps = []
+    for step in spec["steps"]:
+        if step["class"] not in allowed:
+            raise ValueError(f"Unknown pipeline step class {step['class']!r} in the artifact.")
+        steps.append((step["name"], allowed[step["class"]]._from_artifact_state(step["state"])))
+    return Pipeline(steps + [(spec["final"], estimator)])
