@@ -1,0 +1,225 @@
+"""SageMaker's Object2Vec wire format: parse ``/invocations`` requests, write responses.
+
+Nothing here touches the model. A request becomes a :class:`ParsedRequest`
+(validated :class:`~skobject2vec.data.batching.PairData`, the detected mode and
+the truncation lengths); outputs become bytes in the accepted format. Every
+problem with a payload raises :class:`PayloadError`, whose message starts with
+SageMaker's own ``"unable to evaluate payload provided"`` and then says which
+record and which field is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import orjson
+
+from .._validation import FIELDS, records_to_pairs
+from ..data.batching import PairData
+
+__all__ = [
+    "PayloadError", "ParsedRequest", "request_format", "parse_body", "response_media_type", "write_response",
+    "error_body", "JSON", "JSONLINES", "SAGEMAKER_PHRASE",
+]
+
+SAGEMAKER_PHRASE = "unable to evaluate payload provided"
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+#: Spellings of JSON Lines seen in the wild; SageMaker documents ``application/jsonlines``.
+_JSONLINES_ALIASES = (JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson")
+#: The documented range of each ``infer_max_seqlens`` value.
+SEQLEN_RANGE = (1, 5000)
+#: Largest token id accepted: ids are stored as int64 and must stay exact through float64 parsing.
+_MAX_TOKEN_ID = 2 ** 53
+
+
+class PayloadError(ValueError):
+    """A request the server cannot evaluate: an HTTP status and a message for the client."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(f"{SAGEMAKER_PHRASE}: {message}")
+        self.status = status
+
+
+@dataclass
+class ParsedRequest:
+    """A validated request.
+
+    ``side`` is None for pair prediction, else the encoder (0 or 1) to run;
+    ``max_lens`` are the truncation lengths for enc0 and enc1 (the model's, or
+    the request's ``infer_max_seqlens``).
+    """
+
+    pairs: PairData
+    side: int | None
+    max_lens: tuple[int, int]
+
+    @property
+    def n_records(self) -> int:
+        return len(self.pairs)
+
+
+def error_body(message: str, status: int) -> bytes:
+    """The JSON body of an error response: ``{"error": {"code": 400, "message": "..."}}``."""
+    return orjson.dumps({"error": {"code": status, "message": message}})
+
+
+def _split_media_type(header: str | None) -> tuple[str, dict]:
+    """``"application/json; infer_max_seqlens=10,20"`` -> ("application/json", {"infer_max_seqlens": "10,20"})."""
+    media, *params = (header or "").split(";")
+    parsed = {}
+    for param in params:
+        name, sep, value = param.partition("=")
+        if sep:
+            parsed[name.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), parsed
+
+
+def _max_lens(params: dict, default: tuple[int, int]) -> tuple[int, int]:
+    text = params.get("infer_max_seqlens")
+    if text is None:
+        return tuple(default)
+    parts = [p.strip() for p in text.split(",")]
+    low, high = SEQLEN_RANGE
+    if len(parts) != 2 or not all(p.isdigit() and low <= int(p) <= high for p in parts):
+        raise PayloadError(f"content-type parameter infer_max_seqlens={text!r} must be two integers in "
+                           f"[{low}, {high}] separated by a comma, e.g. infer_max_seqlens=50,50 (enc0, enc1)")
+    return int(parts[0]), int(parts[1])
+
+
+def _loads(data: bytes, where: str):
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"{where} is not valid JSON ({exc})") from None
+
+
+def _json_instances(body: bytes) -> list:
+    obj = _loads(body, "the request body")
+    if isinstance(obj, list):
+        raise PayloadError('the body is a bare JSON list; application/json requests must be an object '
+                           '{"instances": [{"in0": [...], "in1": [...]}, ...]} (or send application/jsonlines)')
+    if not isinstance(obj, dict) or "instances" not in obj:
+        raise PayloadError('the body must be a JSON object with an "instances" list, e.g. '
+                           '{"instances": [{"in0": [1, 2], "in1": [3]}]}; got '
+                           + (f"an object with keys {sorted(obj)[:5]}" if isinstance(obj, dict)
+                              else f"a JSON {type(obj).__name__}"))
+    instances = obj["instances"]
+    if not isinstance(instances, list):
+        raise PayloadError(f'"instances" must be a list of records, got a JSON {type(instances).__name__}')
+    return instances
+
+
+def _jsonlines_instances(body: bytes) -> list:
+    instances = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if line.strip():
+            instances.append(_loads(line, f"line {number}"))
+    return instances
+
+
+def _check_token_types(instances: list, pairs: PairData) -> None:
+    """Reject what :func:`records_to_pairs` converts silently (``true``, ``"5"``) and ids too large for int64.
+
+    One C-level pass over the token types: the slow per-record search only runs on a bad request.
+    """
+    fields = [f for f in FIELDS if getattr(pairs, f) is not None]
+    sequences = [[record[f] for record in instances] for f in fields]
+    for field, seqs in zip(fields, sequences):
+        if not set(map(type, chain.from_iterable(seqs))) <= {int, float}:
+            for i, seq in enumerate(seqs):
+                for token in seq:
+                    if type(token) not in (int, float):
+                        raise PayloadError(f"instances: record {i}, field {field!r}: token ids must be integers, "
+                                           f"got {orjson.dumps(token).decode()[:40]}")
+        ragged = getattr(pairs, field)
+        too_large = np.flatnonzero((ragged.values < 0) | (ragged.values > _MAX_TOKEN_ID))
+        if too_large.size:
+            record = int(np.searchsorted(ragged.offsets, too_large[0], side="right") - 1)
+            token = seqs[record][int(too_large[0] - ragged.offsets[record])]
+            raise PayloadError(f"instances: record {record}, field {field!r}: token id {token!r:.40} is out of range; "
+                               f"ids must be integers in [0, 2**53]")
+
+
+def request_format(content_type: str | None, default_max_lens: tuple[int, int]) -> tuple[str, tuple[int, int]]:
+    """The body format and the truncation lengths named by a ``Content-Type`` header.
+
+    ``application/json`` (also when the header is missing, as SageMaker assumes)
+    or ``application/jsonlines``, optionally with ``; infer_max_seqlens=<enc0>,<enc1>``;
+    ``default_max_lens`` are the model's lengths.
+
+    Raises
+    ------
+    PayloadError
+        415 for another content type, 400 for a bad ``infer_max_seqlens``.
+    """
+    media, params = _split_media_type(content_type)
+    if media in ("", JSON):
+        media = JSON
+    elif media in _JSONLINES_ALIASES:
+        media = JSONLINES
+    else:
+        raise PayloadError(f"unsupported content type {media!r}; send application/json "
+                           f'({{"instances": [...]}}) or application/jsonlines (one record per line)', 415)
+    return media, _max_lens(params, default_max_lens)
+
+
+def parse_body(body: bytes, media: str, max_lens: tuple[int, int]) -> ParsedRequest:
+    """Validate the records of one ``/invocations`` body (``media`` from :func:`request_format`).
+
+    The mode follows the records: all with ``in0`` and ``in1`` is pair prediction,
+    all with only ``in0`` (or only ``in1``) is that encoder's embedding.
+
+    Raises
+    ------
+    PayloadError
+        400 naming the record and field for anything malformed, or for a mix of modes.
+    """
+    instances = _json_instances(body) if media == JSON else _jsonlines_instances(body)
+    if not instances:
+        raise PayloadError("no instances: the request holds no records")
+    for i, record in enumerate(instances):
+        if not isinstance(record, Mapping):
+            raise PayloadError(f'instances: record {i}: expected an object like {{"in0": [...], "in1": [...]}}, '
+                               f"got a JSON {type(record).__name__}")
+    try:
+        with np.errstate(invalid="ignore"):  # huge ids overflow int64 here; _check_token_types rejects them
+            pairs = records_to_pairs(instances, what="instances", single_side_ok=True)
+    except ValueError as exc:
+        raise PayloadError(str(exc)) from None
+    _check_token_types(instances, pairs)
+    side = None if pairs.in0 is not None and pairs.in1 is not None else (0 if pairs.in0 is not None else 1)
+    return ParsedRequest(pairs, side, max_lens)
+
+
+def response_media_type(accept: str | None) -> str:
+    """The response format for an ``Accept`` header: JSON unless JSON Lines is asked for.
+
+    Raises PayloadError (406) when the header names only formats this server cannot write.
+    """
+    if not accept:
+        return JSON
+    for item in accept.split(","):
+        media, _ = _split_media_type(item)
+        if media in _JSONLINES_ALIASES:
+            return JSONLINES
+        if media in (JSON, "*/*", "application/*"):
+            return JSON
+    raise PayloadError(f"cannot answer with Accept {accept!r}; accepted: application/json, "
+                       f"application/jsonlines", 406)
+
+
+def write_response(key: str, rows: np.ndarray, media_type: str) -> bytes:
+    """``{"predictions": [{key: row}, ...]}`` (JSON) or one ``{key: row}`` per line (JSON Lines).
+
+    ``key`` is ``"scores"`` or ``"embeddings"``; ``rows`` is 2-D float64, written
+    with full precision so that clients read back the in-process values.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    if media_type == JSONLINES:
+        return b"".join(orjson.dumps({key: row}, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+                        for row in rows)
+    return orjson.dumps({"predictions": [{key: row} for row in rows]}, option=orjson.OPT_SERIALIZE_NUMPY)
