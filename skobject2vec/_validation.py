@@ -91,7 +91,7 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.floor(flat)))
     if bad.size:
         raise _record_error(what, record_of(bad[0]), field,
-                            f"token ids must be integers, got {flat[bad[0]]!r}")
+                            f"token ids must be integers, got {float(flat[bad[0]])!r}")
     negative = np.flatnonzero(flat < 0)
     if negative.size:
         # "Negative values in data" is the phrase scikit-learn uses for this error.

@@ -592,7 +592,7 @@ class Object2VecClassifier(ClassifierMixin, TransformerMixin, _Object2VecBase):
         index = np.clip(index, 0, len(self.classes_) - 1)
         unknown = self.classes_[index] != y
         if unknown.any():
-            raise ValueError(f"y_val[{int(np.flatnonzero(unknown)[0])}] = {y[unknown][0]!r} is not one of the "
+            raise ValueError(f"y_val[{int(np.flatnonzero(unknown)[0])}] = {y[unknown][0].item()!r} is not one of the "
                              f"training classes {self.classes_.tolist()}.")
         return index.astype(np.int64)
 

@@ -1,0 +1,89 @@
+"""Bad input gets a ValueError that says what is wrong and where."""
+
+import numpy as np
+import pytest
+
+from skobject2vec import Object2VecClassifier, Object2VecRegressor
+
+GOOD = [{"in0": [1, 2], "in1": [3]}, {"in0": [4], "in1": [5, 6]}]
+
+
+def fit(X, y=(0, 1), **params):
+    config = dict(epochs=1, enc_dim=4, enc0_token_embedding_dim=4, mlp_dim=4)
+    return Object2VecClassifier(**{**config, **params}).fit(X, list(y))
+
+
+@pytest.mark.parametrize("X, message", [
+    ([{"in0": [1, 2.5], "in1": [3]}, GOOD[1]], r"record 0, field 'in0': token ids must be integers, got 2.5"),
+    ([GOOD[0], {"in0": [4], "in1": [5, -6]}], r"Negative values in data.*record 1, field 'in1'.*-6"),
+    ([GOOD[0], {"in0": [4]}], r"record 1, field 'in1': missing key 'in1'"),
+    ([{"in1": [3]}, GOOD[1]], r"record 0, field 'in0': missing key 'in0'"),
+    ([GOOD[0], {"in0": [], "in1": [5]}], r"record 1, field 'in0': empty sequence"),
+    ([GOOD[0], {"in0": [[4, 5]], "in1": [5]}], r"record 1, field 'in0'.*nested lists"),
+    ([GOOD[0], {"in0": "4 5", "in1": [5]}], r"record 1, field 'in0': expected a list of integer token ids"),
+    ([GOOD[0], {"in0": ["a"], "in1": [5]}], r"record 1, field 'in0'.*element 'a'"),
+    ([GOOD[0], {"in0": [float("nan")], "in1": [5]}], r"record 1, field 'in0': token ids must be integers"),
+    ([GOOD[0], "not a record"], r"record 1: expected a record"),
+])
+def test_bad_records_are_located(X, message):
+    with pytest.raises(ValueError, match=message):
+        fit(X)
+
+
+def test_ids_at_or_above_a_given_vocab_size():
+    with pytest.raises(ValueError, match=r"record 1, field 'in0': token id 9 is not less than vocab_size=5"):
+        fit([GOOD[0], {"in0": [9], "in1": [1]}], enc0_vocab_size=5)
+    # enc1 inherits enc0's vocabulary size (SageMaker's enc1_network='enc0')
+    with pytest.raises(ValueError, match=r"record 0, field 'in1': token id 7 is not less than vocab_size=5"):
+        fit([{"in0": [1], "in1": [7]}, GOOD[1]], enc0_vocab_size=5)
+
+
+def test_length_mismatch():
+    with pytest.raises(ValueError, match="X has 2 records but y has 3"):
+        fit(GOOD, y=(0, 1, 1))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        fit(np.array([[1, 2], [3, 4]]), y=(0, 1, 1))
+
+
+def test_single_class():
+    with pytest.raises(ValueError, match="only one class"):
+        fit(GOOD, y=(1, 1))
+
+
+def test_array_errors():
+    with pytest.raises(ValueError, match="non-integral values such as \\[1.5\\]"):
+        fit(np.array([[1.5, 2], [3, 4]]))
+    with pytest.raises(ValueError, match="Negative values in data"):
+        fit(np.array([[-1, 2], [3, 4]]))
+    with pytest.raises(ValueError, match="minimum of 2 is required"):
+        fit(np.array([[1], [3]]))
+
+
+def test_invalid_hyperparameters_are_named():
+    with pytest.raises(ValueError, match="'enc_dim': 2; expected int in \\[4, 10000\\]"):
+        fit(GOOD, enc_dim=2)
+    with pytest.raises(ValueError, match="'optimizer': 'lbfgs'"):
+        fit(GOOD, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="'enc0_layers'"):
+        fit(GOOD, enc0_layers=9)
+
+
+def test_regressor_rejects_negative_sampling():
+    with pytest.raises(ValueError, match="negative_sampling_rate applies to classification"):
+        Object2VecRegressor(negative_sampling_rate=2).fit(GOOD, [0.5, 1.0])
+
+
+def test_unknown_validation_label():
+    with pytest.raises(ValueError, match=r"y_val\[0\] = 7 is not one of the training classes"):
+        Object2VecClassifier(epochs=1).fit(GOOD, [0, 1], X_val=GOOD[:1], y_val=[7])
+
+
+def test_device_errors_are_clear():
+    import torch
+
+    if torch.cuda.is_available():  # pragma: no cover
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        fit(GOOD, device="cuda")
+    with pytest.raises(ValueError, match="'device'"):
+        fit(GOOD, device="tpu9")
