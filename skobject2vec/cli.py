@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from itertools import islice
 from pathlib import Path
@@ -86,13 +87,21 @@ def cmd_train(args):
         overrides["device"] = args.device
     estimator = from_sagemaker_hyperparameters(hp, **overrides)
     task = "classification" if hasattr(estimator, "predict_proba") else "regression"
-    X, y = read_records(args.train, label=task)
-    if not X:
-        raise CLIError(f"{args.train}: no records")
-    fit_kwargs = {}
-    if args.validation is not None:
-        fit_kwargs["X_val"], fit_kwargs["y_val"] = read_records(args.validation, label=task)
-    estimator.fit(X, y, **fit_kwargs)
+    from .distributed import fit_stream, is_main_process
+
+    if args.streaming or Path(args.train).is_dir() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Larger than memory, a folder of shards, or data parallel under torchrun.
+        fit_stream(estimator, args.train, X_val=args.validation, buffer_size=args.buffer_size)
+    else:
+        X, y = read_records(args.train, label=task)
+        if not X:
+            raise CLIError(f"{args.train}: no records")
+        fit_kwargs = {}
+        if args.validation is not None:
+            fit_kwargs["X_val"], fit_kwargs["y_val"] = read_records(args.validation, label=task)
+        estimator.fit(X, y, **fit_kwargs)
+    if not is_main_process():
+        return 0  # every rank holds the same model; rank 0 prints the metrics and writes the one artifact
     for record in estimator.history_:
         for key in record:
             if ":" in key:
@@ -236,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--random-state", type=int, metavar="N", help="seed: same seed, same model")
     train.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument("--streaming", action="store_true",
+                       help="stream --train/--validation instead of loading them (automatic for a folder of "
+                            "shards and under torchrun, where training is data parallel)")
+    train.add_argument("--buffer-size", type=int, default=10000, metavar="N",
+                       help="streaming: records held in the shuffle buffer (default 10000)")
     train.set_defaults(func=cmd_train)
 
     for name, func, what, fields_help in (

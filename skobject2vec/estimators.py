@@ -20,6 +20,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from . import training
 from ._validation import array_to_pairs, check_pairs, check_token_array, check_vocab
 from .data.batching import PairData
+from .data.streaming import is_stream_source
 from .data.negatives import sample_negatives
 from .data.vocab import apply_pretrained_settings
 from .hyperparameters import BY_NAME, parse_sagemaker_hyperparameters, validate_params
@@ -326,15 +327,19 @@ class _Object2VecBase(BaseEstimator):
         return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, device)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
+    def fit(self, X, y=None, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
         """Train on pairs.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), list of dict, or DataFrame
+        X : array-like of shape (n_samples, n_features), list of dict, DataFrame, or path
             Integer token ids. A 2-D array holds in0 in its first ``n_features // 2``
             columns and in1 in the rest; records are ``{"in0": [...], "in1": [...]}``
             with any lengths; a DataFrame has ``in0``/``in1`` columns of lists.
+            A path (str or Path) to a JSON Lines file or a folder of shards is streamed
+            without loading it, data parallel under torchrun (see
+            :func:`skobject2vec.distributed.fit_stream`); labels are then read from the
+            records and ``y`` must be None.
         y : array-like of shape (n_samples,)
             Class labels (any type) or real-valued scores.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -347,6 +352,11 @@ class _Object2VecBase(BaseEstimator):
         -------
         self
         """
+        if is_stream_source(X):
+            from .distributed import fit_stream
+
+            return fit_stream(self, X, y=y, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
+                              sample_weight_val=sample_weight_val)
         p = self._validated_params()
         name = type(self).__name__
         data, y = self._pairs(X, reset=True, y=y)
@@ -370,29 +380,8 @@ class _Object2VecBase(BaseEstimator):
         train_index = validation[2] if validation is not None else np.arange(n)
         device = training.resolve_device(self.device)
         dtype = torch.float64 if p["dtype"] == "float64" else torch.float32
-        config = {
-            "vocab_sizes": list(vocab),
-            "token_dims": [int(s["token_embedding_dim"]) for s in sides],
-            "networks": [s["network"] for s in sides],
-            "layers": [int(s["layers"]) for s in sides],
-            "filter_widths": [int(s["cnn_filter_width"]) for s in sides],
-            "enc_dim": p["enc_dim"],
-            "comparator": list(p["comparator_list"]),
-            "mlp_layers": p["mlp_layers"],
-            "mlp_dim": p["mlp_dim"],
-            "mlp_activation": p["mlp_activation"],
-            "dropout": p["dropout"],
-            "n_outputs": len(self.classes_) if self._task == "classification" else 1,
-            "tied": p["tied_token_embedding_weight"],
-            "sparse": p["token_embedding_storage_type"] == "row_sparse",
-        }
-        settings = training.TrainSettings(
-            task=self._task, epochs=p["epochs"], batch_size=p["mini_batch_size"], optimizer=p["optimizer"],
-            learning_rate=p["learning_rate"], weight_decay=p["weight_decay"],
-            patience=p["early_stopping_patience"], tolerance=p["early_stopping_tolerance"],
-            bucket_width=p["bucket_width"], verbose=p["verbose"],
-            target_scale=getattr(self, "y_scale_", 1.0),
-        )
+        config = self._network_config(p, sides, vocab)
+        settings = self._train_settings(p)
         batcher = training.Batcher(max_lens, vocab, device)
         rng = np.random.default_rng(seed)
         epoch_data = self._epoch_data_factory(train_index, y_encoded, weight, p, n)
@@ -411,6 +400,33 @@ class _Object2VecBase(BaseEstimator):
         self.history_ = history
         self.n_epochs_ = len(history)
         return self
+
+    def _network_config(self, p, sides, vocab) -> dict:
+        return {
+            "vocab_sizes": list(vocab),
+            "token_dims": [int(s["token_embedding_dim"]) for s in sides],
+            "networks": [s["network"] for s in sides],
+            "layers": [int(s["layers"]) for s in sides],
+            "filter_widths": [int(s["cnn_filter_width"]) for s in sides],
+            "enc_dim": p["enc_dim"],
+            "comparator": list(p["comparator_list"]),
+            "mlp_layers": p["mlp_layers"],
+            "mlp_dim": p["mlp_dim"],
+            "mlp_activation": p["mlp_activation"],
+            "dropout": p["dropout"],
+            "n_outputs": len(self.classes_) if self._task == "classification" else 1,
+            "tied": p["tied_token_embedding_weight"],
+            "sparse": p["token_embedding_storage_type"] == "row_sparse",
+        }
+
+    def _train_settings(self, p) -> training.TrainSettings:
+        return training.TrainSettings(
+            task=self._task, epochs=p["epochs"], batch_size=p["mini_batch_size"], optimizer=p["optimizer"],
+            learning_rate=p["learning_rate"], weight_decay=p["weight_decay"],
+            patience=p["early_stopping_patience"], tolerance=p["early_stopping_tolerance"],
+            bucket_width=p["bucket_width"], verbose=p["verbose"],
+            target_scale=getattr(self, "y_scale_", 1.0),
+        )
 
     def _load_pretrained(self, net, sides):
         """Copy rows of pretrained token vectors into the tables (and freeze them)."""

@@ -119,7 +119,9 @@ def _loss(outputs, target, weight, task):
         per_record = F.cross_entropy(outputs, target, reduction="none")
     else:
         per_record = (outputs.squeeze(1) - target) ** 2
-    return (per_record * weight).sum() / weight.sum()
+    # clamp: a batch of zero weights (sample_weight, or a data-parallel rank with no batch
+    # left) gives loss 0 instead of nan; a positive sum is unchanged.
+    return (per_record * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
 
 
 def _to_tensors(data: EpochData, index, task, dtype, device):
@@ -129,23 +131,55 @@ def _to_tensors(data: EpochData, index, task, dtype, device):
     return target.to(device, non_blocking=True), weight.to(device, non_blocking=True)
 
 
+def evaluation_sums(net, batches, settings: TrainSettings) -> np.ndarray:
+    """``[weighted loss sum, weight sum, weighted correct]`` over ``(inputs, target, weight)`` batches.
+
+    Sums rather than means, so that chunks of a stream and data-parallel ranks add up.
+    """
+    net.eval()
+    sums = np.zeros(3)
+    with torch.inference_mode():
+        for inputs, target, weight in batches:
+            outputs = net(*inputs)
+            batch_weight = float(weight.sum())
+            sums[0] += float(_loss(outputs, target, weight, settings.task)) * batch_weight
+            sums[1] += batch_weight
+            if settings.task == "classification":
+                sums[2] += float(((outputs.argmax(1) == target).to(weight.dtype) * weight).sum())
+    return sums
+
+
+def evaluation_scores(sums, settings: TrainSettings) -> dict:
+    """Validation metrics (SageMaker's names, the user's units) from :func:`evaluation_sums`."""
+    loss = float(sums[0] / sums[1])
+    if settings.task == "classification":
+        return {"cross_entropy": loss, "accuracy": float(sums[2] / sums[1])}
+    return {"mean_squared_error": loss * settings.target_scale ** 2}
+
+
+def evaluation_batches(pairs: PairData, data: EpochData, batcher: Batcher, task, dtype):
+    """Held-out records as ``(inputs, target, weight)`` batches of similar lengths."""
+    for index in inference_batches(pairs.in0.lengths[data.left], INFERENCE_BATCH_SIZE):
+        yield (batcher.pair(pairs, data.left[index], data.right[index]),
+               *_to_tensors(data, index, task, dtype, batcher.device))
+
+
 def evaluate(net, pairs: PairData, data: EpochData, batcher: Batcher, settings: TrainSettings, dtype) -> dict:
     """Weighted loss (and accuracy) on held-out records, in the user's units."""
-    net.eval()
-    total_loss = total_weight = correct = 0.0
-    with torch.inference_mode():
-        for index in inference_batches(pairs.in0.lengths[data.left], INFERENCE_BATCH_SIZE):
-            outputs = net(*batcher.pair(pairs, data.left[index], data.right[index]))
-            target, weight = _to_tensors(data, index, settings.task, dtype, batcher.device)
-            batch_weight = float(weight.sum())
-            total_loss += float(_loss(outputs, target, weight, settings.task)) * batch_weight
-            total_weight += batch_weight
-            if settings.task == "classification":
-                correct += float(((outputs.argmax(1) == target).to(dtype) * weight).sum())
-    loss = total_loss / total_weight
-    if settings.task == "classification":
-        return {"cross_entropy": loss, "accuracy": correct / total_weight}
-    return {"mean_squared_error": loss * settings.target_scale ** 2}
+    batches = evaluation_batches(pairs, data, batcher, settings.task, dtype)
+    return evaluation_scores(evaluation_sums(net, batches, settings), settings)
+
+
+def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, settings: TrainSettings, *,
+                     rng: np.random.Generator, dtype):
+    """Shuffled (and with ``bucket_width``, length-bucketed) ``(inputs, target, weight)`` mini-batches."""
+    lengths = None
+    if settings.bucket_width > 0:
+        lengths = np.maximum(pairs.in0.lengths[data.left], pairs.in1.lengths[data.right])
+    for index in batch_indices(len(data.left), settings.batch_size, shuffle=True, rng=rng,
+                               lengths=lengths, bucket_width=settings.bucket_width):
+        yield (batcher.pair(pairs, data.left[index], data.right[index]),
+               *_to_tensors(data, index, settings.task, dtype, batcher.device))
 
 
 def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSettings, *, rng: np.random.Generator,
@@ -165,6 +199,36 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
     history : list of dict
         One JSON-serialisable dict per epoch, with SageMaker's metric names.
     """
+
+    def epoch_batches(epoch):
+        return training_batches(pairs, epoch_data(epoch, rng), batcher, settings, rng=rng, dtype=dtype)
+
+    validate = None
+    if validation is not None:
+        def validate():
+            return evaluate(net, *validation, batcher, settings, dtype)
+
+    return run_epochs(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate)
+
+
+def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate=None,
+               reduce_sums=None, main_process: bool = True):
+    """The epoch loop shared by in-memory, streamed and data-parallel training.
+
+    Parameters
+    ----------
+    epoch_batches : callable
+        ``epoch_batches(epoch)`` -> iterable of ``(inputs, target, weight)`` training batches.
+    validate : callable or None
+        ``validate()`` -> validation scores (:func:`evaluation_scores`); early stopping
+        watches them and the best epoch's weights are restored.
+    reduce_sums : callable or None
+        Data parallel: sums a small float64 array across ranks, so the train metric
+        covers every rank's records. ``validate`` must return reduced scores, so that
+        all ranks take the same early-stopping decision.
+    main_process : bool
+        Only the main process prints per-epoch lines.
+    """
     from tqdm.auto import tqdm
 
     optimizers = make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse)
@@ -173,19 +237,11 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
     best_loss = reference = math.inf
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
-        data = epoch_data(epoch, rng)
-        lengths = None
-        if settings.bucket_width > 0:
-            lengths = np.maximum(pairs.in0.lengths[data.left], pairs.in1.lengths[data.right])
-        batches = batch_indices(len(data.left), settings.batch_size, shuffle=True, rng=rng,
-                                lengths=lengths, bucket_width=settings.bucket_width)
         net.train()
         running, seen = 0.0, 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=False,
-                   disable=settings.verbose < 1, dynamic_ncols=True)
-        for index in bar:
-            inputs = batcher.pair(pairs, data.left[index], data.right[index])
-            target, weight = _to_tensors(data, index, settings.task, dtype, batcher.device)
+        bar = tqdm(epoch_batches(epoch), desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=False,
+                   disable=settings.verbose < 1 or not main_process, dynamic_ncols=True)
+        for inputs, target, weight in bar:
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss = _loss(net(*inputs), target, weight, settings.task)
@@ -196,12 +252,14 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
             running += float(loss.detach()) * batch_weight
             seen += batch_weight
             if settings.verbose:
-                bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{running / max(seen, 1e-12):.4f}", refresh=False)
+        if reduce_sums is not None:
+            running, seen = (float(v) for v in reduce_sums(np.array([running, seen])))
         train_loss = running / max(seen, 1e-12)
         record = {"epoch": epoch, f"train:{metric}": train_loss * (settings.target_scale ** 2
                                                                       if settings.task == "regression" else 1.0)}
-        if validation is not None:
-            scores = evaluate(net, *validation, batcher, settings, dtype)
+        if validate is not None:
+            scores = validate()
             record.update({f"validation:{k}": v for k, v in scores.items()})
             val_loss = scores[metric]
             if val_loss < best_loss:  # keep the best weights, as SageMaker keeps the best model
@@ -216,9 +274,9 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
         message = "epoch %d/%d " % (epoch, settings.epochs) + " ".join(
             f"{k}={v:.6g}" for k, v in record.items() if k not in ("epoch",))
         logger.info(message)
-        if settings.verbose > 1:
+        if settings.verbose > 1 and main_process:
             print(message, flush=True)
-        if validation is not None and stale >= settings.patience:
+        if validate is not None and stale >= settings.patience:
             logger.info("early stopping after epoch %d: no improvement of validation:%s by %g for %d epochs",
                         epoch, metric, settings.tolerance, settings.patience)
             break

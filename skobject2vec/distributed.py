@@ -1,0 +1,397 @@
+"""Scale out: streamed and data-parallel training, distributed search, token-table export.
+
+* :func:`fit_stream` trains an estimator from a JSON Lines file or a folder of
+  shards without loading it (``estimator.fit(path)`` calls it). Launched under
+  ``torchrun`` it trains with :class:`~torch.nn.parallel.DistributedDataParallel`
+  (gloo on CPU, nccl on GPU): every rank reads its own share of the records, the
+  gradients are averaged, metrics are summed across ranks and early stopping is
+  decided on the all-reduced validation loss, so every rank stops together.
+* :func:`dask_search` runs a scikit-learn search (``GridSearchCV``...) on a dask
+  cluster through joblib, with one torch thread per worker.
+* :func:`export_token_tables` writes the token embedding tables with their ids,
+  optionally split into partitions, for tools that hold tables too large for one
+  host (PyTorch-BigGraph-style).
+
+``mini_batch_size`` is per rank (PyTorch's convention): N ranks take a step on
+N * mini_batch_size records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import training
+from .data.streaming import (DEFAULT_BUFFER_SIZE, StreamStats, chunk_size, chunks, is_stream_source, list_shards,
+                             rank_records, scan, shuffle_buffer)
+
+__all__ = ["fit_stream", "is_main_process", "dask_search", "TorchThreads", "export_token_tables"]
+
+logger = logging.getLogger("skobject2vec")
+
+#: Records per chunk when evaluating a streamed validation set.
+_EVAL_CHUNK = 8 * training.INFERENCE_BATCH_SIZE
+#: Streamed classification labels are ids 0..k-1 (SageMaker); this bounds the count vector.
+_MAX_LABEL = 100_000
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a torchrun job, and in any process outside one: where to save and print."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass
+class _Ranks:
+    """This process's place in the job, and the collectives training needs."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    backend: str | None = None
+    owns_group: bool = False
+
+    @classmethod
+    def join(cls, device_param) -> "_Ranks":
+        """Join the torchrun job described by the environment (``WORLD_SIZE``, ``RANK``, ...), if any."""
+        dist = torch.distributed
+        device = training.resolve_device(device_param)
+        initialized = dist.is_available() and dist.is_initialized()
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not initialized:
+            return cls(0, 1, device)
+        if device.type == "cuda" and device.index is None:  # one GPU per process
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        owns = not initialized
+        if owns:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        ranks = cls(dist.get_rank(), dist.get_world_size(), device, dist.get_backend(), owns)
+        logger.info("data parallel: rank %d of %d, backend %s, device %s", ranks.rank, ranks.world_size,
+                    ranks.backend, device)
+        return ranks
+
+    def leave(self):
+        if self.owns_group:
+            torch.distributed.destroy_process_group()
+
+    def reduce(self, values, op: str = "sum") -> np.ndarray:
+        """Element-wise sum (or max) of a small float64 array over the ranks."""
+        values = np.asarray(values, dtype=np.float64)
+        if self.world_size == 1:
+            return values
+        comm_device = self.device if self.backend == "nccl" else torch.device("cpu")
+        tensor = torch.as_tensor(values, device=comm_device).clone()
+        reduce_op = torch.distributed.ReduceOp.SUM if op == "sum" else torch.distributed.ReduceOp.MAX
+        torch.distributed.all_reduce(tensor, op=reduce_op)
+        return tensor.cpu().numpy()
+
+
+def _reduced_scan(shards, label: str, ranks: _Ranks, what: str) -> StreamStats:
+    """:func:`~.data.streaming.scan` of every rank's share, combined across ranks."""
+    stats = scan(shards, label=label, rank=ranks.rank, world_size=ranks.world_size)
+    total = ranks.reduce([stats.n_records, stats.label_sum, stats.label_sum_sq])
+    if ranks.reduce([stats.n_records == 0], "max")[0]:
+        raise ValueError(f"{what}: no records for rank {ranks.rank} of {ranks.world_size}; give the job at most "
+                         f"as many ranks as records (or shards).")
+    maxima = ranks.reduce(stats.max_ids + stats.max_lens + [max(stats.label_counts, default=0)], "max")
+    stats.n_records, stats.label_sum, stats.label_sum_sq = int(total[0]), float(total[1]), float(total[2])
+    stats.max_lens = [int(v) for v in maxima[2:4]]
+    # max_ids stay per rank (with where they occur) for the vocabulary check; their max is kept apart.
+    stats.global_max_ids = [int(v) for v in maxima[0:2]]
+    if label == "classification":
+        top = int(maxima[4])
+        if top > _MAX_LABEL:
+            raise ValueError(f"{what}: label {top} is too large; classification labels are class ids "
+                             f"0..num_classes-1.")
+        counts = np.zeros(top + 1)
+        for value, count in stats.label_counts.items():
+            counts[value] = count
+        stats.label_counts = {int(v): int(c) for v, c in enumerate(ranks.reduce(counts)) if c > 0}
+    return stats
+
+
+def _check_vocab(stats: StreamStats, sides, name: str):
+    for side, s in enumerate(sides):
+        if s["vocab_size"] is not None and stats.max_ids[side] >= s["vocab_size"]:
+            raise ValueError(f"{name}: {stats.max_id_where[side]}, field 'in{side}': token id "
+                             f"{stats.max_ids[side]} is not less than vocab_size={s['vocab_size']} "
+                             f"(enc{side}_vocab_size).")
+
+
+def _fit_stream_targets(estimator, stats: StreamStats, p):
+    """Set ``classes_`` (or ``y_mean_``/``y_scale_``) from the pre-pass, as ``fit`` does from ``y``."""
+    if estimator._task == "classification":
+        labels = np.array(sorted(stats.label_counts), dtype=np.int64)
+        encoded = estimator._fit_targets(labels, p)
+        estimator._check_enough_targets(encoded, np.ones(len(labels)), p)
+        return
+    mean = stats.label_sum / stats.n_records
+    variance = max(stats.label_sum_sq / stats.n_records - mean ** 2, 0.0)
+    estimator.y_mean_, estimator.y_scale_ = mean, (float(np.sqrt(variance)) or 1.0)
+
+
+def _in_lockstep(batches, ranks: _Ranks):
+    """Every rank takes the same number of steps (DDP all-reduces in every backward).
+
+    Ranks rarely hold the same number of batches (shards differ, bucketing cuts
+    differently). A rank that has run out repeats its last batch with zero weights:
+    it adds nothing to the averaged gradient but takes part in the all-reduce, and
+    all ranks apply the same averaged gradient, so their weights stay identical.
+    (``torch.distributed.algorithms.Join`` would do this but fails with sparse gradients.)
+    """
+    iterator, last = iter(batches), None
+    while True:
+        item = next(iterator, None)
+        if not ranks.reduce([item is not None], "max")[0]:
+            return
+        if item is None:
+            inputs, target, weight = last
+            item = (inputs, target, torch.zeros_like(weight))
+        last = item
+        yield item
+
+
+def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None,
+               buffer_size: int = DEFAULT_BUFFER_SIZE):
+    """Fit ``estimator`` on records streamed from a JSON Lines file or a folder of shards.
+
+    ``estimator.fit(path)`` calls this. Memory holds the shuffle buffer and one
+    chunk, whatever the size of the data. Under torchrun (``WORLD_SIZE`` > 1) the
+    fit is data parallel; every rank returns the same fitted estimator, and only
+    :func:`is_main_process` should save it.
+
+    Parameters
+    ----------
+    estimator : Object2VecClassifier or Object2VecRegressor
+    X : str or Path
+        JSON Lines records with a ``label`` field; plain or gzip; a folder is read
+        as its ``*.jsonl``/``*.json`` (``.gz``) shards in name order.
+    X_val : str or Path, optional
+        Validation records (same format), streamed for the validation metrics and
+        early stopping.
+    buffer_size : int, default=10000
+        Records held for shuffling; also bounds negative sampling and length
+        bucketing, which work within chunks drawn from this buffer.
+
+    Returns
+    -------
+    estimator
+        Fitted. Vocabulary sizes, maximum lengths and the classes (or the target's
+        mean and scale) come from one streaming pre-pass over ``X``.
+    """
+    from sklearn.utils import check_random_state
+    from .estimators import _MAX_SEQ_LEN
+    from .data.batching import PairData, Ragged
+    from .nn.model import Object2VecNet
+
+    name = type(estimator).__name__
+    if y is not None or sample_weight is not None or y_val is not None or sample_weight_val is not None:
+        raise ValueError(f"{name}.fit(path): labels are read from each record's 'label' field and records weigh "
+                         f"1; pass y=None, y_val=None and no sample weights.")
+    if X_val is not None and not is_stream_source(X_val):
+        raise ValueError(f"{name}.fit(path): X_val must be a path to JSON Lines records too, got "
+                         f"{type(X_val).__name__}.")
+    if int(buffer_size) < 1:
+        raise ValueError(f"buffer_size must be a positive number of records, got {buffer_size!r}.")
+    p = estimator._validated_params()
+    if p["validation_fraction"]:
+        raise ValueError(f"{name}.fit(path): validation_fraction needs in-memory data; pass X_val=<path to "
+                         f"validation records> instead.")
+    if estimator._task == "regression" and p["negative_sampling_rate"] > 0:
+        raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only.")
+    label = "classification" if estimator._task == "classification" else "regression"
+    shards = list_shards(X)
+    val_shards = list_shards(X_val) if X_val is not None else None
+    ranks = _Ranks.join(estimator.device)
+    try:
+        stats = _reduced_scan(shards, label, ranks, str(X))
+        _fit_stream_targets(estimator, stats, p)
+        sides = estimator._encoder_settings(p)
+        _check_vocab(stats, sides, name)
+        top = PairData(*(Ragged(np.array([v]), np.array([0, 1])) for v in stats.global_max_ids))
+        vocab = estimator._resolve_vocab(top, sides, np.ones(1), p["tied_token_embedding_weight"])
+        max_lens = tuple(int(s["max_seq_len"]) if s["max_seq_len"] is not None
+                         else int(min(max(length, 1), _MAX_SEQ_LEN)) for s, length in zip(sides, stats.max_lens))
+        seed = int(check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max))
+        dtype = torch.float64 if p["dtype"] == "float64" else torch.float32
+        config = estimator._network_config(p, sides, vocab)
+        if config["sparse"] and ranks.backend == "nccl":
+            message = ("token_embedding_storage_type='row_sparse': NCCL cannot all-reduce sparse gradients, "
+                       "so this data-parallel fit uses dense token gradients.")
+            logger.warning(message)
+            warnings.warn(message, UserWarning)
+            config["sparse"] = False
+        settings = estimator._train_settings(p)
+        batcher = training.Batcher(max_lens, vocab, ranks.device)
+        rng = np.random.default_rng([seed, ranks.rank])  # each rank its own stream, all fixed by the seed
+        size = chunk_size(settings.batch_size, int(buffer_size))
+
+        def epoch_batches(epoch):
+            records = shuffle_buffer(rank_records(shards, label=label, rank=ranks.rank,
+                                                  world_size=ranks.world_size), int(buffer_size), rng)
+            batches = _chunk_batches(estimator, chunks(records, size, estimator._transform_targets), p, epoch,
+                                     batcher, settings, rng, dtype)
+            return batches if ranks.world_size == 1 else _in_lockstep(batches, ranks)
+
+        validate = None
+        if val_shards is not None:
+            def validate():
+                sums = np.zeros(3)
+                records = rank_records(val_shards, label=label, rank=ranks.rank, world_size=ranks.world_size)
+                for pairs, targets in chunks(records, _EVAL_CHUNK, estimator._transform_targets):
+                    index = np.arange(len(targets))
+                    data = training.EpochData(index, index, targets, np.ones(len(targets)))
+                    sums += training.evaluation_sums(
+                        net, training.evaluation_batches(pairs, data, batcher, settings.task, dtype), settings)
+                return training.evaluation_scores(ranks.reduce(sums), settings)
+
+        fork_devices = [ranks.device.index or 0] if ranks.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)  # the same initial weights on every rank
+            net = Object2VecNet(config)
+            estimator._load_pretrained(net, sides)
+            net.to(device=ranks.device, dtype=dtype)
+            torch.manual_seed(seed + ranks.rank)  # but each rank its own dropout masks
+            model = net
+            if ranks.world_size > 1:
+                from torch.nn.parallel import DistributedDataParallel
+
+                model = DistributedDataParallel(
+                    net, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
+            history = training.run_epochs(model, epoch_batches, settings, dtype=dtype, sparse=config["sparse"],
+                                          validate=validate, main_process=ranks.rank == 0,
+                                          reduce_sums=ranks.reduce if ranks.world_size > 1 else None)
+    finally:
+        ranks.leave()
+    for attr in ("n_features_in_", "feature_names_in_"):  # records from a file have no feature columns
+        if hasattr(estimator, attr):
+            delattr(estimator, attr)
+    estimator.net_ = net
+    estimator.vocab_sizes_ = vocab
+    estimator.max_seq_lens_ = max_lens
+    estimator.history_ = history
+    estimator.n_epochs_ = len(history)
+    estimator.n_records_ = stats.n_records
+    return estimator
+
+
+def _chunk_batches(estimator, chunk_iter, p, epoch, batcher, settings, rng, dtype):
+    """Mini-batches of streamed chunks: in-memory batching, bucketing and negatives within each chunk."""
+    for pairs, targets in chunk_iter:
+        n = len(targets)
+        index = np.arange(n)
+        make_data = estimator._epoch_data_factory(index, targets, np.ones(n), p, n)
+        data = make_data(epoch, rng) if n >= 2 else training.EpochData(index, index, targets, np.ones(n))
+        yield from training.training_batches(pairs, data, batcher, settings, rng=rng, dtype=dtype)
+
+
+# ------------------------------------------------------------------- dask search
+def _worker_plugin_base():
+    try:
+        from distributed.diagnostics.plugin import WorkerPlugin
+    except ImportError:  # dask is optional: the class still imports, and dask_search says what is missing
+        return object
+    return WorkerPlugin
+
+
+class TorchThreads(_worker_plugin_base()):
+    """Dask worker plugin: torch uses ``n_threads`` threads in every worker process.
+
+    Workers with one thread each otherwise still run torch's intra-op pool on every
+    core, so N workers oversubscribe the machine N times over.
+    """
+
+    name = "skobject2vec-torch-threads"
+
+    def __init__(self, n_threads: int = 1):
+        self.n_threads = int(n_threads)
+
+    def setup(self, worker=None):
+        torch.set_num_threads(self.n_threads)
+
+
+def dask_search(search, X, y=None, *, client=None, torch_threads: int = 1, **fit_params):
+    """Fit a scikit-learn search (e.g. ``GridSearchCV``) on a dask cluster.
+
+    The candidates' fits go to the cluster's workers through joblib's dask backend;
+    each worker runs torch with ``torch_threads`` threads (see :class:`TorchThreads`).
+
+    Parameters
+    ----------
+    search : GridSearchCV, RandomizedSearchCV or any estimator using joblib
+    X, y, **fit_params
+        Passed to ``search.fit``.
+    client : dask.distributed.Client, optional
+        Default: the current client (``dask.distributed.get_client()``).
+
+    Returns
+    -------
+    search
+        Fitted.
+    """
+    try:
+        import joblib
+        from dask.distributed import get_client
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("dask_search needs dask.distributed: pip install 'dask[distributed]'") from exc
+    client = client if client is not None else get_client()
+    client.register_plugin(TorchThreads(torch_threads))
+    with joblib.parallel_backend("dask", client=client):
+        return search.fit(X, y, **fit_params)
+
+
+# ----------------------------------------------------------- token-table export
+def export_token_tables(estimator, path, *, n_partitions: int = 1, fmt: str = "npy") -> list[Path]:
+    """Write each token embedding table with its ids, split into ``n_partitions`` by ``id % n_partitions``.
+
+    For each side ``i`` (one table when ``tied_token_embedding_weight``) and partition
+    ``k``: ``enc{i}.part{k}.ids.npy`` (int64) and ``enc{i}.part{k}.vectors.npy``
+    (float32, one row per id), or one ``enc{i}.part{k}.tsv`` of ``id<TAB>v1<TAB>v2...``
+    lines. The last row of a table, id ``vocab_size``, is the unknown-token row.
+
+    Parameters
+    ----------
+    estimator : fitted estimator, or the path of a saved artifact
+    path : str or Path
+        Output folder (created).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from .persistence import load
+
+    if isinstance(estimator, (str, os.PathLike)):
+        estimator = load(estimator, device="cpu")
+    if fmt not in ("npy", "tsv"):
+        raise ValueError(f"fmt must be 'npy' or 'tsv', got {fmt!r}.")
+    if int(n_partitions) < 1:
+        raise ValueError(f"n_partitions must be >= 1, got {n_partitions!r}.")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    sides = (0,) if estimator.net_.config["tied"] else (0, 1)
+    written = []
+    for side in sides:
+        table = estimator.net_.token_table(side).weight.detach().cpu().to(torch.float32).numpy()
+        ids = np.arange(len(table), dtype=np.int64)
+        for k in range(int(n_partitions)):
+            part = ids[ids % n_partitions == k]
+            stem = out / f"enc{side}.part{k}"
+            if fmt == "npy":
+                np.save(f"{stem}.ids.npy", part)
+                np.save(f"{stem}.vectors.npy", table[part])
+                written += [Path(f"{stem}.ids.npy"), Path(f"{stem}.vectors.npy")]
+            else:
+                np.savetxt(f"{stem}.tsv", np.column_stack([part, table[part]]), delimiter="\t",
+                           fmt=["%d"] + ["%.8g"] * table.shape[1])
+                written.append(Path(f"{stem}.tsv"))
+    return written
