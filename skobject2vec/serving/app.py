@@ -83,7 +83,11 @@ def create_app(model_dir=None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTE
     model_dir = Path(model_dir if model_dir is not None else default_model_dir())
     if preferred_mode is None:
         preferred_mode = preferred_mode_from_env()
-    runner = ModelRunner(load(model_dir), preferred_mode=preferred_mode)
+    model = load(model_dir)
+    if hasattr(model, "steps"):  # a saved Pipeline(TextPairTokenizer, ...): the protocol carries token ids
+        logger.info("the artifact holds a Pipeline; the endpoint serves its final estimator on token ids")
+        model = model.steps[-1][1]
+    runner = ModelRunner(model, preferred_mode=preferred_mode)
     runner.warm_up()
     batcher = MicroBatcher(runner.run, max_records=max_batch_records, window_s=batch_window_s)
     logger.info("loaded %s from %s on %s", type(runner.estimator).__name__, model_dir, runner.device)
