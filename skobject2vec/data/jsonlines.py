@@ -37,34 +37,67 @@ class RecordError(ValueError):
     """A malformed record: the message names file, line and field."""
 
 
-@contextlib.contextmanager
-def open_text(source, mode: str = "r") -> Iterator[IO[str]]:
-    """Open a path (``.gz`` or gzip magic: decompressed) or pass a file object through.
+_GZIP_MAGIC = b"\x1f\x8b"
 
-    For writing, a path ending in ``.gz`` is compressed.
+
+def _is_binary(handle) -> bool:
+    return not isinstance(handle, io.TextIOBase) and "b" in getattr(handle, "mode", "b")
+
+
+def _starts_gzipped(handle) -> bool:
+    """Look at a binary stream's first two bytes without consuming them."""
+    if hasattr(handle, "peek"):
+        return handle.peek(2)[:2] == _GZIP_MAGIC
+    if getattr(handle, "seekable", lambda: False)():
+        position = handle.tell()
+        head = handle.read(2)
+        handle.seek(position)
+        return head == _GZIP_MAGIC
+    return False  # an unseekable stream without peek: read as plain text
+
+
+@contextlib.contextmanager
+def _binary_stream(source, mode: str) -> Iterator[IO[bytes]]:
+    """A binary stream over a path or file object (gzip decompressed/compressed).
+
+    Reading detects gzip by its magic bytes; writing compresses paths ending in
+    ``.gz``. A caller's file object is never closed.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if "r" in mode:
             with open(path, "rb") as probe:
-                gz = probe.read(2) == b"\x1f\x8b"
+                gz = probe.read(2) == _GZIP_MAGIC
         else:
             gz = path.suffix == ".gz"
-        if gz:
-            with gzip.open(path, mode.replace("b", "") + "t", encoding="utf-8") as handle:
-                yield handle
-        else:
-            with open(path, mode, encoding="utf-8") as handle:
-                yield handle
+        with (gzip.open(path, mode[0] + "b") if gz else open(path, mode[0] + "b")) as handle:
+            yield handle
         return
-    handle = source
-    if "r" in mode:
-        head = handle.peek(2)[:2] if hasattr(handle, "peek") else None
-        if isinstance(head, bytes) and head == b"\x1f\x8b":
-            handle = gzip.GzipFile(fileobj=handle)
-        if isinstance(handle, (io.BufferedIOBase, io.RawIOBase, gzip.GzipFile)) or "b" in getattr(handle, "mode", ""):
-            handle = io.TextIOWrapper(handle, encoding="utf-8")
-    yield handle
+    if "r" in mode and _starts_gzipped(source):
+        with gzip.GzipFile(fileobj=source, mode="rb") as handle:  # closing it leaves source open
+            yield handle
+        return
+    yield source
+
+
+@contextlib.contextmanager
+def open_text(source, mode: str = "r") -> Iterator[IO[str]]:
+    """Open a path or wrap a file object as UTF-8 text (gzip handled as in reading records).
+
+    For writing, a path ending in ``.gz`` is compressed. A caller's file object is
+    left open (and flushed after writing).
+    """
+    if not isinstance(source, (str, os.PathLike)) and not _is_binary(source):
+        yield source  # already text
+        return
+    with _binary_stream(source, mode) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="" if "r" in mode else None)
+        try:
+            yield text
+        finally:
+            if "r" not in mode:
+                text.flush()
+            text.detach()  # so that dropping the wrapper does not close the stream under it
 
 
 def _name(source) -> str:
@@ -73,7 +106,8 @@ def _name(source) -> str:
     return getattr(source, "name", "<stream>")
 
 
-def _check_ids(value, where: str, field: str):
+def _check_ids(value, where: str, field: str) -> list:
+    """The ids of one field as ints (integral floats such as 3.0 accepted)."""
     if not isinstance(value, list):
         raise RecordError(f"{where}: field {field!r} must be a list of integer token ids, got {value!r:.60}")
     if not value:
@@ -82,11 +116,13 @@ def _check_ids(value, where: str, field: str):
         if type(token) is not int:  # noqa: E721 - bool is an int subclass and is not a token id
             if isinstance(token, list):
                 raise RecordError(f"{where}: field {field!r} holds a nested list; expected a flat list of ids")
-            if isinstance(token, float) and token.is_integer():
-                continue
-            raise RecordError(f"{where}: field {field!r} holds {token!r:.40}; token ids must be integers")
+            if not (isinstance(token, float) and token.is_integer()):
+                raise RecordError(f"{where}: field {field!r} holds {token!r:.40}; token ids must be integers")
         if token < 0:
             raise RecordError(f"{where}: field {field!r} holds the negative id {token}; token ids must be >= 0")
+    if any(type(token) is not int for token in value):  # noqa: E721
+        value = [int(token) for token in value]
+    return value
 
 
 def _check_label(value, where: str, label: str):
@@ -122,7 +158,11 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
         nested id, an empty sequence, or a label of the wrong kind.
     """
     name = _name(source)
-    with open_text(source) as handle:
+    # Lines are parsed as bytes where possible, so that invalid UTF-8 is reported
+    # with its line number like any other bad JSON.
+    stream = contextlib.nullcontext(source) if not isinstance(source, (str, os.PathLike)) and not _is_binary(
+        source) else _binary_stream(source, "r")
+    with stream as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -142,8 +182,7 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
                 present = list(FIELDS)
             record = {}
             for f in present:
-                _check_ids(obj[f], where, f)
-                record[f] = obj[f]
+                record[f] = _check_ids(obj[f], where, f)
             value = None
             if label is not None:
                 if "label" not in obj:
