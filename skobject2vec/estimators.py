@@ -468,10 +468,13 @@ class _Object2VecBase(BaseEstimator):
         if rate == 0:
             return lambda epoch, rng: base
         negative = self._negative_class_index
-        positives = train_index[targets[train_index] != negative]
+        # Positions within train_index: negatives pair training records only, so a
+        # held-out (validation_fraction) record's in1 never enters training.
+        positives = np.flatnonzero(targets[train_index] != negative)
 
         def with_negatives(epoch, rng):
-            left, right = sample_negatives(positives, n_records, rate, rng)
+            left, right = sample_negatives(positives, len(train_index), rate, rng)
+            left, right = train_index[left], train_index[right]
             return training.EpochData(
                 np.concatenate([base.left, left]), np.concatenate([base.right, right]),
                 np.concatenate([base.target, np.full(len(left), negative, dtype=base.target.dtype)]),
