@@ -6,6 +6,7 @@ entity-entity) with one estimator that drops into scikit-learn code.
 
 from .data.vocab import TextPairTokenizer
 from .estimators import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
+from .metrics import make_hits_at_k_scorer, make_mrr_scorer, pearson_scorer, spearman_scorer
 from .persistence import load, save
 
 __version__ = "0.1.0"
@@ -17,5 +18,9 @@ __all__ = [
     "TextPairTokenizer",
     "load",
     "save",
+    "make_hits_at_k_scorer",
+    "make_mrr_scorer",
+    "spearman_scorer",
+    "pearson_scorer",
     "__version__",
 ]
