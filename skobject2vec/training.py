@@ -239,9 +239,14 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
         started = time.perf_counter()
         net.train()
         running, seen = 0.0, 0.0
-        bar = tqdm(epoch_batches(epoch), desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=False,
+        batches = epoch_batches(epoch)
+        # verbose=1 keeps each finished bar (with the validation metrics) as the epoch's line;
+        # verbose=2 prints a line instead. The bar is updated by hand, because iterating a
+        # bar closes it before the validation metrics are known.
+        bar = tqdm(total=len(batches) if hasattr(batches, "__len__") else None,
+                   desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=settings.verbose == 1,
                    disable=settings.verbose < 1 or not main_process, dynamic_ncols=True)
-        for inputs, target, weight in bar:
+        for inputs, target, weight in batches:
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss = _loss(net(*inputs), target, weight, settings.task)
@@ -253,6 +258,7 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
             seen += batch_weight
             if settings.verbose:
                 bar.set_postfix(loss=f"{running / max(seen, 1e-12):.4f}", refresh=False)
+            bar.update()
         if reduce_sums is not None:
             running, seen = (float(v) for v in reduce_sums(np.array([running, seen])))
         train_loss = running / max(seen, 1e-12)
@@ -270,6 +276,8 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
                 stale += 1
         record["seconds"] = time.perf_counter() - started
         history.append(record)
+        if settings.verbose and validate is not None:
+            bar.set_postfix(loss=f"{train_loss:.4f}", **{f"val_{k}": f"{v:.4f}" for k, v in scores.items()})
         bar.close()
         message = "epoch %d/%d " % (epoch, settings.epochs) + " ".join(
             f"{k}={v:.6g}" for k, v in record.items() if k not in ("epoch",))

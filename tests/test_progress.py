@@ -1,0 +1,69 @@
+"""Progress reporting and fit history: what a user sees with and without verbose."""
+
+import json
+import logging
+
+import pytest
+
+from conftest import FAST, score_pairs, topic_pairs
+from skobject2vec import Object2VecClassifier, Object2VecRegressor
+
+QUICK = dict(FAST, epochs=3)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return topic_pairs(300, seed=0)
+
+
+def test_history_is_one_json_serialisable_dict_per_epoch(pairs):
+    clf = Object2VecClassifier(**QUICK, validation_fraction=0.2).fit(*pairs)
+    assert len(clf.history_) == clf.n_epochs_ == 3
+    restored = json.loads(json.dumps(clf.history_))
+    assert restored == clf.history_
+    first = restored[0]
+    assert first["epoch"] == 1
+    assert {"train:cross_entropy", "validation:cross_entropy", "validation:accuracy", "seconds"} <= set(first)
+    assert sum(record["best"] for record in restored) == 1
+    assert 0.0 <= first["validation:accuracy"] <= 1.0
+
+
+def test_regressor_history_uses_mean_squared_error(pairs):
+    X, y = score_pairs(200, seed=0)
+    reg = Object2VecRegressor(**QUICK).fit(X, y, X_val=X[:50], y_val=y[:50])
+    json.dumps(reg.history_)
+    assert {"train:mean_squared_error", "validation:mean_squared_error"} <= set(reg.history_[-1])
+
+
+def test_silent_by_default(pairs, capsys, caplog):
+    with caplog.at_level(logging.WARNING):
+        Object2VecClassifier(**QUICK).fit(*pairs)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    assert not [r for r in caplog.records if r.name.startswith("skobject2vec")]
+
+
+def test_verbose_1_shows_a_progress_bar_per_epoch_with_loss_and_validation(pairs, capsys):
+    Object2VecClassifier(**QUICK, verbose=1, validation_fraction=0.2).fit(*pairs)
+    out, err = capsys.readouterr()
+    for epoch in (1, 2, 3):
+        assert f"epoch {epoch}/3" in err
+    assert "loss=" in err and "val_accuracy=" in err and "val_cross_entropy=" in err
+    assert out == ""
+
+
+def test_verbose_2_prints_one_line_per_epoch(pairs, capsys):
+    Object2VecClassifier(**QUICK, verbose=2).fit(*pairs)
+    out, _ = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 3
+    assert lines[0].startswith("epoch 1/3 train:cross_entropy=")
+
+
+def test_per_epoch_messages_go_through_the_skobject2vec_logger(pairs, caplog):
+    with caplog.at_level(logging.INFO, logger="skobject2vec"):
+        Object2VecClassifier(**QUICK, validation_fraction=0.2, early_stopping_patience=1,
+                             early_stopping_tolerance=0.1).fit(*pairs)
+    messages = [r.getMessage() for r in caplog.records if r.name == "skobject2vec"]
+    assert messages[0].startswith("epoch 1/3 train:cross_entropy=")
+    assert "validation:accuracy=" in messages[0]
