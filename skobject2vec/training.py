@@ -292,6 +292,8 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
         net.load_state_dict(best_state)
         for record in history:
             record["best"] = record["epoch"] == best_epoch
+    for opt in optimizers:  # the last step's gradients (a dense vocab x dim table each) must not outlive fit
+        opt.zero_grad(set_to_none=True)
     net.eval()
     return history
 
