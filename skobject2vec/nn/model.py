@@ -64,6 +64,12 @@ class Object2VecNet(nn.Module):
             width = c["mlp_dim"]
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, c["n_outputs"])
+        for table in (self.token_embedding0, self.token_embedding1):
+            if table is not None:
+                # N(0, 1/dim) instead of torch's N(0, 1): token vectors of unit expected norm.
+                # Measured on planted-topic pairs: hcnn test accuracy 0.66-0.80 -> 0.98,
+                # bilstm and pooled no worse (see tests/test_estimators.py).
+                nn.init.normal_(table.weight, std=table.embedding_dim ** -0.5)
 
     def token_table(self, side: int) -> nn.Embedding:
         return self.token_embedding0 if side == 0 or self.tied else self.token_embedding1
