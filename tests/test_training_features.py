@@ -1,0 +1,430 @@
+"""SageMaker training features: negative sampling, tied and pretrained token tables,
+row_sparse updates, length bucketing and SageMaker's all-strings hyperparameters."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST, score_pairs, topic_pairs
+
+import skobject2vec
+from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, training
+from skobject2vec.data.batching import batch_indices
+from skobject2vec.data.vocab import load_pretrained_table, read_pretrained_vectors
+
+POOLED = dict(FAST, enc0_network="pooled_embedding")
+
+
+# ------------------------------------------------------------ negative sampling
+def _topic_side(rng, topics, tokens_per_topic=25):
+    return [(t * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(2, 8))).tolist() for t in topics]
+
+
+def all_positive_pairs(n, seed=0, n_topics=6):
+    """Only positives: both sides drawn from one topic (SageMaker's document-embedding setup)."""
+    rng = np.random.default_rng(seed)
+    topics = rng.integers(0, n_topics, n)
+    return [{"in0": a, "in1": b} for a, b in zip(_topic_side(rng, topics), _topic_side(rng, topics))]
+
+
+def test_set_with_explicit_negatives(n_positives, seed=1, n_topics=6, per_positive=5):
+    """Like the notebook's test file: each positive plus 5 negatives from other topics (baseline 1/6)."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for a in rng.integers(0, n_topics, n_positives):
+        others = (a + rng.integers(1, n_topics, per_positive)) % n_topics
+        for b in [a, *others]:
+            X.append({"in0": _topic_side(rng, [a])[0], "in1": _topic_side(rng, [b])[0]})
+            y.append(int(a == b))
+    return X, np.array(y)
+
+
+test_set_with_explicit_negatives.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def positives_only():
+    X = all_positive_pairs(600)
+    X_test, y_test = test_set_with_explicit_negatives(100)
+    return X, np.ones(len(X), dtype=int), X_test, y_test
+
+
+def test_negative_sampling_learns_from_positives_only(positives_only):
+    X, y, X_test, y_test = positives_only
+    baseline = np.mean(y_test == 1)  # predicting "positive" everywhere
+    assert baseline == pytest.approx(1 / 6)
+    clf = Object2VecClassifier(**dict(POOLED, epochs=6), negative_sampling_rate=3, num_classes=2).fit(X, y)
+    assert clf.classes_.tolist() == [0, 1]
+    accuracy = clf.score(X_test, y_test)
+    assert accuracy > 0.8 > baseline + 0.5
+    # the notebook's integer labels without num_classes: 0 is added as the negative class
+    assert Object2VecClassifier(**dict(POOLED, epochs=1), negative_sampling_rate=1).fit(X, y).classes_.tolist() \
+        == [0, 1]
+
+
+def test_without_negative_sampling_positives_only_does_not_learn(positives_only):
+    X, y, X_test, y_test = positives_only
+    with pytest.raises(ValueError, match="only one class.*negative_sampling_rate > 0"):
+        Object2VecClassifier(**POOLED, num_classes=2).fit(X, y)
+    # A handful of negatives lets it train, but it just predicts "positive": the baseline.
+    X_few = X + [{"in0": X[i]["in0"], "in1": X[i + 1]["in1"]} for i in range(6)]
+    y_few = np.r_[y, np.zeros(6, dtype=int)]
+    clf = Object2VecClassifier(**dict(POOLED, epochs=6)).fit(X_few, y_few)
+    assert clf.score(X_test, y_test) < 0.3
+
+
+def _spy_training(monkeypatch):
+    """Record what fit hands to training.train (epoch data factory, validation)."""
+    calls = {}
+    real = training.train
+
+    def spy(net, pairs, epoch_data, batcher, settings, **kwargs):
+        calls.update(pairs=pairs, epoch_data=epoch_data, validation=kwargs["validation"])
+        return real(net, pairs, epoch_data, batcher, settings, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
+    return calls
+
+
+def test_fresh_negatives_each_epoch_from_random_state(monkeypatch):
+    X, y = topic_pairs(200, seed=3)
+    calls = _spy_training(monkeypatch)
+    clf = Object2VecClassifier(**dict(POOLED, epochs=1, random_state=5), negative_sampling_rate=2).fit(X, y)
+    epoch_data = calls["epoch_data"]
+    rng = np.random.default_rng(0)
+    first, second = epoch_data(1, rng), epoch_data(2, rng)
+    positives = np.flatnonzero(y == 1)
+    n_base = len(y)
+    for data in (first, second):
+        left, right, target = data.left[n_base:], data.right[n_base:], data.target[n_base:]
+        assert len(left) == 2 * len(positives)  # k negatives per positive
+        assert np.array_equal(np.sort(left), np.repeat(positives, 2))  # each keeps a positive's in0
+        assert (right != left).all()  # with another record's in1
+        assert (clf.classes_[target] == 0).all()
+        assert np.array_equal(data.left[:n_base], np.arange(n_base))  # the real records stay
+    assert not np.array_equal(first.right, second.right)  # fresh every epoch
+    again = epoch_data(1, np.random.default_rng(0))
+    assert np.array_equal(again.right, first.right)  # drawn from the rng only
+    # the whole fit is deterministic under random_state and depends on it
+    params = dict(POOLED, epochs=2, negative_sampling_rate=2)
+    p1 = Object2VecClassifier(**dict(params, random_state=1)).fit(X, y).predict_proba(X[:50])
+    p2 = Object2VecClassifier(**dict(params, random_state=1)).fit(X, y).predict_proba(X[:50])
+    p3 = Object2VecClassifier(**dict(params, random_state=2)).fit(X, y).predict_proba(X[:50])
+    assert np.array_equal(p1, p2) and not np.allclose(p1, p3)
+
+
+def test_validation_is_not_augmented(monkeypatch):
+    X, y = topic_pairs(300, seed=4)
+    calls = _spy_training(monkeypatch)
+    Object2VecClassifier(**dict(POOLED, epochs=1), negative_sampling_rate=3).fit(
+        X[:200], y[:200], X_val=X[200:], y_val=y[200:])
+    val_pairs, val_data = calls["validation"]
+    assert len(val_data.left) == 100 and np.array_equal(val_data.left, val_data.right)
+    assert np.array_equal(val_data.target, y[200:])
+    # validation_fraction: the hold-out is neither augmented nor used for negatives
+    Object2VecClassifier(**dict(POOLED, epochs=1), negative_sampling_rate=3, validation_fraction=0.25).fit(X, y)
+    held_out = calls["validation"][1].left
+    assert len(held_out) == 75 and np.array_equal(calls["validation"][1].left, calls["validation"][1].right)
+    data = calls["epoch_data"](1, np.random.default_rng(0))
+    assert not np.isin(data.left, held_out).any() and not np.isin(data.right, held_out).any()
+
+
+def test_regression_with_negative_sampling_is_an_error():
+    X, y = score_pairs(60)
+    with pytest.raises(ValueError, match="negative_sampling_rate applies to classification"):
+        Object2VecRegressor(**FAST, negative_sampling_rate=2).fit(X, y)
+    with pytest.raises(ValueError, match="integer labels"):
+        Object2VecClassifier(**FAST, negative_sampling_rate=2).fit(X[:20], ["a", "b"] * 10)
+
+
+# ------------------------------------------------------------------ tied table
+def test_tied_weights_share_one_tensor(tmp_path):
+    X, y = topic_pairs(300, seed=5)
+    X = X + [{"in0": [1], "in1": [150]}]  # id 150 only ever appears in in1
+    y = np.r_[y, 1]
+    clf = Object2VecClassifier(**dict(FAST, epochs=2), tied_token_embedding_weight=True, enc1_network="bilstm",
+                               enc1_token_embedding_dim=16)
+    clf.fit(X, y)
+    net = clf.net_
+    assert net.token_table(0) is net.token_table(1)
+    assert net.token_table(0).weight.data_ptr() == net.token_table(1).weight.data_ptr()
+    assert [k for k in net.state_dict() if "token_embedding" in k] == ["token_embedding0.weight"]
+    assert clf.vocab_sizes_ == (151, 151)  # one vocabulary covering both sides
+    assert net.encoder0 is not net.encoder1  # only the table is shared
+    # the in1-only token's row was trained through enc1 in the one table
+    untrained = Object2VecClassifier(**dict(FAST, epochs=1, learning_rate=1e-6), tied_token_embedding_weight=True,
+                                     enc1_network="bilstm", enc1_token_embedding_dim=16).fit(X, y)
+    assert not torch.allclose(net.token_table(0).weight[150], untrained.net_.token_table(0).weight[150], atol=1e-3)
+    # sharing survives the safe artifact
+    loaded = skobject2vec.load(clf.save(tmp_path / "tied"))
+    assert loaded.net_.token_table(0) is loaded.net_.token_table(1)
+    assert np.array_equal(loaded.predict_proba(X[:20]), clf.predict_proba(X[:20]))
+
+
+def test_tied_weights_mismatch_errors():
+    X, y = topic_pairs(100, seed=6)
+    with pytest.raises(ValueError, match="enc0_vocab_size=100 and enc1_vocab_size=120 differ"):
+        Object2VecClassifier(**FAST, tied_token_embedding_weight=True, enc1_network="hcnn", enc0_vocab_size=100,
+                             enc1_vocab_size=120).fit(X, y)
+    with pytest.raises(ValueError, match="token embedding dims differ: enc0 16 vs enc1 8"):
+        Object2VecClassifier(**FAST, tied_token_embedding_weight=True, enc1_network="hcnn",
+                             enc1_token_embedding_dim=8).fit(X, y)
+
+
+# ------------------------------------------------------------ pretrained tables
+VOCAB_SIZE = 100  # topic_pairs uses ids 0..99
+
+
+def write_glove(path, vectors: dict, header=False, compress=False):
+    lines = [f"{len(vectors)} {len(next(iter(vectors.values())))}"] if header else []
+    lines += [f"{tok} " + " ".join(f"{v:.6f}" for v in vec) for tok, vec in vectors.items()]
+    text = "\n".join(lines) + "\n"
+    if compress:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def glove(tmp_path):
+    """8-dimensional vectors for the even ids 0..118 (ids >= 100 are unseen in training)."""
+    rng = np.random.default_rng(0)
+    vocab = {f"w{i}": i for i in range(120)}
+    vectors = {f"w{i}": rng.normal(size=8).round(6) for i in range(0, 120, 2)}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    write_glove(tmp_path / "glove.txt", vectors)
+    expected = {vocab[tok]: vec for tok, vec in vectors.items()}
+    return tmp_path / "glove.txt", tmp_path / "vocab.json", expected
+
+
+def _pretrained_clf(glove, **params):
+    embedding_file, vocab_file, _ = glove
+    # enc0_token_embedding_dim=300 is the default, so the file's dimension (8) replaces it
+    base = dict(POOLED, enc_dim=8, epochs=3, enc0_token_embedding_dim=300,
+                enc0_pretrained_embedding_file=str(embedding_file), enc0_vocab_file=str(vocab_file))
+    return Object2VecClassifier(**{**base, **params})
+
+
+def test_pretrained_rows_loaded_and_frozen(glove):
+    _, _, expected = glove
+    X, y = topic_pairs(300, seed=7)
+    clf = _pretrained_clf(glove).fit(X, y)
+    table = clf.net_.token_table(0)
+    assert table.weight.shape == (121, 8)  # vocab from the vocab file (120 ids) + unknown row
+    assert clf.vocab_sizes_[0] == 120 and not table.weight.requires_grad
+    ids = np.array(sorted(expected))
+    np.testing.assert_allclose(table.weight.detach().numpy()[ids], np.stack([expected[i] for i in ids]), atol=1e-6)
+    # An id only in the vocab file keeps its pretrained vector at predict time (frozen GloVe's point).
+    emb = clf.transform([{"in0": [118]}])
+    np.testing.assert_allclose(emb[0], expected[118], atol=1e-6)
+    # the other table and the encoders did train
+    assert clf.net_.token_table(1).weight.requires_grad
+
+
+def test_unfrozen_pretrained_rows_change(glove):
+    _, _, expected = glove
+    X, y = topic_pairs(300, seed=7)
+    clf = _pretrained_clf(glove, enc0_freeze_pretrained_embedding=False).fit(X, y)
+    weight = clf.net_.token_table(0).weight.detach().numpy()
+    seen = [i for i in expected if i < VOCAB_SIZE]
+    assert clf.net_.token_table(0).weight.requires_grad
+    assert np.abs(weight[seen] - np.stack([expected[i] for i in seen])).max(axis=1).min() > 1e-4
+    unseen = [i for i in expected if i >= VOCAB_SIZE]  # never in a batch: untouched
+    np.testing.assert_allclose(weight[unseen], np.stack([expected[i] for i in unseen]), atol=1e-6)
+
+
+def test_ids_without_vector_keep_random_init(glove):
+    embedding_file, vocab_file, expected = glove
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(121, 8)
+    before = table.weight.detach().clone()
+    load_pretrained_table(table, embedding_file, vocab_file, freeze=True, side="enc0")
+    odd = list(range(1, 120, 2))
+    assert torch.equal(table.weight[odd], before[odd]) and torch.equal(table.weight[120], before[120])
+    assert not table.weight.requires_grad
+
+
+def test_pretrained_formats(tmp_path):
+    vectors = {"the": [0.1, 0.2, 0.3], ". . .": [1.0, 2.0, 3.0], "cat": [-1.0, 0.0, 1e-3]}
+    vocab = {"the": 4, ". . .": 0, "cat": 2, "<pad>": 7}
+    want = {4: vectors["the"], 0: vectors[". . ."], 2: vectors["cat"]}
+    for name, kw in {"glove.txt": {}, "w2v.txt": dict(header=True), "glove.txt.gz": dict(compress=True)}.items():
+        ids, rows = read_pretrained_vectors(write_glove(tmp_path / name, vectors, **kw), vocab, dim=3)
+        assert sorted(ids.tolist()) == sorted(want) and rows.dtype == np.float32
+        np.testing.assert_allclose(rows, [want[i] for i in ids], atol=1e-6)
+    ids, _ = read_pretrained_vectors(tmp_path / "glove.txt")  # no vocab file: line order
+    assert ids.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("a 1 2 3\nb 1 2\n", r"glove\.txt:2: 2 values after the token, expected 3"),
+    ("a 1 2 3\nb 1 2 3 4\n", r"glove\.txt:2: 4 values after the token, expected 3"),
+    ("a 1 2 3\n\nb 1 x 3\n", r"glove\.txt:3: 'x' is not a number \(token 'b'\)"),
+    ("2 3\na 1 2 3\nb 1 2\n", r"glove\.txt:3: 2 values after the token, expected 3"),
+    ("a 1 2 3 4\n", r"glove\.txt:1: vectors have 4 values but the token table has dimension 3"),
+    ("lonely\n", r"glove\.txt:1: expected 'token v1 v2 \.\.\.'"),
+])
+def test_malformed_pretrained_file_names_line(tmp_path, content, message):
+    path = tmp_path / "glove.txt"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_pretrained_vectors(path, {"a": 0, "b": 1}, dim=3)
+
+
+def test_pretrained_errors_in_fit(glove, tmp_path):
+    embedding_file, vocab_file, _ = glove
+    X, y = topic_pairs(100, seed=8)
+    with pytest.raises(ValueError, match=r"glove\.txt:1: enc0_pretrained_embedding_file has 8-dimensional vectors "
+                                         r"but enc0_token_embedding_dim=16"):
+        _pretrained_clf(glove, enc0_token_embedding_dim=16).fit(X, y)
+    with pytest.raises(ValueError, match=r"vocab\.json: id 118 is outside enc0's vocabulary of 110 ids"):
+        _pretrained_clf(glove, enc0_vocab_size=110).fit(X, y)
+    (tmp_path / "bad_vocab.json").write_text('{"w0": 0, "w2": "two"}')
+    with pytest.raises(ValueError, match=r"bad_vocab\.json: token 'w2' maps to 'two'"):
+        _pretrained_clf(glove, enc0_vocab_file=str(tmp_path / "bad_vocab.json")).fit(X, y)
+    with pytest.raises(ValueError, match="takes one pretrained file"):
+        _pretrained_clf(glove, tied_token_embedding_weight=True, enc1_pretrained_embedding_file=str(
+            write_glove(tmp_path / "other.txt", {"w1": np.ones(8)})), enc1_vocab_file=str(vocab_file)).fit(X, y)
+
+
+def test_tied_table_takes_the_pretrained_file(glove):
+    _, _, expected = glove
+    X, y = topic_pairs(200, seed=9)
+    clf = _pretrained_clf(glove, tied_token_embedding_weight=True, enc1_network="hcnn").fit(X, y)
+    table = clf.net_.token_table(1)
+    assert table is clf.net_.token_table(0) and table.weight.shape == (121, 8) and not table.weight.requires_grad
+    np.testing.assert_allclose(table.weight.detach().numpy()[118], expected[118], atol=1e-6)
+
+
+# ------------------------------------------------------------------ row_sparse
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
+def test_row_sparse_trains(optimizer, topic_data):
+    X, y, X_test, y_test = topic_data
+    lr = {"adam": 0.05, "adagrad": 0.5, "sgd": 1.0}[optimizer]
+    clf = Object2VecClassifier(**dict(POOLED, epochs=6, learning_rate=lr), optimizer=optimizer,
+                               token_embedding_storage_type="row_sparse").fit(X, y)
+    assert clf.net_.token_table(0).sparse and clf.net_.token_table(1).sparse
+    assert clf.score(X_test, y_test) > 0.85
+    assert all(p.grad is None for p in clf.net_.parameters())  # fit keeps no stale gradients
+    # gradients on the tables are sparse, and one step touches only the batch's rows
+    net = clf.net_.train()
+    optimizers = training.make_optimizers(net, optimizer, 0.1, 0.0, sparse=True)
+    kinds = {type(o).__name__ for o in optimizers}
+    assert kinds == {"adam": {"SparseAdam", "Adam"}, "adagrad": {"Adagrad"}, "sgd": {"SGD"}}[optimizer]
+    batch = [{"in0": [1, 2], "in1": [30]}, {"in0": [2], "in1": [31, 32]}]
+    inputs = training.Batcher(clf.max_seq_lens_, clf.vocab_sizes_, torch.device("cpu")).pair(
+        clf._predict_pairs(batch), np.arange(2))
+    before = net.token_table(0).weight.detach().clone()
+    loss = net(*inputs).logsumexp(1).sum()
+    loss.backward()
+    assert net.token_table(0).weight.grad.is_sparse
+    grad = net.token_table(0).weight.grad.coalesce()
+    # rows 1 and 2 (row 0 may appear with a zero gradient: the padding position)
+    assert grad.indices()[0][grad.values().abs().sum(1) > 0].tolist() == [1, 2]
+    for opt in optimizers:
+        opt.step()
+    changed = (net.token_table(0).weight.detach() != before).any(dim=1).nonzero().ravel().tolist()
+    assert changed == [1, 2]
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adadelta"])
+def test_row_sparse_rejects_dense_only_optimizers(optimizer):
+    X, y = topic_pairs(50)
+    with pytest.raises(ValueError, match=f"needs optimizer adam, adagrad or sgd.*got optimizer='{optimizer}'"):
+        Object2VecClassifier(**FAST, optimizer=optimizer, token_embedding_storage_type="row_sparse").fit(X, y)
+
+
+def test_dense_is_the_default():
+    X, y = topic_pairs(50)
+    clf = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y)
+    assert not clf.net_.token_table(0).sparse
+
+
+# ------------------------------------------------------------------- bucketing
+def test_bucketing_batches_respect_width_and_cover_everything():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, 1000)
+    for width in (1, 3, 10):
+        batches = batch_indices(1000, 32, shuffle=True, rng=np.random.default_rng(7), lengths=lengths,
+                                bucket_width=width)
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+        assert all(1 <= len(b) <= 32 for b in batches)
+        assert all(lengths[b].max() - lengths[b].min() <= width for b in batches)
+        again = batch_indices(1000, 32, shuffle=True, rng=np.random.default_rng(7), lengths=lengths,
+                              bucket_width=width)
+        assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+        other = batch_indices(1000, 32, shuffle=True, rng=np.random.default_rng(8), lengths=lengths,
+                              bucket_width=width)
+        assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
+    # batches are shuffled: not in length order
+    firsts = [lengths[b].min() for b in batches]
+    assert firsts != sorted(firsts)
+
+
+def test_bucketing_fit_is_deterministic(topic_data):
+    X, y, X_test, y_test = topic_data
+    params = dict(POOLED, epochs=3, bucket_width=2, random_state=3)
+    a = Object2VecClassifier(**params).fit(X, y)
+    b = Object2VecClassifier(**params).fit(X, y)
+    assert np.array_equal(a.predict_proba(X_test), b.predict_proba(X_test))
+    assert a.score(X_test, y_test) > 0.8
+
+
+# --------------------------------------------------- SageMaker hyperparameters
+NOTEBOOK_HP = {  # as SageMaker sends them: every value a string
+    "enc0_max_seq_len": "20", "enc0_vocab_size": "100", "enc_dim": "16", "enc0_network": "pooled_embedding",
+    "enc1_network": "enc0", "enc0_layers": "auto", "enc0_token_embedding_dim": "16", "mlp_layers": "1",
+    "mlp_dim": "32", "mlp_activation": "relu", "output_layer": "softmax", "num_classes": "3",
+    "negative_sampling_rate": "0", "tied_token_embedding_weight": "true",
+    "token_embedding_storage_type": "row_sparse", "bucket_width": "0", "epochs": "2", "mini_batch_size": "64",
+    "learning_rate": "0.01", "optimizer": "adam", "dropout": "0.1", "early_stopping_patience": "3",
+    "early_stopping_tolerance": "0.01", "weight_decay": "0", "enc0_freeze_pretrained_embedding": "False",
+    "enc0_pretrained_embedding_file": "", "enc0_vocab_file": "", "comparator_list": "hadamard, abs_diff",
+    "_kvstore": "device", "_num_gpus": "auto", "_num_kv_servers": "auto",
+}
+
+
+def test_sagemaker_hyperparameters_as_strings():
+    est = from_sagemaker_hyperparameters(NOTEBOOK_HP, random_state=0)
+    assert isinstance(est, Object2VecClassifier)
+    p = est.get_params()
+    assert p["enc0_max_seq_len"] == 20 and p["enc_dim"] == 16 and p["learning_rate"] == 0.01
+    assert p["tied_token_embedding_weight"] is True and p["enc0_freeze_pretrained_embedding"] is False
+    assert p["enc0_layers"] == "auto" and p["enc0_pretrained_embedding_file"] is None
+    assert p["num_classes"] == 3 and p["random_state"] == 0
+    assert not any(k.startswith("_") for k in p)  # MXNet plumbing ignored
+    X, y = topic_pairs(200)
+    est.fit(X, y)
+    assert est.classes_.tolist() == [0, 1, 2]  # num_classes honoured though class 2 is absent
+    assert est.net_.token_table(0) is est.net_.token_table(1) and est.net_.token_table(0).sparse
+    regressor = from_sagemaker_hyperparameters({**NOTEBOOK_HP, "output_layer": "mean_squared_error"})
+    assert isinstance(regressor, Object2VecRegressor)
+    with pytest.raises(ValueError, match="output_layer='mean_squared_error' does not match Object2VecClassifier"):
+        Object2VecClassifier.from_sagemaker_hyperparameters({"output_layer": "mean_squared_error"})
+    for text, value in [("TRUE", True), ("True", True), ("false", False), ("False", False)]:
+        params = from_sagemaker_hyperparameters({"tied_token_embedding_weight": text}).get_params()
+        assert params["tied_token_embedding_weight"] is value
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("feature_dim", "3", "Unknown hyperparameter 'feature_dim'"),
+    ("epochs", "0", r"'epochs': '?0'?; expected int in \[1, 100\]"),
+    ("epochs", "3.5", r"'epochs': '?3.5'?; expected int"),
+    ("enc0_vocab_size", "1", r"'enc0_vocab_size': '?1'?; expected int in \[2, 3000000\]"),
+    ("learning_rate", "2", r"'learning_rate': '?2(\.0)?'?; expected float in \[1e-06, 1\]"),
+    ("num_classes", "31", r"'num_classes': '?31'?; expected int in \[2, 30\]"),
+    ("mlp_layers", "11", r"'mlp_layers': '?11'?"),
+    ("negative_sampling_rate", "101", r"'negative_sampling_rate': '?101'?"),
+    ("bucket_width", "-1", r"'bucket_width': '?-1'?"),
+    ("optimizer", "lbfgs", r"'optimizer': '?lbfgs'?; expected 'adam' \| 'adagrad'"),
+    ("output_layer", "sigmoid", r"'output_layer': '?sigmoid'?"),
+    ("tied_token_embedding_weight", "maybe", r"'tied_token_embedding_weight': '?maybe'?; expected true \| false"),
+    ("enc0_layers", "five", r"'enc0_layers': '?five'?; expected int in \[1, 4\] or 'auto'"),
+    ("token_embedding_storage_type", "csr", r"'token_embedding_storage_type': '?csr'?"),
+])
+def test_sagemaker_hyperparameters_rejected_with_name(name, value, message):
+    with pytest.raises(ValueError, match=message):
+        from_sagemaker_hyperparameters({**NOTEBOOK_HP, name: value})
