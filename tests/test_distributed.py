@@ -1,0 +1,147 @@
+"""Data-parallel training under torchrun (2 gloo processes on 127.0.0.1), dask search, table export."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+
+from conftest import FAST, topic_pairs
+from skobject2vec import Object2VecClassifier
+from skobject2vec.data.jsonlines import write_records
+from skobject2vec.distributed import TorchThreads, export_token_tables, fit_stream
+
+TIMEOUT = 240  # seconds for one torchrun job: 2 processes importing torch on 2 busy cores
+
+#: The same small model everywhere; ``mini_batch_size`` is per rank.
+SMALL = dict(enc_dim=16, enc0_network="pooled_embedding", mlp_dim=32, mlp_layers=1, random_state=0, device="cpu")
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _torchrun(args, cwd):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={_free_port()}", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def topic_files(tmp_path_factory):
+    X, y = topic_pairs(2500, seed=1)
+    folder = tmp_path_factory.mktemp("ddp")
+    write_records(X[:2000], folder / "train.jsonl", labels=y[:2000].tolist())
+    write_records(X[2000:], folder / "val.jsonl", labels=y[2000:].tolist())
+    return folder
+
+
+GRADIENT_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import torch.distributed as dist
+    from skobject2vec import Object2VecClassifier
+    from skobject2vec.distributed import fit_stream
+
+    path, out, params = sys.argv[1], sys.argv[2], eval(sys.argv[3])
+    dist.init_process_group("gloo")
+    for storage in ("dense", "row_sparse"):
+        model = fit_stream(Object2VecClassifier(**params, token_embedding_storage_type=storage), path)
+        state = {k: v.numpy() for k, v in model.net_.state_dict().items()}
+        np.savez(f"{out}/{storage}-rank{dist.get_rank()}.npz", **state)
+    dist.destroy_process_group()
+""")
+
+
+def test_gradients_are_averaged_across_ranks(tmp_path):
+    """One SGD step on 2 ranks x 32 records equals one step on the 64-record union batch."""
+    X, y = topic_pairs(64, seed=2)
+    write_records(X, tmp_path / "batch.jsonl", labels=y.tolist())
+    params = dict(SMALL, epochs=1, optimizer="sgd", learning_rate=0.5)
+    (tmp_path / "step.py").write_text(GRADIENT_SCRIPT)
+    _torchrun(["step.py", "batch.jsonl", str(tmp_path), repr(dict(params, mini_batch_size=32))], cwd=tmp_path)
+    for storage in ("dense", "row_sparse"):
+        ranks = [np.load(tmp_path / f"{storage}-rank{r}.npz") for r in (0, 1)]
+        single = fit_stream(Object2VecClassifier(**params, mini_batch_size=64, token_embedding_storage_type=storage),
+                            tmp_path / "batch.jsonl")
+        for name, value in single.net_.state_dict().items():
+            np.testing.assert_array_equal(ranks[0][name], ranks[1][name])  # the ranks stay in sync
+            np.testing.assert_allclose(ranks[0][name], value.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+        # the step is large enough to tell averaging from summing or from no synchronisation
+        unchanged = Object2VecClassifier(**dict(params, learning_rate=1e-6), mini_batch_size=64).fit(
+            tmp_path / "batch.jsonl").net_.output.weight.detach().numpy()
+        assert np.abs(ranks[0]["output.weight"] - unchanged).max() > 1e-3
+
+
+def test_torchrun_cli_matches_one_process_and_writes_one_artifact(tmp_path, topic_files):
+    hp = dict(SMALL, epochs=4, mini_batch_size=32, learning_rate=0.01)
+    del hp["random_state"], hp["device"]
+    (tmp_path / "hp.json").write_text(json.dumps(hp))
+    done = _torchrun(["-m", "skobject2vec", "train", "--train", str(topic_files / "train.jsonl"),
+                      "--validation", str(topic_files / "val.jsonl"), "--hyperparameters", "hp.json",
+                      "--model-dir", "model", "--random-state", "0", "--device", "cpu", "--quiet"], cwd=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hp.json", "model"]  # one artifact, no leftovers
+    assert done.stdout.count("epoch=1, validation cross_entropy") == 1  # only rank 0 prints metrics
+    two = json.loads((tmp_path / "model" / "config.json").read_text())["fitted"]["history"]
+    # one process taking the same global batch of 2 x 32 records
+    one = fit_stream(Object2VecClassifier(**dict(SMALL, epochs=4, mini_batch_size=64, learning_rate=0.01)),
+                     topic_files / "train.jsonl", X_val=topic_files / "val.jsonl").history_
+    losses = [[h["validation:cross_entropy"] for h in history] for history in (two, one)]
+    print("validation cross-entropy, 2 ranks vs 1 process:", losses)
+    # stated tolerance: the best validation cross-entropy within 0.01 nats (both runs learn the rule)
+    assert min(losses[0]) < 0.05
+    assert abs(min(losses[0]) - min(losses[1])) < 0.01
+
+
+def test_grid_search_on_dask_local_cluster():
+    distributed = pytest.importorskip("dask.distributed")
+    from skobject2vec.distributed import dask_search
+
+    X, y = topic_pairs(300, seed=3)
+    grid = {"learning_rate": [0.003, 0.03]}
+    estimator = Object2VecClassifier(**dict(FAST, enc0_network="pooled_embedding", epochs=3))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        search = dask_search(GridSearchCV(estimator, grid, cv=2), X, y, client=client)
+        threads = client.run(torch.get_num_threads)
+    assert list(threads.values()) == [1, 1]
+    local = GridSearchCV(estimator, grid, cv=2).fit(X, y)
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
+    assert search.best_params_ == local.best_params_
+
+
+def test_torch_threads_plugin_sets_threads():
+    before = torch.get_num_threads()
+    try:
+        TorchThreads(2).setup()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_export_token_tables_partitions(tmp_path):
+    X, y = topic_pairs(200, seed=4)
+    model = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y)
+    written = export_token_tables(model, tmp_path / "npy", n_partitions=3)
+    assert len(written) == 2 * 2 * 3
+    for side in (0, 1):
+        table = model.net_.token_table(side).weight.detach().numpy()
+        ids = np.concatenate([np.load(tmp_path / "npy" / f"enc{side}.part{k}.ids.npy") for k in range(3)])
+        vectors = np.concatenate([np.load(tmp_path / "npy" / f"enc{side}.part{k}.vectors.npy") for k in range(3)])
+        np.testing.assert_array_equal(np.sort(ids), np.arange(len(table)))
+        np.testing.assert_allclose(vectors, table[ids])
+    model.save(tmp_path / "model")
+    (tsv,) = export_token_tables(tmp_path / "model", tmp_path / "tsv", fmt="tsv")[:1]
+    rows = np.loadtxt(tsv, delimiter="\t")
+    np.testing.assert_allclose(rows[:, 1:], model.net_.token_table(0).weight.detach().numpy(), rtol=1e-6)
