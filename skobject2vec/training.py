@@ -86,6 +86,13 @@ class TrainSettings:
     history: list = field(default_factory=list)
 
 
+def _fused(name: str) -> dict:
+    """Fused Adam/SGD (one kernel for all parameters, CPU and CUDA): on CPU the default
+    multi-tensor Adam step over a 50,000-row token table costs several times the
+    forward and backward passes (benchmarks/bench_training.py)."""
+    return {"fused": True} if name in ("adam", "sgd") else {}
+
+
 def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: float, sparse: bool):
     """One optimizer, or (row_sparse) one for the sparse token tables plus one for the rest."""
     params = [p for p in net.parameters() if p.requires_grad]
@@ -94,7 +101,7 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
         "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
     }
     if not sparse:
-        return [dense_classes[name](params, lr=lr, weight_decay=weight_decay)]
+        return [dense_classes[name](params, lr=lr, weight_decay=weight_decay, **_fused(name))]
     if name not in SPARSE_OPTIMIZERS:
         raise ValueError(
             f"token_embedding_storage_type='row_sparse' needs optimizer adam, adagrad or sgd (optimizers "
@@ -110,7 +117,7 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
         sparse_cls = {"adam": torch.optim.SparseAdam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[name]
         optimizers.append(sparse_cls(sparse_params, lr=lr))
     if dense_params:
-        optimizers.append(dense_classes[name](dense_params, lr=lr, weight_decay=weight_decay))
+        optimizers.append(dense_classes[name](dense_params, lr=lr, weight_decay=weight_decay, **_fused(name)))
     return optimizers
 
 

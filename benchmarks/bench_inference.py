@@ -1,0 +1,144 @@
+"""Inference: predict and transform records/s against a plain torch forward, and the
+peak memory of predicting many pairs.
+
+Speed: a fitted classifier predicts (and embeds) the same generated records that a
+plain ``torch.inference_mode()`` forward of the same module sees as tensors padded
+beforehand, in batches of the same size (1,024); runs alternate, best kept.
+
+Memory: a child process (so the parent's allocations do not blur it) loads the
+saved model, builds the records, resets the kernel's peak-RSS counter, calls
+``predict`` and reports the peak RSS growth. The growth should be the validated
+copy of the input (8 bytes per token) plus a constant, never the padded batch
+activations of all records at once.
+
+    python benchmarks/bench_inference.py            # 100,000 pairs for speed; 1,000,000 for memory
+    python benchmarks/bench_inference.py --quick    # 20,000 and 200,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, \
+    write_results
+
+VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40
+PARAMS = dict(enc_dim=64, enc0_token_embedding_dim=64, enc0_vocab_size=VOCAB, enc0_max_seq_len=MAX_LEN,
+              mlp_layers=2, mlp_dim=256, mini_batch_size=256, learning_rate=0.001, epochs=1, random_state=0)
+NETWORKS = ("pooled_embedding", "hcnn", "bilstm")
+LAYERS = {"pooled_embedding": "auto", "hcnn": 2, "bilstm": 1}
+
+
+def fitted(network: str, n_train: int = 2_000):
+    from skobject2vec import Object2VecClassifier
+
+    records, y = ragged_pairs(n_train, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=1)
+    return Object2VecClassifier(**PARAMS, enc0_network=network, enc0_layers=LAYERS[network]).fit(records, y)
+
+
+def plain_forward(net, tensors, batch_size: int):
+    import torch
+
+    net.eval()
+    n = len(tensors[0])
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            torch.log_softmax(net(*(t[start:start + batch_size] for t in tensors)), dim=1).numpy()
+
+
+def speed(network: str, n: int, repeats: int) -> dict:
+    from skobject2vec.training import INFERENCE_BATCH_SIZE
+
+    estimator = fitted(network)
+    records, _ = ragged_pairs(n, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=2)
+    tensors = padded_tensors(records, MAX_LEN)
+    best = alternate({
+        "predict": lambda: timed(estimator.predict, records),
+        "transform": lambda: timed(estimator.transform, records),
+        "torch forward": lambda: timed(plain_forward, estimator.net_, tensors, INFERENCE_BATCH_SIZE),
+    }, repeats)
+    return {name: n / seconds for name, seconds in best.items()}
+
+
+# ------------------------------------------------------------------ memory
+def _rss_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def child_peak_growth(model_dir: str, n: int) -> None:
+    """Runs in the child: print JSON {"baseline_mib", "growth_mib", "seconds"}."""
+    import gc
+    import time
+
+    import skobject2vec
+
+    estimator = skobject2vec.load(model_dir)
+    records, _ = ragged_pairs(n, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=3)
+    estimator.predict(records[:2048])  # warm up torch's allocator and kernels
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS) to the current RSS
+    baseline = _rss_kib("VmRSS")
+    started = time.perf_counter()
+    estimator.predict(records)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"baseline_mib": baseline / 1024, "growth_mib": (_rss_kib("VmHWM") - baseline) / 1024,
+                      "seconds": seconds, "tokens": sum(len(r["in0"]) + len(r["in1"]) for r in records)}))
+
+
+def memory(network: str, sizes) -> list[dict]:
+    estimator = fitted(network)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = str(Path(tmp) / "model")
+        estimator.save(model_dir)
+        for n in sizes:
+            done = subprocess.run([sys.executable, __file__, "--rss-child", model_dir, str(n)], check=True,
+                                  capture_output=True, text=True)
+            out.append(dict(json.loads(done.stdout.strip().splitlines()[-1]), pairs=n))
+            print(f"  predict {n:,} pairs: peak RSS growth {out[-1]['growth_mib']:.0f} MiB")
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=100_000, help="records for the speed comparison")
+    parser.add_argument("--memory-pairs", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--quick", action="store_true", help="20,000 pairs for speed, 20,000/200,000 for memory")
+    parser.add_argument("--rss-child", nargs=2, metavar=("MODEL_DIR", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        return child_peak_growth(args.rss_child[0], int(args.rss_child[1]))
+    if args.quick:
+        args.pairs, args.memory_pairs, args.repeats = 20_000, [20_000, 200_000], 2
+
+    rows, speeds = [], {}
+    for network in args.networks:
+        print(f"{network}:")
+        rate = speeds[network] = speed(network, args.pairs, args.repeats)
+        rows.append([network, rate["predict"], rate["transform"], rate["torch forward"],
+                     rate["predict"] / rate["torch forward"]])
+    speed_table = format_table(["network", "predict records/s", "transform records/s", "torch forward records/s",
+                                "predict / torch"], rows)
+    print("memory (hcnn):")
+    mem = memory("hcnn", args.memory_pairs)
+    memory_table = format_table(
+        ["pairs predicted", "tokens", "peak RSS growth MiB", "MiB per million tokens"],
+        [[m["pairs"], m["tokens"], m["growth_mib"], m["growth_mib"] / m["tokens"] * 1e6] for m in mem])
+    report(f"Inference speed, {args.pairs:,} pairs (best of {args.repeats}, alternating)", speed_table,
+           [machine_line(), "network settings as in the training benchmark; inference batches of 1,024 records"])
+    report("Peak RSS growth while predicting (hcnn, separate process)", memory_table,
+           ["target: under 1 GiB for 1,000,000 pairs"])
+    write_results("inference", {"args": vars(args), "params": PARAMS, "records_per_second": speeds,
+                                "memory": mem, "speed_table": speed_table, "memory_table": memory_table})
+
+
+if __name__ == "__main__":
+    main()
