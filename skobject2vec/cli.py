@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Per-epoch metrics are printed under SageMaker's names "
                     "(train/validation/test cross_entropy, accuracy, mean_squared_error).",
         epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--train", required=True, metavar="FILE", help="training records (.jsonl or .jsonl.gz)")
+    train.add_argument("--train", required=True, metavar="FILE",
+                       help="training records (.jsonl or .jsonl.gz), or a folder of shards (streamed)")
     train.add_argument("--validation", metavar="FILE",
                        help="validation records: early stopping, validation metrics, best model kept")
     train.add_argument("--test", metavar="FILE", help="test records: test metrics after training")

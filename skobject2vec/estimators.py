@@ -6,6 +6,7 @@ in :mod:`.data.batching`, the network in :mod:`.nn`, the loop in :mod:`.training
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -357,6 +358,9 @@ class _Object2VecBase(BaseEstimator):
 
             return fit_stream(self, X, y=y, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
                               sample_weight_val=sample_weight_val)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            warnings.warn("fit() on in-memory data under torchrun trains a separate model on every rank; pass a "
+                          "path to JSON Lines records to train data parallel.", UserWarning)
         p = self._validated_params()
         name = type(self).__name__
         data, y = self._pairs(X, reset=True, y=y)

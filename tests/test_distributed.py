@@ -16,6 +16,7 @@ from conftest import FAST, topic_pairs
 from skobject2vec import Object2VecClassifier
 from skobject2vec.data.jsonlines import write_records
 from skobject2vec.distributed import TorchThreads, export_token_tables, fit_stream
+from test_streaming import topic_files  # noqa: F401 - the same files (a pytest fixture)
 
 TIMEOUT = 240  # seconds for one torchrun job: 2 processes importing torch on 2 busy cores
 
@@ -36,15 +37,6 @@ def _torchrun(args, cwd):
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
-
-
-@pytest.fixture(scope="module")
-def topic_files(tmp_path_factory):
-    X, y = topic_pairs(2500, seed=1)
-    folder = tmp_path_factory.mktemp("ddp")
-    write_records(X[:2000], folder / "train.jsonl", labels=y[:2000].tolist())
-    write_records(X[2000:], folder / "val.jsonl", labels=y[2000:].tolist())
-    return folder
 
 
 GRADIENT_SCRIPT = textwrap.dedent("""
@@ -88,15 +80,16 @@ def test_torchrun_cli_matches_one_process_and_writes_one_artifact(tmp_path, topi
     hp = dict(SMALL, epochs=4, mini_batch_size=32, learning_rate=0.01)
     del hp["random_state"], hp["device"]
     (tmp_path / "hp.json").write_text(json.dumps(hp))
-    done = _torchrun(["-m", "skobject2vec", "train", "--train", str(topic_files / "train.jsonl"),
-                      "--validation", str(topic_files / "val.jsonl"), "--hyperparameters", "hp.json",
-                      "--model-dir", "model", "--random-state", "0", "--device", "cpu", "--quiet"], cwd=tmp_path)
+    train, val, _ = topic_files
+    done = _torchrun(["-m", "skobject2vec", "train", "--train", str(train), "--validation", str(val),
+                      "--hyperparameters", "hp.json", "--model-dir", "model", "--random-state", "0",
+                      "--device", "cpu", "--quiet"], cwd=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hp.json", "model"]  # one artifact, no leftovers
     assert done.stdout.count("epoch=1, validation cross_entropy") == 1  # only rank 0 prints metrics
     two = json.loads((tmp_path / "model" / "config.json").read_text())["fitted"]["history"]
     # one process taking the same global batch of 2 x 32 records
     one = fit_stream(Object2VecClassifier(**dict(SMALL, epochs=4, mini_batch_size=64, learning_rate=0.01)),
-                     topic_files / "train.jsonl", X_val=topic_files / "val.jsonl").history_
+                     train, X_val=val).history_
     losses = [[h["validation:cross_entropy"] for h in history] for history in (two, one)]
     print("validation cross-entropy, 2 ranks vs 1 process:", losses)
     # stated tolerance: the best validation cross-entropy within 0.01 nats (both runs learn the rule)
