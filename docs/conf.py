@@ -1,0 +1,85 @@
+"""Sphinx configuration: pydata theme, autodoc/autosummary + numpydoc, sphinx-gallery.
+
+Pages that must never drift from the code are generated here, at build time:
+the SageMaker migration table comes straight from
+:mod:`skobject2vec.hyperparameters`.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # examples and plot directives draw off-screen
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # docs/_ext
+
+import skobject2vec  # noqa: E402
+from _ext.migration import write_migration_tables  # noqa: E402
+
+project = "skobject2vec"
+author = "skobject2vec developers"
+copyright = "skobject2vec developers"
+release = version = skobject2vec.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "matplotlib.sphinxext.plot_directive",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py",
+                    "auto_examples/*.zip", "auto_examples/*.json", "auto_examples/*.md5", "sg_execution_times.rst"]
+suppress_warnings = []
+
+# --- API reference
+autosummary_generate = True
+autodoc_default_options = {"member-order": "bysource"}
+autodoc_typehints = "none"  # numpydoc sections carry the types
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+
+# --- plots in pages (the concepts diagram)
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
+
+# --- examples gallery
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    # examples/demo.py is `make demo`, not a gallery page
+    "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(demo|__init__)\.py",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "show_memory": False,
+    "plot_gallery": "True",
+    "abort_on_example_error": False,
+    "only_warn_on_example_error": False,
+    "image_scrapers": ("matplotlib",),
+}
+
+# --- HTML
+html_theme = "pydata_sphinx_theme"
+html_title = f"skobject2vec {release}"
+html_static_path = ["_static"]
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+}
+html_sidebars = {"**": ["sidebar-nav-bs"]}
+
+
+def setup(app):
+    write_migration_tables(HERE / "_generated")
