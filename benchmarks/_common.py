@@ -151,7 +151,7 @@ def write_results(name: str, payload: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     payload = {"benchmark": name, "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    print(f"results written to {path.relative_to(REPO_ROOT)}")
+    print(f"results written to {path}")
     return path
 
 
@@ -170,3 +170,41 @@ def report(title: str, table: str, notes=()) -> None:
     for note in notes:
         print(note)
     print()
+
+
+# ------------------------------------------------------------------- tuning
+def tune_on_validation(estimator, grid, X_train, y_train, X_val, y_val, scoring):
+    """GridSearchCV over the one predefined split train -> validation.
+
+    Each candidate trains on the training records, early-stops on the validation
+    records (``X_val``/``y_val`` fit parameters) and is scored on them, the usual
+    protocol for data sets shipped with a dev split. ``refit=False``: the caller
+    refits the best candidate with early stopping, which a refit on train +
+    validation could not do.
+    """
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    X = list(X_train) + list(X_val)
+    y = np.concatenate([np.asarray(y_train), np.asarray(y_val)])
+    folds = np.r_[np.full(len(X_train), -1), np.zeros(len(X_val), dtype=int)]
+    search = GridSearchCV(estimator, grid, scoring=scoring, cv=PredefinedSplit(folds), refit=False)
+    search.fit(X, y, X_val=X_val, y_val=y_val)
+    return search
+
+
+def search_table(search, score_name: str) -> str:
+    """Every candidate of a finished search with its validation score, best first."""
+    results = search.cv_results_
+    order = np.argsort(results["rank_test_score"], kind="stable")
+    names = sorted(results["params"][0])
+    rows = [[*(_short(results["params"][i][n]) for n in names), float(results["mean_test_score"][i])] for i in order]
+    return format_table([*names, score_name], rows)
+
+
+def _short(value):
+    return value if not isinstance(value, float) else f"{value:g}"
+
+
+def short_params(estimator, keys) -> str:
+    params = estimator.get_params()
+    return ", ".join(f"{k}={params[k]}" for k in keys)

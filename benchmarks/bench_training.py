@@ -14,7 +14,7 @@ generated pairs (vocabulary 50,000, ragged lengths 5-40):
 Runs alternate estimator, hand loop, skorch, ... and keep each one's best.
 
     python benchmarks/bench_training.py            # full: 200,000 pairs, 2 repeats
-    python benchmarks/bench_training.py --quick    # 20,000 pairs
+    python benchmarks/bench_training.py --quick    # 10,000 pairs
 """
 
 from __future__ import annotations
@@ -127,10 +127,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     parser.add_argument("--no-skorch", action="store_true", help="skip the skorch side")
-    parser.add_argument("--quick", action="store_true", help="20,000 pairs (for make bench)")
+    parser.add_argument("--quick", action="store_true", help="10,000 pairs (for make bench)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.pairs = min(args.pairs, 20_000)
+        args.pairs = min(args.pairs, 10_000)
 
     print(f"generating {args.pairs:,} pairs (vocabulary {VOCAB:,}, lengths {MIN_LEN}-{MAX_LEN})")
     records, y = ragged_pairs(args.pairs, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN)

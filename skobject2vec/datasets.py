@@ -1,13 +1,25 @@
-"""Small real data sets as token-id pairs, from data that ships inside installed packages.
+"""Real pair data sets as token-id records.
 
-Nothing here downloads anything.
+* :func:`load_digit_pairs` builds pairs from scikit-learn's bundled digits.
+* :func:`load_kg` reads the small knowledge graphs (Nations, Kinships, UMLS)
+  bundled in the pykeen 1.11.1 wheel; the wheel is fetched once with
+  ``pip download --no-deps`` (pykeen itself is never installed or imported).
+* :func:`load_sts` and :func:`load_movielens` read folders the user already has
+  (their licenses forbid bundling them); nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
-__all__ = ["digit_tokens", "load_digit_pairs"]
+import numpy as np
+from sklearn.utils import Bunch
+
+__all__ = ["digit_tokens", "load_digit_pairs", "load_kg", "load_movielens", "load_sts"]
 
 _LEVELS = 4  # intensity levels per pixel (0 = blank, never a token)
 
@@ -63,3 +75,207 @@ def load_digit_pairs(n_pairs: int = 4000, random_state=0, test_size: float = 0.2
         out[name] = (X, y, ([tokens[i] for i in index], digits.target[index]))
     return out["train"][0], out["train"][1], out["test"][0], out["test"][1], {
         "train": out["train"][2], "test": out["test"][2]}
+
+
+# ---------------------------------------------------------------- knowledge graphs
+KG_DATASETS = ("nations", "kinships", "umls")
+PYKEEN_VERSION = "1.11.1"
+_KG_SPLITS = ("train", "valid", "test")
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("SKOBJECT2VEC_DATA", Path.home() / ".cache" / "skobject2vec"))
+
+
+def _pykeen_wheel(cache_dir) -> Path:
+    """The pykeen wheel in ``cache_dir``, fetched with ``pip download --no-deps`` when absent."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    pattern = f"pykeen-{PYKEEN_VERSION}-*.whl"
+    found = sorted(cache_dir.glob(pattern))
+    if not found:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"pykeen=={PYKEEN_VERSION}",
+                   "-d", str(cache_dir)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        found = sorted(cache_dir.glob(pattern))
+        if done.returncode != 0 or not found:
+            raise OSError(f"Could not fetch the pykeen {PYKEEN_VERSION} wheel into {cache_dir} with "
+                          f"`{' '.join(command[2:])}`: {done.stderr.strip()[-500:]}. Download it by hand "
+                          f"into that folder (or pass cache_dir=) and retry.")
+    return found[-1]
+
+
+def _read_triples(text: str, where: str) -> np.ndarray:
+    rows = [line.split("\t") for line in text.splitlines() if line.strip()]
+    for number, row in enumerate(rows, 1):
+        if len(row) != 3:
+            raise ValueError(f"{where}: line {number}: expected 'head<TAB>relation<TAB>tail', got {row!r:.120}")
+    return np.array(rows, dtype=object).reshape(-1, 3)
+
+
+def load_kg(name: str, cache_dir=None) -> Bunch:
+    """A small knowledge graph as (head, tail) -> relation classification data.
+
+    The graphs are the files pykeen 1.11.1 bundles (``pykeen/datasets/<name>/
+    {train,valid,test}.txt``: tab-separated ``head relation tail``), read from the
+    wheel with :mod:`zipfile`. The wheel is fetched once with
+    ``pip download --no-deps pykeen==1.11.1`` into ``cache_dir``.
+
+    Parameters
+    ----------
+    name : {"nations", "kinships", "umls"}
+    cache_dir : str or Path, default=None
+        Where the wheel is kept. None means ``$SKOBJECT2VEC_DATA`` or
+        ``~/.cache/skobject2vec``.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``train``, ``valid``, ``test``
+            String triples, object arrays of shape (n, 3): head, relation, tail.
+        ``entities``, ``relations``
+            Sorted names; an entity's token id is its index in ``entities``
+            (one vocabulary for both sides, from all three splits).
+        ``X_train``, ``y_train``, ``X_valid``, ``y_valid``, ``X_test``, ``y_test``
+            Records ``{"in0": [head id], "in1": [tail id]}`` and relation names.
+            A (head, tail) pair may hold several relations, so no classifier
+            reaches accuracy 1.
+
+    Examples
+    --------
+    >>> from skobject2vec.datasets import load_kg
+    >>> data = load_kg("nations")  # doctest: +SKIP
+    >>> data.X_train[0], data.y_train[0]  # doctest: +SKIP
+    ({'in0': [9], 'in1': [11]}, 'militaryalliance')
+    """
+    key = str(name).lower()
+    if key not in KG_DATASETS:
+        raise ValueError(f"Unknown knowledge graph {name!r}; expected one of {KG_DATASETS}.")
+    wheel = _pykeen_wheel(cache_dir)
+    with zipfile.ZipFile(wheel) as archive:
+        splits = {}
+        for split in _KG_SPLITS:
+            member = f"pykeen/datasets/{key}/{split}.txt"
+            splits[split] = _read_triples(archive.read(member).decode("utf-8"), f"{wheel.name}:{member}")
+    entities = sorted(set().union(*(set(t[:, 0]) | set(t[:, 2]) for t in splits.values())))
+    relations = sorted(set().union(*(set(t[:, 1]) for t in splits.values())))
+    ids = {entity: i for i, entity in enumerate(entities)}
+    data = Bunch(name=key, entities=entities, relations=relations, **splits)
+    for split, triples in splits.items():
+        data[f"X_{split}"] = [{"in0": [ids[h]], "in1": [ids[t]]} for h, _, t in triples]
+        data[f"y_{split}"] = triples[:, 1].astype(str)
+    return data
+
+
+# ----------------------------------------------------------------- STS Benchmark
+_STS_SPLITS = ("train", "dev", "test")
+
+
+def _read_sts_file(path: Path):
+    pairs, scores, genres = [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.rstrip("\n").split("\t")[:7]  # some rows carry 2 attribution fields after sentence2
+            if len(fields) < 7:
+                raise ValueError(f"{path}:{number}: expected 7 tab-separated fields (genre, file, year, id, "
+                                 f"score, sentence1, sentence2), got {len(fields)}.")
+            try:
+                score = float(fields[4])
+            except ValueError:
+                raise ValueError(f"{path}:{number}: the score field {fields[4]!r} is not a number.") from None
+            pairs.append((fields[5], fields[6]))
+            scores.append(score)
+            genres.append(fields[0])
+    return pairs, np.array(scores, dtype=np.float64), np.array(genres, dtype=object)
+
+
+def load_sts(folder) -> Bunch:
+    """The STS Benchmark: sentence pairs with a similarity score from 0 to 5.
+
+    Reads ``sts-train.csv``, ``sts-dev.csv`` and ``sts-test.csv`` from ``folder``
+    (the official release). Despite the name they are tab-separated without
+    quoting (sentences hold unbalanced ``"``), and some rows carry two extra
+    attribution fields, which are ignored.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The ``stsbenchmark`` folder.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``X_train``, ``y_train``, ``X_dev``, ``y_dev``, ``X_test``, ``y_test``
+            Lists of ``(sentence1, sentence2)`` tuples (the input of
+            :class:`~skobject2vec.TextPairTokenizer`) and float64 gold scores.
+        ``genre_train``, ``genre_dev``, ``genre_test``
+            The genre of each pair (news, captions, forum).
+    """
+    folder = Path(folder)
+    data = Bunch()
+    for split in _STS_SPLITS:
+        path = folder / f"sts-{split}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: load_sts expects the STS Benchmark folder holding "
+                                    f"sts-train.csv, sts-dev.csv and sts-test.csv.")
+        data[f"X_{split}"], data[f"y_{split}"], data[f"genre_{split}"] = _read_sts_file(path)
+    return data
+
+
+# ------------------------------------------------------------------ MovieLens 100K
+MOVIELENS_SPLITS = ("ua", "ub", "u1", "u2", "u3", "u4", "u5")
+
+
+def _read_ratings(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: load_movielens expects an ml-100k folder (u1.base ... ua.test).")
+    raw = []
+    with open(path, encoding="latin-1") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 4:
+                raise ValueError(f"{path}:{number}: expected 'user<TAB>item<TAB>rating<TAB>timestamp', "
+                                 f"got {line.strip()!r:.80}.")
+            try:
+                raw.append([int(f) for f in fields])
+            except ValueError:
+                raise ValueError(f"{path}:{number}: fields must be integers, got {line.strip()!r:.80}.") from None
+    return np.array(raw, dtype=np.int64).reshape(-1, 4)
+
+
+def load_movielens(folder, split: str = "ua") -> Bunch:
+    """One train/test split of MovieLens 100K as (user, item) -> rating records.
+
+    MovieLens' license forbids redistributing it: download ``ml-100k`` from
+    GroupLens yourself and pass its folder. ``<split>.base`` and ``<split>.test``
+    are tab-separated ``user item rating timestamp`` lines.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The ``ml-100k`` folder.
+    split : {"ua", "ub", "u1", "u2", "u3", "u4", "u5"}, default="ua"
+        ``ua``/``ub``: exactly 10 ratings per user in the test set; ``u1``-``u5``:
+        the five disjoint 80/20 folds.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``X_train``, ``y_train``, ``X_test``, ``y_test``
+            Records ``{"in0": [user id], "in1": [item id]}`` (MovieLens' own
+            1-based ids) and float64 ratings 1-5.
+        ``timestamp_train``, ``timestamp_test``
+            Unix seconds of each rating.
+    """
+    if split not in MOVIELENS_SPLITS:
+        raise ValueError(f"Unknown MovieLens split {split!r}; expected one of {MOVIELENS_SPLITS}.")
+    folder = Path(folder)
+    data = Bunch()
+    for part, suffix in (("train", "base"), ("test", "test")):
+        rows = _read_ratings(folder / f"{split}.{suffix}")
+        data[f"X_{part}"] = [{"in0": [u], "in1": [i]} for u, i in rows[:, :2].tolist()]
+        data[f"y_{part}"] = rows[:, 2].astype(np.float64)
+        data[f"timestamp_{part}"] = rows[:, 3]
+    return data

@@ -1,0 +1,123 @@
+"""Loaders of real pair data (on small generated folders of the same formats) and the
+MovieLens benchmark script end to end."""
+
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skobject2vec.datasets import load_kg, load_movielens, load_sts
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def write_movielens(folder: Path, n_users=40, n_items=30, seed=0):
+    """An ml-100k-shaped folder: ratings driven by user and item biases, split like ua and u1-u5."""
+    rng = np.random.default_rng(seed)
+    user_bias = rng.normal(0, 1.0, n_users + 1)
+    item_bias = rng.normal(0, 1.0, n_items + 1)
+    rows = [(u, i, int(np.clip(np.rint(3 + user_bias[u] + item_bias[i] + rng.normal(0, 0.3)), 1, 5)),
+             880000000 + k) for k, (u, i) in enumerate((u, i) for u in range(1, n_users + 1)
+                                                       for i in range(1, n_items + 1) if rng.random() < 0.7)]
+    folder.mkdir()
+    for split in ("ua", "ub", "u1", "u2", "u3", "u4", "u5"):
+        test = rng.random(len(rows)) < 0.2
+        for suffix, keep in (("base", ~test), ("test", test)):
+            lines = ["\t".join(map(str, row)) for row, k in zip(rows, keep) if k]
+            (folder / f"{split}.{suffix}").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def test_load_movielens_reads_user_item_rating(tmp_path):
+    rows = write_movielens(tmp_path / "ml-100k")
+    data = load_movielens(tmp_path / "ml-100k", "u3")
+    assert len(data.X_train) + len(data.X_test) == len(rows)
+    first = next(r for r in rows if r[3] == data.timestamp_train[0])
+    assert data.X_train[0] == {"in0": [first[0]], "in1": [first[1]]}
+    assert data.y_train[0] == first[2] and data.y_train.dtype == np.float64
+    assert set(np.unique(np.r_[data.y_train, data.y_test])) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_load_movielens_errors_name_the_problem(tmp_path):
+    write_movielens(tmp_path / "ml")
+    with pytest.raises(ValueError, match="Unknown MovieLens split 'u9'"):
+        load_movielens(tmp_path / "ml", "u9")
+    with pytest.raises(FileNotFoundError, match="ua.base not found"):
+        load_movielens(tmp_path / "missing")
+    (tmp_path / "ml" / "u1.test").write_text("1\t2\t3\t4\n5\t6\tseven\t8\n")
+    with pytest.raises(ValueError, match=r"u1.test:2: fields must be integers"):
+        load_movielens(tmp_path / "ml", "u1")
+
+
+def test_bench_movielens_script_beats_the_global_mean(tmp_path, monkeypatch, capsys):
+    write_movielens(tmp_path / "ml-100k")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import _common
+    import bench_movielens
+
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path / "results")
+    results = bench_movielens.main([str(tmp_path / "ml-100k"), "--splits", "ua", "u1", "--epochs", "40"])
+    out = capsys.readouterr().out
+    assert "MovieLens 100K: test RMSE" in out and "u1-u5 mean" not in out
+    assert [r["split"] for r in results] == ["ua", "u1"]
+    for r in results:  # learns the planted user and item biases
+        assert r["rmse"] < 0.8 * r["global_mean_rmse"]
+    assert (tmp_path / "results" / "movielens.json").is_file()
+
+
+def test_load_sts_splits_on_tabs_without_quoting(tmp_path):
+    lines = {
+        "train": ['main-news\theadlines\t2016\t0001\t4.2\tHe said "yes.\tShe said no\tattribution\textra',
+                  "main-captions\tMSRvid\t2012test\t0002\t0.5\tA cat.\tA dog."],
+        "dev": ["main-forum\tdeft\t2014\t0003\t3.0\ta\tb"],
+        "test": ["main-news\theadlines\t2016\t0004\t5.0\tc\td"],
+    }
+    for split, rows in lines.items():
+        (tmp_path / f"sts-{split}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    data = load_sts(tmp_path)
+    assert data.X_train == [('He said "yes.', "She said no"), ("A cat.", "A dog.")]
+    np.testing.assert_array_equal(data.y_train, [4.2, 0.5])
+    assert list(data.genre_dev) == ["main-forum"] and len(data.X_test) == 1
+
+
+def test_load_sts_real_folder_row_counts():
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark"
+    if not folder.is_dir():
+        pytest.skip("shared STS Benchmark folder not present")
+    data = load_sts(folder)
+    assert (len(data.X_train), len(data.X_dev), len(data.X_test)) == (5749, 1500, 1379)
+    assert data.y_train.min() >= 0 and data.y_train.max() <= 5
+
+
+def test_load_sts_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sts-train.csv not found"):
+        load_sts(tmp_path)
+
+
+def fake_pykeen_wheel(folder: Path):
+    """A wheel with pykeen's layout: pykeen/datasets/<name>/{train,valid,test}.txt."""
+    folder.mkdir(exist_ok=True)
+    with zipfile.ZipFile(folder / "pykeen-1.11.1-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("pykeen/datasets/nations/train.txt", "usa\tally\tuk\nuk\tally\tusa\nchina\ttrade\tusa\n")
+        wheel.writestr("pykeen/datasets/nations/valid.txt", "usa\ttrade\tchina\n")
+        wheel.writestr("pykeen/datasets/nations/test.txt", "india\tally\tuk\n")
+
+
+def test_load_kg_reads_the_wheel_layout(tmp_path):
+    fake_pykeen_wheel(tmp_path)
+    data = load_kg("Nations", cache_dir=tmp_path)
+    assert data.entities == ["china", "india", "uk", "usa"] and data.relations == ["ally", "trade"]
+    assert data.X_train[0] == {"in0": [3], "in1": [2]} and list(data.y_train) == ["ally", "ally", "trade"]
+    assert data.X_test == [{"in0": [1], "in1": [2]}] and data.test.tolist() == [["india", "ally", "uk"]]
+
+
+def test_load_kg_rejects_unknown_graph_and_bad_lines(tmp_path):
+    with pytest.raises(ValueError, match="Unknown knowledge graph 'fb15k'"):
+        load_kg("fb15k", cache_dir=tmp_path)
+    fake_pykeen_wheel(tmp_path)
+    with zipfile.ZipFile(tmp_path / "pykeen-1.11.1-py3-none-any.whl", "a") as wheel:
+        wheel.writestr("pykeen/datasets/umls/train.txt", "a\tb\n")
+    with pytest.raises(ValueError, match=r"umls/train.txt: line 1: expected 'head<TAB>relation<TAB>tail'"):
+        load_kg("umls", cache_dir=tmp_path)
