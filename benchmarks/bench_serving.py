@@ -180,7 +180,8 @@ def main(argv=None) -> None:
     verdict = (f"target: {size}-record requests at concurrency {concurrency} reach {ratio:.0%} of in-process "
                f"records/s (target {target:.0%}): {'met' if ratio >= target else 'MISSED'}")
     report("Serving throughput (HTTP, application/json) vs in-process predict_proba", table, [verdict])
-    write_results("serving", {"quick": args.quick, "torch_threads": args.threads, "params": PARAMS, "rows": rows, "target_ratio": target,
+    write_results("serving", {"quick": args.quick, "torch_threads": args.threads, "params": PARAMS, "rows": rows,
+                              "target_ratio": target,
                               "measured_ratio": ratio, "target_met": ratio >= target})
 
 

@@ -4,6 +4,7 @@ estimator's in-process predict_proba / predict / transform on the loaded artifac
 
 import asyncio
 import copy
+import json
 
 import numpy as np
 import orjson
@@ -172,7 +173,8 @@ BAD_REQUESTS = [
     (JSON, b'{"instances": [{"in0": [true], "in1": [3]}]}', 400, "record 0, field 'in0': token ids must be integers"),
     (JSON, b'{"instances": [{"in0": [1], "in1": [3]}, {"in0": [4], "in1": [-2]}]}', 400,
      "record 1, field 'in1' has token id -2"),
-    (JSON, b'{"instances": [{"in0": [1e30], "in1": [3]}]}', 400, "record 0, field 'in0': token id 1e+30 is out of range"),
+    (JSON, b'{"instances": [{"in0": [1e30], "in1": [3]}]}', 400,
+     "record 0, field 'in0': token id 1e+30 is out of range"),
     (JSON, b'{"instances": [{"in0": [], "in1": [3]}]}', 400, "record 0, field 'in0': empty sequence"),
     (JSON, b'{"instances": [{"in0": 5, "in1": [3]}]}', 400, "record 0, field 'in0'"),
     (JSON, b'{"instances": [{"in0": [[1, 2]], "in1": [3]}]}', 400, "record 0, field 'in0'"),
@@ -331,3 +333,30 @@ def test_concurrent_requests_share_forward_passes(model_dirs):
     np.testing.assert_allclose(np.vstack([_rows(r, "scores") for r in responses]), clf.predict_proba(X), **TOL)
     assert app.state.batcher.records_run == 40
     assert app.state.batcher.batches_run <= 10, app.state.batcher.batches_run
+
+
+def test_random_junk_only_ever_raises_payload_errors():
+    """Mutated and random bodies: parse_body either accepts them or raises PayloadError (a 4xx),
+    never another exception (which the server would turn into a 500)."""
+    from skobject2vec.serving.protocol import PayloadError, parse_body
+
+    rng = np.random.default_rng(0)
+    values = [0, 3, -1, 1.5, 2.0, 1e30, -1e30, "7", None, True, [], [1], [[1]], {}, {"in0": [1]}, 2 ** 63, 2 ** 70]
+    seeds = [orjson.dumps({"instances": [{"in0": [1, 2], "in1": [3]}]}), _jsonl([{"in0": [4]}, {"in0": [5, 6]}])]
+    for trial in range(400):
+        if trial % 4 == 0:  # byte-level damage
+            body = bytearray(seeds[trial % 2])
+            for _ in range(int(rng.integers(1, 4))):
+                body[int(rng.integers(len(body)))] = int(rng.integers(0, 256))
+            body = bytes(body)
+        else:  # structurally valid JSON with odd values in odd places
+            record = {f: [values[int(i)] for i in rng.integers(0, len(values), int(rng.integers(0, 3)))]
+                      if rng.random() < 0.7 else values[int(rng.integers(len(values)))]
+                      for f in ("in0", "in1", "label") if rng.random() < 0.8}
+            obj = {"instances": [record] * int(rng.integers(0, 3))} if trial % 2 else record
+            body = json.dumps(obj).encode()  # the stdlib writes ints beyond 64 bits too
+        for media in (JSON, JSONL):
+            try:
+                parse_body(body, media, (5, 5))
+            except PayloadError as exc:
+                assert exc.status == 400 and str(exc).startswith(SAGEMAKER_PHRASE)
