@@ -97,7 +97,9 @@ def run_child(path: Path, nproc: int) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--full", action="store_true", help="200k records for throughput, 200k vs 2M for memory")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the default: 20k records, 20k vs 200k for memory")
+    size.add_argument("--full", action="store_true", help="200k records for throughput, 200k vs 2M for memory")
     parser.add_argument("--throughput-records", type=int)
     parser.add_argument("--memory-records", type=int, nargs=2, metavar=("SMALL", "LARGE"))
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs per side (best kept)")

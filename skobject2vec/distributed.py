@@ -119,11 +119,13 @@ def _reduced_scan(shards, label: str, ranks: _Ranks, what: str) -> StreamStats:
 
 
 def _check_vocab(stats: StreamStats, sides, name: str):
+    """Given vocabulary sizes must exceed every id; all ranks fail together (none waits in a collective)."""
     for side, s in enumerate(sides):
-        if s["vocab_size"] is not None and stats.max_ids[side] >= s["vocab_size"]:
-            raise ValueError(f"{name}: {stats.max_id_where[side]}, field 'in{side}': token id "
-                             f"{stats.max_ids[side]} is not less than vocab_size={s['vocab_size']} "
-                             f"(enc{side}_vocab_size).")
+        top = stats.global_max_ids[side]
+        if s["vocab_size"] is not None and top >= s["vocab_size"]:
+            where = stats.max_id_where[side] if stats.max_ids[side] == top else "a record of another rank"
+            raise ValueError(f"{name}: {where}, field 'in{side}': token id {top} is not less than "
+                             f"vocab_size={s['vocab_size']} (enc{side}_vocab_size).")
 
 
 def _fit_stream_targets(estimator, stats: StreamStats, p):
