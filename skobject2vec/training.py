@@ -177,16 +177,29 @@ def evaluate(net, pairs: PairData, data: EpochData, batcher: Batcher, settings: 
     return evaluation_scores(evaluation_sums(net, batches, settings), settings)
 
 
+class _Batches:
+    """A sized iterable of mini-batches, so that progress bars know the epoch's length."""
+
+    def __init__(self, indices, make_batch):
+        self.indices, self.make_batch = indices, make_batch
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __iter__(self):
+        return (self.make_batch(index) for index in self.indices)
+
+
 def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, settings: TrainSettings, *,
                      rng: np.random.Generator, dtype):
     """Shuffled (and with ``bucket_width``, length-bucketed) ``(inputs, target, weight)`` mini-batches."""
     lengths = None
     if settings.bucket_width > 0:
         lengths = np.maximum(pairs.in0.lengths[data.left], pairs.in1.lengths[data.right])
-    for index in batch_indices(len(data.left), settings.batch_size, shuffle=True, rng=rng,
-                               lengths=lengths, bucket_width=settings.bucket_width):
-        yield (batcher.pair(pairs, data.left[index], data.right[index]),
-               *_to_tensors(data, index, settings.task, dtype, batcher.device))
+    indices = batch_indices(len(data.left), settings.batch_size, shuffle=True, rng=rng,
+                            lengths=lengths, bucket_width=settings.bucket_width)
+    return _Batches(indices, lambda index: (batcher.pair(pairs, data.left[index], data.right[index]),
+                                            *_to_tensors(data, index, settings.task, dtype, batcher.device)))
 
 
 def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSettings, *, rng: np.random.Generator,
@@ -245,7 +258,8 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
         net.train()
-        running, seen = 0.0, 0.0
+        # Running sums stay on the device: no host synchronisation per step unless a bar shows them.
+        running = seen = None
         batches = epoch_batches(epoch)
         # verbose=1 keeps each finished bar (with the validation metrics) as the epoch's line;
         # verbose=2 prints a line instead. The bar is updated by hand, because iterating a
@@ -260,12 +274,14 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
             loss.backward()
             for opt in optimizers:
                 opt.step()
-            batch_weight = float(weight.sum())
-            running += float(loss.detach()) * batch_weight
-            seen += batch_weight
+            batch_weight = weight.detach().sum()
+            weighted = loss.detach() * batch_weight
+            running = weighted if running is None else running + weighted
+            seen = batch_weight if seen is None else seen + batch_weight
             if settings.verbose:
-                bar.set_postfix(loss=f"{running / max(seen, 1e-12):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{float(running) / max(float(seen), 1e-12):.4f}", refresh=False)
             bar.update()
+        running, seen = (0.0, 0.0) if running is None else (float(running), float(seen))
         if reduce_sums is not None:
             running, seen = (float(v) for v in reduce_sums(np.array([running, seen])))
         train_loss = running / max(seen, 1e-12)
