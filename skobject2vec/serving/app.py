@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,6 +30,11 @@ logger = logging.getLogger("skobject2vec.serving")
 
 #: SageMaker's limit on a real-time request body: 6 MB.
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+#: GIL switch interval of a server process. The event loop parses JSON in Python while the inference
+#: thread runs torch ops that release the GIL between ops; with Python's default 5 ms the inference
+#: thread can wait that long for the GIL at every op boundary while requests are parsed (a convoy
+#: that made 16 concurrent 100-record requests slower than one at a time).
+SWITCH_INTERVAL_S = 0.0005
 _ENV_MODEL_DIR = "SKOBJECT2VEC_SERVE_MODEL_DIR"
 _ENV_MAX_PAYLOAD = "SKOBJECT2VEC_SERVE_MAX_PAYLOAD_BYTES"
 
@@ -137,6 +143,7 @@ def create_app(model_dir=None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTE
 
 def app_from_env() -> Starlette:
     """uvicorn factory for ``--workers N``: every worker process loads the model itself."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return create_app(os.environ[_ENV_MODEL_DIR], int(os.environ[_ENV_MAX_PAYLOAD]))
 
 
@@ -162,11 +169,14 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
 
     model_dir = Path(model_dir if model_dir is not None else default_model_dir())
     read_config(model_dir)  # a wrong folder fails here, with a clear message, before any worker starts
+    preferred_mode_from_env()  # and so does a bad INFERENCE_PREFERRED_MODE
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     options = dict(host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=5)
     if workers == 1:
-        uvicorn.run(create_app(model_dir, max_payload_bytes), **options)
+        app = create_app(model_dir, max_payload_bytes)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)  # this process is the server now: see SWITCH_INTERVAL_S
+        uvicorn.run(app, **options)
         return
     import torch
 
