@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_non_negative, validate_data
 from .data.batching import PairData, Ragged
 
 FIELDS = ("in0", "in1")
+_MAX_ID = 2 ** 53  # larger ids cannot be told apart once stored as float
 
 
 def is_dataframe_of_records(X) -> bool:
@@ -61,6 +62,8 @@ def _locate_bad_sequence(sequences, field, what):
                     f"expected a flat list of integer token ids, got the element {token!r:.80}"
                     + (" (nested lists are not allowed)" if isinstance(token, (list, tuple)) else ""),
                 )
+            if isinstance(token, (int, np.integer)) and token >= _MAX_ID:
+                raise _record_error(what, i, field, f"token ids must be integers below 2**53, got {token}")
     raise AssertionError("no bad sequence found")  # pragma: no cover
 
 
@@ -75,7 +78,11 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
         if any(isinstance(seq, (str, bytes, Mapping)) for seq in sequences):
             raise TypeError
         lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=n)
-        flat = np.fromiter(chain.from_iterable(sequences), dtype=np.float64, count=int(lengths.sum()))
+        # numpy infers the element type: strings, booleans or nested lists do not give a
+        # numeric array, and the slow path then names the offending record.
+        flat = np.asarray(list(chain.from_iterable(sequences)))
+        if flat.size and (flat.dtype.kind not in "iuf" or flat.ndim != 1):
+            raise TypeError
     except (TypeError, ValueError):
         _locate_bad_sequence(sequences, field, what)
         raise
@@ -88,10 +95,15 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     def record_of(position):
         return int(np.searchsorted(offsets, position, side="right") - 1)
 
-    bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.floor(flat)))
-    if bad.size:
-        raise _record_error(what, record_of(bad[0]), field,
-                            f"token ids must be integers, got {float(flat[bad[0]])!r}")
+    if flat.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.floor(flat)) | (flat >= _MAX_ID))
+        if bad.size:
+            value = float(flat[bad[0]])
+            raise _record_error(what, record_of(bad[0]), field,
+                                f"token ids must be integers below 2**53, got {value!r}")
+    elif flat.dtype.kind == "u" and flat.size and flat.max() >= _MAX_ID:
+        raise _record_error(what, record_of(int(np.argmax(flat))), field,
+                            f"token ids must be integers below 2**53, got {int(flat.max())}")
     negative = np.flatnonzero(flat < 0)
     if negative.size:
         # "Negative values in data" is the phrase scikit-learn uses for this error.
