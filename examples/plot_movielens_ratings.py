@@ -85,20 +85,19 @@ plt.show()
 # Running it on the real MovieLens-100k
 # -------------------------------------
 # Download ``ml-100k.zip`` from https://grouplens.org/datasets/movielens/100k/
-# (this documentation never downloads it) and build the same records from
-# ``ua.base`` / ``ua.test``, as SageMaker's notebook does::
+# (its license forbids redistribution, and this documentation never downloads
+# it), unzip it, and read SageMaker's ``ua.base`` / ``ua.test`` split with
+# :func:`skobject2vec.datasets.load_movielens`::
 #
-#     import pandas as pd
-#     columns = ["user", "movie", "rating", "time"]
-#     base = pd.read_csv("ml-100k/ua.base", sep="\t", names=columns)
-#     test = pd.read_csv("ml-100k/ua.test", sep="\t", names=columns)
-#     to_records = lambda df: [{"in0": [u], "in1": [m]} for u, m in zip(df.user, df.movie)]
+#     from skobject2vec.datasets import load_movielens
+#
+#     ml = load_movielens("ml-100k", split="ua")
 #     reg = Object2VecRegressor(enc0_network="pooled_embedding", enc1_network="pooled_embedding",
 #                               enc0_max_seq_len=1, enc1_max_seq_len=1, enc0_vocab_size=944,
 #                               enc1_vocab_size=1684, enc_dim=1024, mlp_layers=1, mlp_dim=256,
 #                               mlp_activation="tanh", epochs=20, mini_batch_size=64,
 #                               learning_rate=0.001)
-#     reg.fit(to_records(base), base.rating, X_val=to_records(test), y_val=test.rating)
+#     reg.fit(ml.X_train, ml.y_train, X_val=ml.X_test, y_val=ml.y_test)
 #
 # SageMaker reports a validation mean squared error of about 0.91 (RMSE about
 # 0.95) for that configuration.

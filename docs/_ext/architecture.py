@@ -26,7 +26,7 @@ def arrow(x0, y0, x1, y1, label=None):
 
 for row, (y, side) in enumerate(((27, 0), (7, 1))):
     box(1, y, 12, 7, f"in{side}\ntoken ids", "input")
-    box(18, y, 13, 7, f"token table {side}\n(vocab + unknown row)", "input")
+    box(18, y, 13, 7, f"token table {side}\n+ unknown row", "input")
     box(36, y, 15, 7, f"enc{side}\nhcnn | bilstm |\npooled_embedding", "encoder")
     arrow(13.6, y + 3.5, 17.4, y + 3.5)
     arrow(31.6, y + 3.5, 35.4, y + 3.5)

@@ -44,6 +44,11 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _prose(text: str) -> str:
+    """Free text for a cell: ``|`` would start an RST substitution (``|e0-e1|``)."""
+    return text.replace("|", "\\|")
+
+
 def _row(cells) -> list[str]:
     lines = [f"   * - {_cell(cells[0])}"]
     lines += [f"     - {_cell(c)}" for c in cells[1:]]
@@ -67,7 +72,7 @@ def sagemaker_rows() -> list[list[str]]:
             sm_default = "required when ``enc1_network`` is not ``enc0``"
         same = hp.name not in _REQUIRED_THERE and hp.default == hp.sagemaker_default
         ours = _literal(hp.default) + ("" if same else " **(differs)**")
-        rows.append([f"``{hp.name}``", _range(hp), sm_default, "same name", ours, hp.doc])
+        rows.append([f"``{hp.name}``", _range(hp), sm_default, "same name", ours, _prose(hp.doc)])
     for name, hp in SAGEMAKER_ONLY.items():
         if name == "output_layer":
             target = ":class:`~skobject2vec.Object2VecClassifier` / :class:`~skobject2vec.Object2VecRegressor`"
@@ -75,7 +80,7 @@ def sagemaker_rows() -> list[list[str]]:
         else:
             target = "``num_classes=`` (classifier)"
             ours = "``None`` (infer the classes from ``y``) **(differs)**"
-        rows.append([f"``{name}``", _range(hp), _literal(hp.sagemaker_default), target, ours, hp.doc])
+        rows.append([f"``{name}``", _range(hp), _literal(hp.sagemaker_default), target, ours, _prose(hp.doc)])
     for name in SAGEMAKER_IGNORED:
         rows.append([f"``{name}``", "(undocumented MXNet setting)", "``auto`` / ``device``", "(none)",
                      "accepted and ignored",
@@ -84,7 +89,7 @@ def sagemaker_rows() -> list[list[str]]:
 
 
 def sklearn_rows() -> list[list[str]]:
-    return [[f"``{hp.name}``", _range(hp), _literal(hp.default), hp.doc]
+    return [[f"``{hp.name}``", _range(hp), _literal(hp.default), _prose(hp.doc)]
             for hp in HYPERPARAMETERS if not hp.sagemaker]
 
 
