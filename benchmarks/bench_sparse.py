@@ -13,7 +13,8 @@ time). Target: row_sparse >= 10x faster per step.
     python benchmarks/bench_sparse.py              # full: more steps and rounds
     python benchmarks/bench_sparse.py --optimizers adam,adagrad,sgd --steps 50
 
-Writes ``benchmarks/results/sparse.json``.
+Writes ``benchmarks/results/sparse.json``. Runs on one torch thread by default
+(``--threads``): see that flag's help for why.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -116,12 +118,16 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="A B rounds; each side keeps its best")
     parser.add_argument("--optimizers", default="adam", help="comma list of adam, adagrad, sgd")
     parser.add_argument("--learning-rate", type=float, default=0.001)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for both sides (0: torch's default). 1 by default: on a shared "
+                             "2-core machine two OpenMP threads stall the small sparse ops whenever another "
+                             "process holds a core (row_sparse measured 0.02 s/step on 1 thread, 0.1-0.6 on 2)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup, args.rounds = 3, 1, 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="Sparse invariant checks")  # torch's Adagrad, once per run
     data = make_batches(args.warmup + args.steps, args.batch, args.vocab)
     results = []
     for optimizer in args.optimizers.split(","):
@@ -131,6 +137,7 @@ def main(argv=None):
             for side in ("dense", "row_sparse"):  # A B A B
                 times, losses = run_side(side == "row_sparse", args, optimizer, data)
                 rounds[side].append(statistics.median(times))
+                print(f"  {optimizer} {side}: {rounds[side][-1]:.4f} s/step (median of {len(times)})", flush=True)
                 curves[side] = losses  # identical every round: same seed, same batches
         best = {side: min(medians) for side, medians in rounds.items()}
         results.append({
