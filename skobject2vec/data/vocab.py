@@ -27,6 +27,7 @@ from .jsonlines import open_text
 
 __all__ = [
     "PretrainedInfo",
+    "apply_pretrained_settings",
     "TextPairTokenizer",
     "load_pretrained_table",
     "pretrained_info",
@@ -133,6 +134,40 @@ def pretrained_info(embedding_file, vocab_file=None) -> PretrainedInfo:
     else:
         max_id = sum(1 for _ in lines)  # first line is id 0, so the count of the rest is the last id
     return PretrainedInfo(dim=dim, dim_where=where, max_id=max_id)
+
+
+def apply_pretrained_settings(sides: list[dict], *, tied: bool, default_token_dim: int) -> None:
+    """Fix each side's token-embedding dim from its pretrained file (in place).
+
+    A file's vectors cannot be resized, so its dimension wins: a side left at the
+    default ``token_embedding_dim`` takes it; a side set explicitly to another
+    value is an error naming the file. Sets ``side["pretrained"]`` (a
+    :class:`PretrainedInfo` or None) and ``side["token_dim_from_file"]``. With
+    tied tables, the one file sets the dimension of both sides; two different
+    files are an error.
+    """
+    for s in sides:
+        s["pretrained"] = (None if s["pretrained_embedding_file"] is None
+                           else pretrained_info(s["pretrained_embedding_file"], s["vocab_file"]))
+        s["token_dim_from_file"] = False
+    with_file = [i for i, s in enumerate(sides) if s["pretrained"] is not None]
+    if tied and len(with_file) == 2 and (
+            (sides[0]["pretrained_embedding_file"], sides[0]["vocab_file"])
+            != (sides[1]["pretrained_embedding_file"], sides[1]["vocab_file"])):
+        raise ValueError("tied_token_embedding_weight=True shares one token table, so it takes one pretrained "
+                         "file: enc0 and enc1 name different pretrained_embedding_file/vocab_file.")
+    for i in with_file:
+        info = sides[i]["pretrained"]
+        targets = range(len(sides)) if tied else (i,)
+        for j in targets:
+            dim = sides[j]["token_embedding_dim"]
+            if dim != info.dim and dim != default_token_dim:
+                raise ValueError(
+                    f"{info.dim_where}: enc{i}_pretrained_embedding_file has {info.dim}-dimensional vectors but "
+                    f"enc{j}_token_embedding_dim={dim}; leave enc{j}_token_embedding_dim at its default or set it "
+                    f"to {info.dim}.")
+            sides[j]["token_embedding_dim"] = info.dim
+            sides[j]["token_dim_from_file"] = True
 
 
 def read_pretrained_vectors(embedding_file, vocab_file=None, *, dim: int | None = None):
