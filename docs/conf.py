@@ -34,7 +34,7 @@ extensions = [
 ]
 
 templates_path = [str(HERE / "_templates")]  # absolute: autosummary resolves it from the CWD
-exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py",
+exclude_patterns = ["_build", "_generated", "_templates", "_ext", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb", "auto_examples/*.py",
                     "auto_examples/*.zip", "auto_examples/*.json", "auto_examples/*.md5", "sg_execution_times.rst"]
 suppress_warnings = []
 

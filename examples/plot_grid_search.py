@@ -19,12 +19,12 @@ from sklearn.model_selection import GridSearchCV
 from skobject2vec import Object2VecClassifier
 from skobject2vec.datasets import load_digit_pairs
 
-X, y, X_test, y_test, _ = load_digit_pairs(n_pairs=1200, random_state=1)
+X, y, X_test, y_test, _ = load_digit_pairs(n_pairs=1000, random_state=1)
 
 base = Object2VecClassifier(
     tied_token_embedding_weight=True, enc0_token_embedding_dim=32, enc0_layers=1,
     mlp_layers=1, mlp_dim=64, mlp_activation="relu",
-    epochs=6, mini_batch_size=64, learning_rate=0.005, random_state=0,
+    epochs=5, mini_batch_size=64, learning_rate=0.005, random_state=0,
 )
 grid = {
     "enc0_network": ["pooled_embedding", "hcnn"],
