@@ -111,7 +111,7 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
             f"Negative values in data passed to {what}: record {record_of(negative[0])}, field {field!r} "
             f"has token id {int(flat[negative[0]])}; token ids must be >= 0."
         )
-    return Ragged(flat.astype(np.int64), offsets)
+    return Ragged(flat.astype(np.int64, copy=False), offsets)
 
 
 def _records_sequences(X, what):
