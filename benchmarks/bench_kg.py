@@ -34,6 +34,21 @@ def accuracy(estimator, X, y) -> float:
     return float(np.mean(estimator.predict(X) == y))
 
 
+def true_relations(data) -> dict:
+    """Every relation that holds for each (head, tail) pair, over all three splits."""
+    truth = {}
+    for X, y in ((data.X_train, data.y_train), (data.X_valid, data.y_valid), (data.X_test, data.y_test)):
+        for record, relation in zip(X, y):
+            truth.setdefault((record["in0"][0], record["in1"][0]), set()).add(relation)
+    return truth
+
+
+def filtered_accuracy(predicted, X, truth) -> float:
+    """A prediction counts when it is *a* true relation of its pair (the usual filtered
+    setting: a pair holding several relations cannot be right on all of its test rows)."""
+    return float(np.mean([p in truth[(r["in0"][0], r["in1"][0])] for p, r in zip(predicted, X)]))
+
+
 def run_graph(name: str, grid: dict, cache_dir, defaults: dict) -> dict:
     from sklearn.base import clone
 
@@ -42,7 +57,10 @@ def run_graph(name: str, grid: dict, cache_dir, defaults: dict) -> dict:
 
     data = load_kg(name, cache_dir=cache_dir)
     relations, counts = np.unique(data.y_train, return_counts=True)
-    majority = float(np.mean(data.y_test == relations[np.argmax(counts)]))
+    majority_relation = relations[np.argmax(counts)]
+    majority = float(np.mean(data.y_test == majority_relation))
+    truth = true_relations(data)
+    majority_filtered = filtered_accuracy(np.full(len(data.y_test), majority_relation), data.X_test, truth)
     started = time.perf_counter()
     default = Object2VecClassifier(**defaults).fit(data.X_train, data.y_train, X_val=data.X_valid,
                                                   y_val=data.y_valid)
@@ -56,15 +74,18 @@ def run_graph(name: str, grid: dict, cache_dir, defaults: dict) -> dict:
     out = {
         "entities": len(data.entities), "relations": len(data.relations),
         "train": len(data.X_train), "valid": len(data.X_valid), "test": len(data.X_test),
-        "majority": majority,
+        "majority": majority, "majority_filtered": majority_filtered,
         "default": accuracy(default, data.X_test, data.y_test), "default_epochs": default.n_epochs_,
+        "default_filtered": filtered_accuracy(default.predict(data.X_test), data.X_test, truth),
+        "tuned_filtered": filtered_accuracy(tuned.predict(data.X_test), data.X_test, truth),
         "default_seconds": default_seconds,
         "tuned": accuracy(tuned, data.X_test, data.y_test), "tuned_epochs": tuned.n_epochs_,
         "tuned_seconds": tuned_seconds, "best_params": search.best_params_,
         "search_table": search_table(search, "valid accuracy"),
     }
     print(f"{name}: majority {majority:.3f}, default {out['default']:.3f}, tuned {out['tuned']:.3f} "
-          f"({search.best_params_})")
+          f"({search.best_params_}); filtered: majority {majority_filtered:.3f}, default "
+          f"{out['default_filtered']:.3f}, tuned {out['tuned_filtered']:.3f}")
     return out
 
 
@@ -79,12 +100,15 @@ def main(argv=None):
         args.graphs, grid, defaults = ["nations"], QUICK_GRID, QUICK_DEFAULTS
 
     results = {name: run_graph(name, grid, args.cache_dir, defaults) for name in args.graphs}
-    rows = [[name, r["entities"], r["relations"], f"{r['train']}/{r['valid']}/{r['test']}", r["majority"],
-             r["default"], r["tuned"], ", ".join(f"{k}={v}" for k, v in r["best_params"].items())]
+    rows = [[name, r["entities"], r["relations"], f"{r['train']}/{r['valid']}/{r['test']}",
+             f"{r['majority']:.3f} / {r['majority_filtered']:.3f}", f"{r['default']:.3f} / {r['default_filtered']:.3f}",
+             f"{r['tuned']:.3f} / {r['tuned_filtered']:.3f}", ", ".join(f"{k}={v}" for k, v in r["best_params"].items())]
             for name, r in results.items()]
     table = format_table(["graph", "entities", "relations", "train/valid/test", "majority class",
                           "defaults", "tuned", "tuned parameters"], rows)
-    report("Knowledge graphs: test accuracy of (head, tail) -> relation", table, [
+    report("Knowledge graphs: test accuracy / filtered accuracy of (head, tail) -> relation", table, [
+        "accuracy: the predicted relation is the test row's; filtered: it is one of the relations that hold "
+        "for the pair in any split (pairs often hold several relations, so plain accuracy is capped)",
         machine_line(),
         "defaults: Object2VecClassifier(" + ", ".join(f"{k}={v}" for k, v in defaults.items())
         + "), early stopping on valid",
