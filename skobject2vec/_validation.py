@@ -11,7 +11,7 @@ Three input shapes are accepted (see :func:`to_pairs`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import chain
+from itertools import chain, islice
 
 import numpy as np
 import scipy.sparse as sp
@@ -67,22 +67,22 @@ def _locate_bad_sequence(sequences, field, what):
     raise AssertionError("no bad sequence found")  # pragma: no cover
 
 
+#: Tokens converted per step: bounds the temporary Python list to a few MB whatever n is.
+_CHUNK = 1 << 20
+
+
 def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     """Validate a list of token-id lists and store it flat.
 
     Raises ValueError naming the record and field for: a value that is not a flat
-    list of numbers, an empty sequence, a non-integral id, or a negative id.
+    list of numbers, an empty sequence, a non-integral or too large id, or a negative id.
+    Memory: the result (8 bytes per token) plus one chunk of :data:`_CHUNK` tokens.
     """
     n = len(sequences)
     try:
         if any(isinstance(seq, (str, bytes, Mapping)) for seq in sequences):
             raise TypeError
         lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=n)
-        # numpy infers the element type: strings, booleans or nested lists do not give a
-        # numeric array, and the slow path then names the offending record.
-        flat = np.asarray(list(chain.from_iterable(sequences)))
-        if flat.size and (flat.dtype.kind not in "iuf" or flat.ndim != 1):
-            raise TypeError
     except (TypeError, ValueError):
         _locate_bad_sequence(sequences, field, what)
         raise
@@ -95,15 +95,27 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     def record_of(position):
         return int(np.searchsorted(offsets, position, side="right") - 1)
 
-    if flat.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.floor(flat)) | (flat >= _MAX_ID))
-        if bad.size:
-            value = float(flat[bad[0]])
-            raise _record_error(what, record_of(bad[0]), field,
+    flat = np.empty(int(offsets[-1]), dtype=np.int64)
+    tokens = chain.from_iterable(sequences)
+    for start in range(0, len(flat), _CHUNK):
+        try:
+            # numpy infers the element type: strings, booleans or nested lists do not give a
+            # numeric array, and the slow path then names the offending record.
+            chunk = np.asarray(list(islice(tokens, _CHUNK)))
+            if chunk.dtype.kind not in "iuf" or chunk.ndim != 1:
+                raise TypeError
+        except (TypeError, ValueError):
+            _locate_bad_sequence(sequences, field, what)
+            raise
+        bad = chunk >= _MAX_ID
+        if chunk.dtype.kind == "f":
+            bad |= ~np.isfinite(chunk) | (chunk != np.floor(chunk))
+        if bad.any():
+            position = int(np.argmax(bad))
+            value = chunk[position].item()
+            raise _record_error(what, record_of(start + position), field,
                                 f"token ids must be integers below 2**53, got {value!r}")
-    elif flat.dtype.kind == "u" and flat.size and flat.max() >= _MAX_ID:
-        raise _record_error(what, record_of(int(np.argmax(flat))), field,
-                            f"token ids must be integers below 2**53, got {int(flat.max())}")
+        flat[start:start + len(chunk)] = chunk
     negative = np.flatnonzero(flat < 0)
     if negative.size:
         # "Negative values in data" is the phrase scikit-learn uses for this error.
@@ -111,7 +123,7 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
             f"Negative values in data passed to {what}: record {record_of(negative[0])}, field {field!r} "
             f"has token id {int(flat[negative[0]])}; token ids must be >= 0."
         )
-    return Ragged(flat.astype(np.int64, copy=False), offsets)
+    return Ragged(flat, offsets)
 
 
 def _records_sequences(X, what):

@@ -291,8 +291,16 @@ class _Object2VecBase(BaseEstimator):
                 sizes.append(given)
             else:
                 pretrained = sides[i]["pretrained"]
-                sizes.append(max(ragged.take(used).max_id() + 1, 2,
-                                 pretrained.max_id + 1 if pretrained is not None else 0))
+                inferred = max(ragged.take(used).max_id() + 1, 2,
+                               pretrained.max_id + 1 if pretrained is not None else 0)
+                limit = BY_NAME[f"enc{i}_vocab_size"].high
+                if inferred > limit:
+                    # Checked before a table of that many rows is allocated.
+                    raise ValueError(
+                        f"{name}: field 'in{i}' holds token id {inferred - 1}, which would need a vocabulary of "
+                        f"{inferred:,} rows, above SageMaker's limit of {int(limit):,}. Re-number the ids densely "
+                        f"from 0 (e.g. with sklearn.preprocessing.OrdinalEncoder or TextPairTokenizer).")
+                sizes.append(inferred)
         if tied:
             given = [s["vocab_size"] for s in sides]
             if None not in given and given[0] != given[1]:

@@ -90,3 +90,21 @@ def test_device_errors_are_clear():
         fit(GOOD, device="cuda")
     with pytest.raises(ValueError, match="'device'"):
         fit(GOOD, device="tpu9")
+
+
+def test_ids_beyond_the_vocabulary_limit_are_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"field 'in1' holds token id 9999999999.*above SageMaker's limit"):
+        fit([GOOD[0], {"in0": [4], "in1": [9_999_999_999]}])
+
+
+def test_conversion_in_chunks_locates_errors_and_keeps_values(monkeypatch):
+    from skobject2vec import _validation
+
+    monkeypatch.setattr(_validation, "_CHUNK", 3)
+    sequences = [[1, 2], [3, 4, 5, 6], [7], [8.0, 9]]
+    ragged = _validation.ragged_from_sequences(sequences, "in0")
+    assert ragged.to_lists() == [[1, 2], [3, 4, 5, 6], [7], [8, 9]]
+    with pytest.raises(ValueError, match="record 3, field 'in0': token ids must be integers below 2\\*\\*53, got 9.5"):
+        _validation.ragged_from_sequences(sequences[:3] + [[8, 9.5]], "in0")
+    with pytest.raises(ValueError, match="record 2, field 'in0'.*element 'x'"):
+        _validation.ragged_from_sequences([[1, 2], [3, 4, 5, 6], ["x"]], "in0")
