@@ -158,7 +158,7 @@ def main(argv=None):
                      f"{c['sparse_first_last'][0]:.4f} -> {c['sparse_first_last'][1]:.4f}",
                      c["max_abs_diff"], c["step_noise"]])
     table = format_table(["optimizer", "dense s/step", "row_sparse s/step", "speedup", "target >= 10x",
-                          "dense loss first -> last", "row_sparse loss first -> last", "max |loss diff|",
+                          "dense loss first -> last", "row_sparse loss first -> last", "max abs loss diff",
                           "step noise"], rows)
     report(f"Training step, vocabulary {args.vocab:,} x dim {args.dim}, pooled_embedding, batch {args.batch} "
            f"({args.steps} steps, best of {args.rounds} rounds A B)", table)

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-SCRIPTS = ("bench_training.py", "bench_inference.py", "bench_dtype.py", "bench_sts.py", "bench_kg.py")
+SCRIPTS = ("bench_training.py", "bench_inference.py", "bench_dtype.py", "bench_sts.py", "bench_kg.py",
+           "bench_sparse.py", "bench_serving.py", "bench_scale.py")
 
 
 def main(argv=None) -> int:
