@@ -370,7 +370,6 @@ class _Object2VecBase(BaseEstimator):
             warnings.warn("fit() on in-memory data under torchrun trains a separate model on every rank; pass a "
                           "path to JSON Lines records to train data parallel.", UserWarning)
         p = self._validated_params()
-        name = type(self).__name__
         data, y = self._pairs(X, reset=True, y=y)
         n = len(y)
         y_encoded = self._fit_targets(y, p)
