@@ -153,6 +153,8 @@ def records_to_pairs(X, *, what: str = "X", single_side_ok: bool = False) -> Pai
     ``in1`` (SageMaker's embedding mode); a mix of shapes is an error.
     """
     (in0, in1), present = _records_sequences(X, what)
+    if not present:
+        raise ValueError(f"{what}: no records; expected at least one record with 'in0' and/or 'in1'.")
     first = present[0]
     if not single_side_ok or first == FIELDS or not first:
         expected = FIELDS

@@ -330,7 +330,10 @@ class _Object2VecBase(BaseEstimator):
         return self._finish_pairs(data)
 
     def _batcher(self):
-        device = training.resolve_device(self.device)
+        device_param = self.device
+        if str(device_param).startswith("cuda") and not torch.cuda.is_available():
+            device_param = "auto"  # fitted on a GPU, predicting on a CPU-only machine (as skobject2vec.load does)
+        device = training.resolve_device(device_param)
         if next(self.net_.parameters()).device != device:
             self.net_.to(device)
         return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, device)
@@ -529,8 +532,8 @@ class _Object2VecBase(BaseEstimator):
         if net is not None and next(net.parameters()).device.type != "cpu":
             # Pickles always hold CPU tensors, so a CUDA-trained model loads anywhere.
             cpu = Object2VecNet(net.config)
+            cpu.to(next(net.parameters()).dtype)  # before loading: float64 weights stay float64
             cpu.load_state_dict({k: v.detach().cpu() for k, v in net.state_dict().items()})
-            cpu.to(next(net.parameters()).dtype)
             for name, param in net.named_parameters():
                 cpu.get_parameter(name).requires_grad_(param.requires_grad)
             state = dict(state, net_=cpu.eval())

@@ -13,6 +13,7 @@ this library, SageMaker's default, and a line of documentation. The table drives
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -232,7 +233,8 @@ def validate_value(name: str, value: Any) -> Any:
             return bool(value)
         raise _bad(name, value, hp)
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value):
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or float(value) != int(value)):
             raise _bad(name, value, hp)
         value = int(value)
     elif kind == "float":

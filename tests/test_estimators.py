@@ -293,3 +293,4 @@ def test_cuda_model_unpickles_with_cpu_tensors(topic_data):  # pragma: no cover 
     clf = Object2VecClassifier(**dict(FAST, epochs=1), device="cuda").fit(X[:200], y[:200])
     restored = pickle.loads(pickle.dumps(clf))
     assert next(restored.net_.parameters()).device.type == "cpu"
+

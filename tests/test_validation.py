@@ -108,3 +108,13 @@ def test_conversion_in_chunks_locates_errors_and_keeps_values(monkeypatch):
         _validation.ragged_from_sequences(sequences[:3] + [[8, 9.5]], "in0")
     with pytest.raises(ValueError, match="record 2, field 'in0'.*element 'x'"):
         _validation.ragged_from_sequences([[1, 2], [3, 4, 5, 6], ["x"]], "in0")
+
+
+def test_empty_dataframe_and_non_finite_hyperparameters():
+    import pandas as pd
+
+    clf = fit(GOOD)
+    with pytest.raises(ValueError, match="no records"):
+        clf.predict(pd.DataFrame({"in0": [], "in1": []}))
+    with pytest.raises(ValueError, match="'epochs': inf"):
+        fit(GOOD, epochs=float("inf"))

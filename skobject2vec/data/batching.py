@@ -48,7 +48,8 @@ class Ragged:
 
     def take(self, index) -> "Ragged":
         index = np.asarray(index, dtype=np.int64)
-        starts, lengths = self.offsets[:-1][index], self.lengths[index]
+        starts = self.offsets[index]
+        lengths = self.offsets[index + 1] - starts
         offsets = np.zeros(len(index) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         # position of every output token in self.values
@@ -69,8 +70,9 @@ class Ragged:
         and are masked by the network, so their value never matters.
         """
         index = np.asarray(index, dtype=np.int64)
-        starts = self.offsets[:-1][index]
-        lengths = np.minimum(self.lengths[index], max_len)
+        starts = self.offsets[index]
+        # lengths of these records only: self.lengths would diff all n offsets every batch
+        lengths = np.minimum(self.offsets[index + 1] - starts, max_len)
         width = int(lengths.max()) if len(lengths) else 1
         positions = np.arange(width, dtype=np.int64)
         valid = positions[None, :] < lengths[:, None]
