@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import training
+from ._auto import DataShape, resolve_auto
 from .data.streaming import (DEFAULT_BUFFER_SIZE, StreamStats, chunk_size, chunks, is_stream_source, list_shards,
                              rank_records, scan, shuffle_buffer)
 
@@ -204,7 +205,7 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
     if int(buffer_size) < 1:
         raise ValueError(f"buffer_size must be a positive number of records, got {buffer_size!r}.")
     p = estimator._validated_params()
-    if p["validation_fraction"]:
+    if p["validation_fraction"] not in (None, 0, "auto"):
         raise ValueError(f"{name}.fit(path): validation_fraction needs in-memory data; pass X_val=<path to "
                          f"validation records> instead.")
     if estimator._task == "regression" and p["negative_sampling_rate"] > 0:
@@ -216,6 +217,7 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
     try:
         stats = _reduced_scan(shards, label, ranks, str(X))
         _fit_stream_targets(estimator, stats, p)
+        p = resolve_auto(p, DataShape(stats.n_records, tuple(int(n) for n in stats.max_lens), streamed=True))
         sides = estimator._encoder_settings(p)
         _check_vocab(stats, sides, name)
         top = PairData(*(Ragged(np.array([v]), np.array([0, 1])) for v in stats.global_max_ids))

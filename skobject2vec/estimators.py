@@ -24,7 +24,8 @@ from .data.batching import PairData
 from .data.streaming import is_stream_source
 from .data.negatives import sample_negatives
 from .data.vocab import apply_pretrained_settings
-from .hyperparameters import BY_NAME, parse_sagemaker_hyperparameters, validate_params
+from ._auto import DataShape, resolve_auto
+from .hyperparameters import BY_NAME, parse_sagemaker_hyperparameters, sagemaker_defaults, validate_params
 from .nn.encoders import resolve_layers
 from .nn.model import Object2VecNet
 
@@ -161,8 +162,10 @@ class _Object2VecBase(BaseEstimator):
         tied_token_embedding_weight=_default("tied_token_embedding_weight"),
         token_embedding_storage_type=_default("token_embedding_storage_type"),
         bucket_width=_default("bucket_width"),
+        shared_encoder=_default("shared_encoder"),
+        embedding_l2=_default("embedding_l2"),
         num_classes=None,
-        validation_fraction=None,
+        validation_fraction=_default("validation_fraction"),
         dtype=_default("dtype"),
         device=_default("device"),
         random_state=None,
@@ -203,6 +206,8 @@ class _Object2VecBase(BaseEstimator):
         self.tied_token_embedding_weight = tied_token_embedding_weight
         self.token_embedding_storage_type = token_embedding_storage_type
         self.bucket_width = bucket_width
+        self.shared_encoder = shared_encoder
+        self.embedding_l2 = embedding_l2
         self.num_classes = num_classes
         self.validation_fraction = validation_fraction
         self.dtype = dtype
@@ -229,8 +234,12 @@ class _Object2VecBase(BaseEstimator):
         ``mean_squared_error`` for the regressor); use the module-level
         :func:`from_sagemaker_hyperparameters` to pick the class from it.
         ``overrides`` set scikit-learn parameters such as ``random_state``.
+        Keys the job does not set take SageMaker's defaults
+        (:func:`~skobject2vec.hyperparameters.sagemaker_defaults`), not this
+        library's, so the estimator trains what the job trained on SageMaker.
         """
-        params, task = parse_sagemaker_hyperparameters(hyperparameters)
+        parsed, task = parse_sagemaker_hyperparameters(hyperparameters)
+        params = {**sagemaker_defaults(), **parsed}
         expected = "softmax" if cls._task == "classification" else "mean_squared_error"
         if task["output_layer"] != expected:
             raise ValueError(f"output_layer={task['output_layer']!r} does not match {cls.__name__} "
@@ -254,12 +263,16 @@ class _Object2VecBase(BaseEstimator):
 
     def _encoder_settings(self, p: dict):
         """Per-side settings with enc1 inheriting from enc0 when enc1_network == 'enc0'."""
+        if p["shared_encoder"] and p["enc1_network"] not in ("enc0", p["enc0_network"]):
+            raise ValueError(f"shared_encoder=True makes enc1 the very encoder of enc0, but enc1_network="
+                             f"{p['enc1_network']!r} differs from enc0_network={p['enc0_network']!r}; set "
+                             f"enc1_network='enc0' or shared_encoder=False.")
         sides = []
         for i in (0, 1):
             settings = {k: p[f"enc{i}_{k}"] for k in _INHERITED + (
                 "pretrained_embedding_file", "vocab_file", "freeze_pretrained_embedding")}
             sides.append(settings)
-        if p["enc1_network"] == "enc0":
+        if p["enc1_network"] == "enc0" or p["shared_encoder"]:
             ignored = [f"enc1_{k}" for k in _INHERITED[1:] if p[f"enc1_{k}"] != BY_NAME[f"enc1_{k}"].default]
             if ignored:
                 warnings.warn(f"{', '.join(ignored)} ignored: enc1_network='enc0' copies enc0's configuration "
@@ -379,6 +392,7 @@ class _Object2VecBase(BaseEstimator):
         weight = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True)
         self._check_enough_targets(y_encoded, weight, p)
         pairs = self._finish_pairs(data)
+        p = resolve_auto(p, DataShape(n, (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max()))))
         if self._task == "regression" and p["negative_sampling_rate"] > 0:
             raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
                              "a regressor cannot label sampled negatives. Set negative_sampling_rate=0.")
@@ -430,6 +444,7 @@ class _Object2VecBase(BaseEstimator):
             "dropout": p["dropout"],
             "n_outputs": len(self.classes_) if self._task == "classification" else 1,
             "tied": p["tied_token_embedding_weight"],
+            "shared": p["shared_encoder"],
             "sparse": p["token_embedding_storage_type"] == "row_sparse",
         }
 
@@ -438,7 +453,7 @@ class _Object2VecBase(BaseEstimator):
             task=self._task, epochs=p["epochs"], batch_size=p["mini_batch_size"], optimizer=p["optimizer"],
             learning_rate=p["learning_rate"], weight_decay=p["weight_decay"],
             patience=p["early_stopping_patience"], tolerance=p["early_stopping_tolerance"],
-            bucket_width=p["bucket_width"], verbose=p["verbose"],
+            bucket_width=p["bucket_width"], verbose=p["verbose"], embedding_l2=p["embedding_l2"],
             target_scale=getattr(self, "y_scale_", 1.0),
         )
 

@@ -96,7 +96,7 @@ class _Side(nn.Module):
     def __init__(self, net, side: int, vocab_size: int, max_len: int):
         super().__init__()
         self.table = net.token_table(side)
-        encoder = net.encoder0 if side == 0 else net.encoder1
+        encoder = net.encoder(side)
         self.encoder = _MaskedBiLSTM(encoder) if isinstance(encoder, BiLSTMEncoder) else encoder
         self.vocab_size = int(vocab_size)
         self.max_len = int(max_len)

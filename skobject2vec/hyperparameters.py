@@ -28,6 +28,7 @@ __all__ = [
     "validate_value",
     "parse_sagemaker_value",
     "parse_sagemaker_hyperparameters",
+    "sagemaker_defaults",
 ]
 
 NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
@@ -112,7 +113,7 @@ def _encoder_rows(i: int) -> list[HyperParameter]:
              doc=f"Keep the pretrained {side} token table fixed during training."),
     ]
     if i == 0:
-        rows.insert(0, _enc(0, "network", kind="choice", choices=NETWORKS, default="hcnn",
+        rows.insert(0, _enc(0, "network", kind="choice", choices=NETWORKS, default="pooled_embedding",
                             sagemaker_default="hcnn",
                             doc="Encoder of in0: hierarchical CNN, bidirectional LSTM or masked mean of token embeddings."))
     else:
@@ -171,11 +172,27 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),
+        # Our additions that change what is learned. Their sagemaker_default reproduces
+        # SageMaker's behaviour, so from_sagemaker_hyperparameters trains what SageMaker trains.
+        HyperParameter("shared_encoder", "bool", "auto", auto=True, sagemaker=False, sagemaker_default=False,
+                       doc="enc1 is enc0: one encoder and one token table for both sides (a Siamese / "
+                           "bi-encoder), so both embeddings live in one space. 'auto' shares when both "
+                           "sides hold sequences (some in0 and some in1 longer than one token) and enc1 "
+                           "is configured as enc0: symmetric inputs such as sentence pairs. SageMaker's "
+                           "encoders never share weights."),
+        HyperParameter("embedding_l2", "float", "auto", low=0.0, high=10.0, auto=True, sagemaker=False,
+                       sagemaker_default=0.0,
+                       doc="L2 penalty on the token-table rows each batch uses (matrix factorisation's "
+                           "regulariser; with row_sparse too), added to the loss as embedding_l2 times "
+                           "the mean squared norm of a record's token vectors. 'auto': see the "
+                           "'Choosing settings' page."),
         # scikit-learn side: not SageMaker hyperparameters.
-        HyperParameter("validation_fraction", "float", None, low=0.0, high=0.9, none_ok=True,
-                       sagemaker=False,
+        HyperParameter("validation_fraction", "float", "auto", low=0.0, high=0.9, none_ok=True, auto=True,
+                       sagemaker=False, sagemaker_default=None,
                        doc="Hold out this fraction of the training data for early stopping when no "
-                           "validation set is passed to fit. None: no early stopping without X_val."),
+                           "validation set is passed to fit. None or 0: no early stopping without X_val. "
+                           "'auto' (as HistGradientBoosting's early_stopping='auto'): 0.1 when fit gets "
+                           "at least 1,000 records, else no hold-out; streamed fits use X_val only."),
         HyperParameter("dtype", "choice", "float32", choices=("float32", "float64"), sagemaker=False,
                        doc="Floating-point type of the network. float64 is slower but exactly "
                            "reproducible across batch sizes."),
@@ -189,6 +206,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
 )
 
 BY_NAME = {hp.name: hp for hp in HYPERPARAMETERS}
+#: Filled by :func:`sagemaker_defaults`: SageMaker's own rows, plus ours that change the model.
+_SAGEMAKER_FILLED = {hp.name for hp in HYPERPARAMETERS if hp.sagemaker} | {
+    "shared_encoder", "embedding_l2", "validation_fraction"}
 ESTIMATOR_PARAMETERS = tuple(hp.name for hp in HYPERPARAMETERS)
 
 #: SageMaker hyperparameters that choose the estimator rather than configure it.
@@ -307,6 +327,26 @@ def parse_sagemaker_value(name: str, raw: Any) -> Any:
     except ValueError:
         raise _bad(name, raw, hp) from None
     return validate_value(name, value)
+
+
+#: Parameters SageMaker requires or infers per job: never filled in with a default.
+SAGEMAKER_NO_DEFAULT = tuple(f"enc{i}_{k}" for i in (0, 1) for k in ("max_seq_len", "vocab_size"))
+
+
+def sagemaker_defaults() -> dict:
+    """What a SageMaker job trains with for every key it does not set.
+
+    Every SageMaker hyperparameter at SageMaker's default (except the sizes SageMaker
+    requires, which stay ``None`` = inferred), and each of our own parameters that
+    changes what is learned (``shared_encoder``, ``embedding_l2``,
+    ``validation_fraction``) at the value that reproduces SageMaker's behaviour.
+    """
+    filled = {}
+    for hp in HYPERPARAMETERS:
+        if hp.name in SAGEMAKER_NO_DEFAULT or hp.name not in _SAGEMAKER_FILLED:
+            continue
+        filled[hp.name] = None if hp.sagemaker_default == "" else hp.sagemaker_default  # "": no file
+    return filled
 
 
 def parse_sagemaker_hyperparameters(hyperparameters: dict) -> tuple[dict, dict]:

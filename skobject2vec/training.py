@@ -83,6 +83,7 @@ class TrainSettings:
     bucket_width: int = 0
     verbose: int = 0
     target_scale: float = 1.0  # regression: losses are reported in the user's units
+    embedding_l2: float = 0.0  # L2 on the token rows each batch uses (see Object2VecNet.forward)
     history: list = field(default_factory=list)
 
 
@@ -126,8 +127,12 @@ def _loss(outputs, target, weight, task):
         per_record = F.cross_entropy(outputs, target, reduction="none")
     else:
         per_record = (outputs.squeeze(1) - target) ** 2
+    return _weighted_mean(per_record, weight)
+
+
+def _weighted_mean(per_record, weight):
     # clamp: a batch of zero weights (sample_weight, or a data-parallel rank with no batch
-    # left) gives loss 0 instead of nan; a positive sum is unchanged.
+    # left) gives 0 instead of nan; a positive sum is unchanged.
     return (per_record * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
 
 
@@ -270,8 +275,13 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
         for inputs, target, weight in batches:
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            loss = _loss(net(*inputs), target, weight, settings.task)
-            loss.backward()
+            if settings.embedding_l2 > 0:
+                outputs, penalty = net(*inputs, with_row_penalty=True)
+                loss = _loss(outputs, target, weight, settings.task)
+                objective = loss + settings.embedding_l2 * _weighted_mean(penalty, weight)
+            else:
+                loss = objective = _loss(net(*inputs), target, weight, settings.task)
+            objective.backward()
             for opt in optimizers:
                 opt.step()
             batch_weight = weight.detach().sum()

@@ -35,6 +35,9 @@ class Object2VecNet(nn.Module):
         Number of classes, or 1 for regression.
     tied : bool
         One token table shared by both sides.
+    shared : bool, optional (default False)
+        enc1 *is* enc0: one token table and one encoder module, so both sides live in
+        one embedding space (a Siamese / bi-encoder). Implies ``tied``.
     sparse : bool
         Sparse gradients on the token tables.
     """
@@ -43,7 +46,8 @@ class Object2VecNet(nn.Module):
         super().__init__()
         self.config = dict(config)
         c = self.config
-        self.tied = bool(c["tied"])
+        self.shared = bool(c.get("shared", False))  # artifacts written before 0.2 have no key
+        self.tied = bool(c["tied"]) or self.shared
         self.token_embedding0 = nn.Embedding(c["vocab_sizes"][0] + 1, c["token_dims"][0], sparse=c["sparse"])
         self.token_embedding1 = (
             None if self.tied
@@ -51,8 +55,9 @@ class Object2VecNet(nn.Module):
         )
         self.encoder0 = build_encoder(c["networks"][0], c["token_dims"][0], c["enc_dim"],
                                       c["layers"][0], c["filter_widths"][0])
-        self.encoder1 = build_encoder(c["networks"][1], c["token_dims"][1], c["enc_dim"],
-                                      c["layers"][1], c["filter_widths"][1])
+        # A shared encoder is registered once (state_dict and safetensors hold each tensor once).
+        self.encoder1 = None if self.shared else build_encoder(
+            c["networks"][1], c["token_dims"][1], c["enc_dim"], c["layers"][1], c["filter_widths"][1])
         self.comparator = Comparator(c["comparator"], c["enc_dim"])
         layers, width = [], self.comparator.out_dim
         if c["dropout"] > 0:
@@ -74,15 +79,31 @@ class Object2VecNet(nn.Module):
     def token_table(self, side: int) -> nn.Embedding:
         return self.token_embedding0 if side == 0 or self.tied else self.token_embedding1
 
-    def encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Embed one side: ``ids`` (B, L) padded token ids, ``lengths`` (B,) on CPU."""
+    def encoder(self, side: int) -> nn.Module:
+        return self.encoder0 if side == 0 or self.shared else self.encoder1
+
+    def _encode(self, side, ids, lengths):
         mask = lengths_to_mask(lengths, ids.size(1), ids.device)
         tokens = self.token_table(side)(ids)
-        encoder = self.encoder0 if side == 0 else self.encoder1
-        return encoder(tokens, mask, lengths)
+        return self.encoder(side)(tokens, mask, lengths), tokens, mask
 
-    def forward(self, ids0, lengths0, ids1, lengths1) -> torch.Tensor:
-        """Logits (B, n_classes) or scores (B, 1)."""
-        e0 = self.encode(0, ids0, lengths0)
-        e1 = self.encode(1, ids1, lengths1)
-        return self.output(self.mlp(self.comparator(e0, e1)))
+    def encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Embed one side: ``ids`` (B, L) padded token ids, ``lengths`` (B,) on CPU."""
+        return self._encode(side, ids, lengths)[0]
+
+    def forward(self, ids0, lengths0, ids1, lengths1, with_row_penalty: bool = False):
+        """Logits (B, n_classes) or scores (B, 1).
+
+        With ``with_row_penalty``, also the per-record squared L2 norm of the token
+        rows the record uses (mean over its tokens, summed over both sides), shape
+        (B,): matrix factorisation's regulariser, which touches only the rows in the
+        batch, so it works with sparse updates too.
+        """
+        e0, tokens0, mask0 = self._encode(0, ids0, lengths0)
+        e1, tokens1, mask1 = self._encode(1, ids1, lengths1)
+        out = self.output(self.mlp(self.comparator(e0, e1)))
+        if not with_row_penalty:
+            return out
+        penalty = sum((t.pow(2).sum(-1) * m).sum(1) / m.sum(1).clamp_min(1)
+                      for t, m in ((tokens0, mask0), (tokens1, mask1)))
+        return out, penalty
