@@ -57,8 +57,11 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     validation_fraction
         0.1 for in-memory fits of at least 1,000 records (early stopping on by
         default, as scikit-learn's HistGradientBoosting), otherwise None.
-    embedding_l2
-        See :data:`AUTO_EMBEDDING_L2`.
+    mini_batch_size
+        :func:`auto_batch_size`.
+    optimizer, learning_rate, weight_decay
+        :data:`AUTO_OPTIMIZATION`: Adam for sequence pairs, Adagrad with weight decay
+        when a side is a single id.
     """
     p = dict(p)
     if p["shared_encoder"] == "auto":
@@ -68,10 +71,32 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     if p["validation_fraction"] == "auto":
         big = not shape.streamed and shape.n_records >= AUTO_VALIDATION_MIN_RECORDS
         p["validation_fraction"] = AUTO_VALIDATION_FRACTION if big else None
-    if p["embedding_l2"] == "auto":
-        p["embedding_l2"] = AUTO_EMBEDDING_L2
+    if p["mini_batch_size"] == "auto":
+        p["mini_batch_size"] = auto_batch_size(shape.n_records)
+    family = "sequences" if shape.sequences else "ids"
+    for name, value in AUTO_OPTIMIZATION[family].items():
+        if p[name] == "auto":
+            p[name] = value
     return p
 
 
-#: Placeholder until measured.
-AUTO_EMBEDDING_L2 = 0.0
+def auto_batch_size(n_records: int) -> int:
+    """A power of two near ``n_records / 256``, within [32, 256].
+
+    Measured: on 5,749 sentence pairs batch 32 beats 128 by 0.02 Pearson (more steps);
+    on 90,000 ratings batch 256 reaches the same RMSE as 32 in a fraction of the time.
+    """
+    target = max(int(n_records) // 256, 1)
+    return int(min(max(1 << (target.bit_length() - 1), 32), 256))
+
+
+#: What ``optimizer``, ``learning_rate`` and ``weight_decay`` "auto" become, by data shape.
+#: Measured (benchmarks/bench_movielens.py, bench_sts.py; docs/choosing_settings.rst):
+#: on (user, item) ratings, Adam overfits the id tables within 2-3 epochs whatever its
+#: regularisation, while Adagrad with weight decay shrinks rarely seen rows and keeps
+#: improving (RMSE 0.873 vs 0.882-0.886); on sentence pairs the same Adagrad setting
+#: loses 0.07-0.35 Pearson to Adam at 0.001.
+AUTO_OPTIMIZATION = {
+    "sequences": {"optimizer": "adam", "learning_rate": 0.001, "weight_decay": 0.0},
+    "ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.0005},
+}

@@ -136,28 +136,39 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        sagemaker_default="hadamard, concat, abs_diff",
                        doc="How the two encodings are joined, in order: hadamard (e0*e1), "
                            "concat ([e0; e1]), abs_diff (|e0-e1|). A string or a tuple."),
-        HyperParameter("mlp_layers", "int", 2, low=0, high=10, sagemaker_default=2,
+        HyperParameter("mlp_layers", "int", 1, low=0, high=10, sagemaker_default=2,
                        doc="Number of hidden MLP layers after the comparator (0 goes straight to the output layer)."),
-        HyperParameter("mlp_dim", "int", 512, low=2, high=10000, sagemaker_default=512,
+        HyperParameter("mlp_dim", "int", 128, low=2, high=10000, sagemaker_default=512,
                        doc="Width of each MLP layer."),
-        HyperParameter("mlp_activation", "choice", "linear", choices=("tanh", "relu", "linear"),
+        HyperParameter("mlp_activation", "choice", "relu", choices=("tanh", "relu", "linear"),
                        sagemaker_default="linear", doc="Activation of the MLP layers."),
-        HyperParameter("dropout", "float", 0.0, low=0.0, high=1.0, sagemaker_default=0.0,
+        HyperParameter("dropout", "float", 0.3, low=0.0, high=1.0, sagemaker_default=0.0,
                        doc="Dropout probability in the MLP and on the encoder outputs."),
         HyperParameter("epochs", "int", 30, low=1, high=100, sagemaker_default=30,
                        doc="Number of passes over the training data."),
-        HyperParameter("mini_batch_size", "int", 32, low=1, high=10000, sagemaker_default=32,
-                       doc="Records per training step."),
-        HyperParameter("learning_rate", "float", 0.0004, low=1e-6, high=1.0, sagemaker_default=0.0004,
-                       doc="Optimizer step size."),
-        HyperParameter("optimizer", "choice", "adam",
-                       choices=("adam", "adagrad", "adadelta", "sgd", "rmsprop"),
-                       sagemaker_default="adam", doc="Optimizer."),
-        HyperParameter("weight_decay", "float", 0.0, low=0.0, high=10000.0, sagemaker_default=0.0,
-                       doc="L2 weight decay."),
+        HyperParameter("mini_batch_size", "int", "auto", low=1, high=10000, sagemaker_default=32, auto=True,
+                       doc="Records per training step. 'auto': about n_records / 256 rounded down to a "
+                           "power of two, within [32, 256]: 32 (SageMaker's default) up to 16,000 records, "
+                           "so small data sets keep enough steps per epoch; 256 from about 65,000 records, so "
+                           "large ones train several times faster per epoch."),
+        HyperParameter("learning_rate", "float", "auto", low=1e-6, high=1.0, sagemaker_default=0.0004,
+                       auto=True,
+                       doc="Optimizer step size. 'auto': 0.001 for sequence pairs (adam), 0.05 when a side "
+                           "is a single id (adagrad)."),
+        HyperParameter("optimizer", "choice", "auto",
+                       choices=("adam", "adagrad", "adadelta", "sgd", "rmsprop"), auto=True,
+                       sagemaker_default="adam",
+                       doc="Optimizer. 'auto': adam for sequence pairs (both sides longer than one token "
+                           "somewhere); adagrad when a side is a single id (user-item, entity-entity): "
+                           "with weight decay it shrinks rarely seen id rows, matrix factorisation's "
+                           "regularisation."),
+        HyperParameter("weight_decay", "float", "auto", low=0.0, high=10000.0, sagemaker_default=0.0,
+                       auto=True,
+                       doc="L2 weight decay on every parameter, token tables included (dense storage). "
+                           "'auto': 0 for sequence pairs, 0.0005 when a side is a single id."),
         HyperParameter("early_stopping_patience", "int", 3, low=1, high=5, sagemaker_default=3,
                        doc="Epochs without improvement of the validation loss before training stops."),
-        HyperParameter("early_stopping_tolerance", "float", 0.01, low=1e-6, high=0.1,
+        HyperParameter("early_stopping_tolerance", "float", 0.001, low=1e-6, high=0.1,
                        sagemaker_default=0.01,
                        doc="Decrease of the validation loss that counts as an improvement."),
         HyperParameter("negative_sampling_rate", "int", 0, low=0, high=100, sagemaker_default=0,
@@ -180,12 +191,13 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "sides hold sequences (some in0 and some in1 longer than one token) and enc1 "
                            "is configured as enc0: symmetric inputs such as sentence pairs. SageMaker's "
                            "encoders never share weights."),
-        HyperParameter("embedding_l2", "float", "auto", low=0.0, high=10.0, auto=True, sagemaker=False,
+        HyperParameter("embedding_l2", "float", 0.0, low=0.0, high=10.0, sagemaker=False,
                        sagemaker_default=0.0,
-                       doc="L2 penalty on the token-table rows each batch uses (matrix factorisation's "
-                           "regulariser; with row_sparse too), added to the loss as embedding_l2 times "
-                           "the mean squared norm of a record's token vectors. 'auto': see the "
-                           "'Choosing settings' page."),
+                       doc="L2 penalty on the token-table rows each batch uses (the per-occurrence "
+                           "regulariser of SGD matrix factorisation), added to the loss as embedding_l2 "
+                           "times the mean squared norm of a record's token vectors. Unlike weight_decay "
+                           "it touches only the rows in the batch, so it keeps row_sparse updates sparse. "
+                           "Off by default: measured, it did not beat weight decay (see 'Choosing settings')."),
         # scikit-learn side: not SageMaker hyperparameters.
         HyperParameter("validation_fraction", "float", "auto", low=0.0, high=0.9, none_ok=True, auto=True,
                        sagemaker=False, sagemaker_default=None,
