@@ -110,7 +110,7 @@ def _is_sequence(seq) -> bool:
 def _token_problem(token) -> str | None:
     """Why ``token`` is not a valid token id, or None."""
     if isinstance(token, (bool, np.bool_)):
-        return f"token ids must be integers, got the boolean {token!r}"
+        return f"expected a flat list of integer token ids, got the element {token!r} (booleans are not token ids)"
     if isinstance(token, (int, np.integer)):
         if token < 0:
             return f"token ids must be >= 0, got {short_repr(int(token))}"

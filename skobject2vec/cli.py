@@ -200,11 +200,23 @@ def cmd_embed(args):
     return _batch_transform(args, "any", respond)
 
 
+def _payload_bytes(mb: float) -> int:
+    """``--max-payload-mb`` in bytes; inf, NaN, 0 or negative is a one-line error, not a traceback."""
+    import math
+
+    if not (math.isfinite(mb) and 0 < mb <= 1024 * 1024):
+        raise CLIError(f"--max-payload-mb must be a number of megabytes in (0, 1048576], got {mb!r}")
+    return max(int(mb * 1024 * 1024), 1)
+
+
 def cmd_serve(args):
     from .serving import serve
 
+    if not 1 <= args.port <= 65535:
+        raise CLIError(f"--port must be in [1, 65535], got {args.port}")
     serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
-          max_payload_bytes=int(args.max_payload_mb * 1024 * 1024))
+          max_payload_bytes=_payload_bytes(args.max_payload_mb), read_timeout_s=args.read_timeout_s,
+          max_connections=args.max_connections, max_reply_values=args.max_reply_values)
     return 0
 
 
@@ -281,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--max-payload-mb", type=float, default=6.0,
                        help="largest request body in MB (default 6, SageMaker's); larger ones get 413")
+    serve.add_argument("--read-timeout-s", type=float, default=60.0, metavar="S",
+                       help="a request not fully received within S seconds gets 408 and is closed "
+                            "(default 60, SageMaker's invocation timeout)")
+    serve.add_argument("--max-connections", type=int, default=512, metavar="N",
+                       help="open connections per server process; more get 503 (default 512)")
+    serve.add_argument("--max-reply-values", type=int, default=2 ** 25, metavar="N",
+                       help="numbers one reply may hold (records x output width); larger requests get 413 "
+                            "(default 33554432)")
     serve.set_defaults(func=cmd_serve)
     return parser
 
