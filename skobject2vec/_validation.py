@@ -10,7 +10,11 @@ Three input shapes are accepted (see :func:`to_pairs`):
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import reprlib
+import threading
 import unicodedata
 from collections.abc import Mapping
 from itertools import chain, islice
@@ -39,6 +43,36 @@ def short_repr(value) -> str:
         return f"<{type(value).__name__}>"
 
 
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector while many small containers are built.
+
+    Parsing 524k JSON records allocates a million dicts and lists; each 700 allocations start a
+    collection that walks the young objects, and the older generations get walked again and again
+    as they grow: that took 3/4 of the parse time (2.4 s of 3.3 s). Nothing built here holds a cycle,
+    so reference counting frees it all. Re-entrant and thread safe (the server parses on threads).
+    """
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
+
+
+@functools.lru_cache(maxsize=4096)
 def _normalized_key(key) -> str | None:
     """``"In_0"``, ``"in-0"``, ``"in０"`` (full-width digit) -> ``"in0"``: what a key was meant to be."""
     if not isinstance(key, str) or len(key) > 16:
@@ -155,7 +189,8 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     """
     n = len(sequences)
     try:
-        if not all(map(_is_sequence, sequences)):
+        # set(map(type, ...)) runs at C speed; the per-item check only for other container types.
+        if not set(map(type, sequences)) <= {list, tuple} and not all(map(_is_sequence, sequences)):
             raise TypeError
         lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=n)
     except (TypeError, ValueError):
@@ -214,18 +249,23 @@ def _records_sequences(X, what):
         return tuple(list(X[f]) if f in columns else None for f in FIELDS), [
             tuple(f for f in FIELDS if f in columns)
         ] * len(X)
-    seqs = {f: [] for f in FIELDS}
-    present = []
+    in0, in1, present = [], [], []
+    shapes = {(True, True): FIELDS, (True, False): ("in0",), (False, True): ("in1",), (False, False): ()}
+    # One pass with plain dict operations: this loop runs once per record (524k for a 6 MB request).
     for i, record in enumerate(X):
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             raise _record_error(what, i, None, f"expected a record like {{'in0': [...], 'in1': [...]}}, "
                                                f"got {type(record).__name__}")
-        keys = tuple(f for f in FIELDS if f in record)
-        if len(keys) < len(FIELDS):
+        has0, has1 = "in0" in record, "in1" in record
+        keys = shapes[has0, has1]
+        if len(record) > len(keys) and len(keys) < len(FIELDS):  # other keys beside a missing field
             check_lookalike_keys(record, keys, f"{what}: record {i}")
         present.append(keys)
-        for f in keys:
-            seqs[f].append(record[f])
+        if has0:
+            in0.append(record["in0"])
+        if has1:
+            in1.append(record["in1"])
+    seqs = {"in0": in0, "in1": in1}
     return (seqs["in0"], seqs["in1"]), present
 
 

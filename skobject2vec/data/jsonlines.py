@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from .._validation import FIELDS, MAX_TARGET, check_lookalike_keys, short_repr
+from .._validation import FIELDS, MAX_TARGET, check_lookalike_keys, paused_gc, short_repr
 
 try:  # a fast parser when installed (the serve extra); the stdlib one otherwise
     import orjson as _orjson
@@ -232,9 +232,10 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
 def read_records(source, *, label: str | None = None, fields: str = "pair"):
     """Read a whole file: ``(records, labels)``, labels an array or None."""
     records, labels = [], []
-    for record, value in iter_records(source, label=label, fields=fields):
-        records.append(record)
-        labels.append(value)
+    with paused_gc():  # a million small containers: see paused_gc
+        for record, value in iter_records(source, label=label, fields=fields):
+            records.append(record)
+            labels.append(value)
     if label is None:
         return records, None
     return records, np.asarray(labels, dtype=np.int64 if label == "classification" else np.float64)
