@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
     _loads = json.loads
     _JSONError = json.JSONDecodeError
 
-__all__ = ["RecordError", "iter_records", "read_records", "write_records", "open_text"]
+__all__ = ["RecordError", "iter_records", "iter_numbered_records", "read_records", "write_records", "open_text"]
 
 #: Token ids and class labels must stay exact through float64 (orjson reads 3.0 as a float).
 _MAX_ID = 2 ** 53
@@ -171,7 +171,14 @@ def _numbered_lines(handle, name: str) -> Iterator[tuple[int, bytes]]:
 
 
 def iter_records(source, *, label: str | None = None, fields: str = "pair") -> Iterator[tuple[dict, object]]:
-    """Yield ``(record, label)`` for each non-blank line.
+    """Yield ``(record, label)`` for each non-blank line (see :func:`iter_numbered_records`)."""
+    for _, record, value in iter_numbered_records(source, label=label, fields=fields):
+        yield record, value
+
+
+def iter_numbered_records(source, *, label: str | None = None,
+                          fields: str = "pair") -> Iterator[tuple[int, dict, object]]:
+    """Yield ``(line number, record, label)`` for each non-blank line.
 
     Parameters
     ----------
@@ -226,7 +233,7 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
                 if "label" not in obj:
                     raise RecordError(f"{where}: missing key 'label'")
                 value = _check_label(obj["label"], where, label)
-            yield record, value
+            yield number, record, value
 
 
 def read_records(source, *, label: str | None = None, fields: str = "pair"):
