@@ -255,7 +255,11 @@ def _payload_bytes(mb: float) -> int:
 
 
 def cmd_serve(args):
-    from .serving import serve
+    try:
+        from .serving import serve
+    except ModuleNotFoundError as exc:  # the serve extra is not installed
+        raise CLIError(f'serve needs the "serve" extra (missing module {exc.name!r}): '
+                       f'pip install "skobject2vec[serve]"') from None
 
     if not 1 <= args.port <= 65535:
         raise CLIError(f"--port must be in [1, 65535], got {args.port}")

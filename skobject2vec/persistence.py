@@ -509,6 +509,29 @@ def _pipeline_spec(estimator):
     return {"steps": steps, "final": estimator.steps[-1][0]}, estimator.steps[-1][1]
 
 
+#: A group holding a quantifier, itself quantified: ``(\w+)+``, ``(a*)*``, ``(?:x+|y)+{2,}``. Such
+#: patterns can backtrack exponentially: ``(\w+)+$`` doubles its time with each character of input.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d+,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d+,\d*\})")
+
+
+def check_token_pattern(pattern, where: str) -> None:
+    """Refuse a saved token_pattern that is not a string, does not compile, or nests quantifiers.
+
+    A Pipeline artifact's tokenizer regex runs on every request: from an untrusted source, a
+    pattern with nested quantifiers is a denial of service (catastrophic backtracking). A pattern
+    that needs one can be set again after loading (``pipeline.set_params(...)``).
+    """
+    if not isinstance(pattern, str):
+        raise ValueError(f"{where}: token_pattern must be a string, got {type(pattern).__name__}")
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"{where}: token_pattern {pattern[:80]!r} is not a valid regular expression ({exc})") from None
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise ValueError(f"{where}: token_pattern {pattern[:80]!r} nests quantifiers (like (\\w+)+), which can take "
+                         f"exponential time on some inputs; refusing to load it from an artifact.")
+
+
 def _rebuild_pipeline(spec: dict, estimator):
     from sklearn.pipeline import Pipeline
 
@@ -517,5 +540,8 @@ def _rebuild_pipeline(spec: dict, estimator):
     for step in spec["steps"]:
         if step["class"] not in allowed:
             raise ValueError(f"Unknown pipeline step class {step['class']!r} in the artifact.")
+        params = step.get("state", {}).get("params", {}) if isinstance(step.get("state"), dict) else {}
+        if isinstance(params, dict) and "token_pattern" in params:
+            check_token_pattern(params["token_pattern"], f"{CONFIG_FILE}: pipeline step {step.get('name')!r}")
         steps.append((step["name"], allowed[step["class"]]._from_artifact_state(step["state"])))
     return Pipeline(steps + [(spec["final"], estimator)])

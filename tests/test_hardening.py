@@ -352,3 +352,51 @@ def test_huge_regression_targets_are_refused(value):
     y[3] = value
     with pytest.raises(ValueError, match=r"y\[3\]"):
         Object2VecRegressor(**{**FAST, "epochs": 1}).fit(X, y)
+
+
+# -------------------------------------------------------------------- item 17
+@pytest.mark.parametrize("pattern", [r"(\w+)+$", r"(a*)*", r"(?:ab|c+){2,}"])
+def test_pipeline_artifact_with_a_nested_quantifier_pattern_is_refused(tmp_path, pattern):
+    from sklearn.pipeline import make_pipeline
+
+    from skobject2vec.data.vocab import TextPairTokenizer
+
+    texts = [{"in0": "a b c", "in1": "b c"}, {"in0": "c d", "in1": "a"}] * 20
+    pipe = make_pipeline(TextPairTokenizer(), Object2VecClassifier(**{**FAST, "epochs": 1})).fit(texts, [0, 1] * 20)
+    skobject2vec.save(pipe, tmp_path / "p")
+    skobject2vec.load(tmp_path / "p")
+    _edit(tmp_path / "p", "pipeline", "steps", 0, "state", "params", "token_pattern", value=pattern)
+    with pytest.raises(ValueError, match="nests quantifiers"):
+        skobject2vec.load(tmp_path / "p")
+
+
+# -------------------------------------------------------------------- item 22
+def test_serve_without_the_extra_says_what_to_install(monkeypatch, capsys, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_starlette(name, *args, **kwargs):
+        if name.startswith("starlette"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m.startswith("skobject2vec.serving")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(builtins, "__import__", no_starlette)
+    assert main(["serve", "--model-dir", str(tmp_path)]) == 1
+    assert 'pip install "skobject2vec[serve]"' in capsys.readouterr().err
+
+
+def test_packaging_metadata():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and (root / "LICENSE").is_file()
+    assert (root / "skobject2vec" / "py.typed").is_file() and "version" in project["dynamic"]
+    serve = " ".join(project["optional-dependencies"]["serve"])
+    assert "starlette" in serve and "fastapi" not in serve
+    assert any(d.startswith("torch>=2.4") for d in project["dependencies"])
+    assert "dask" in project["optional-dependencies"]
