@@ -342,3 +342,26 @@ def test_fuzz_parse_body_only_raises_payload_errors():
             parse_body(body, content_type, (5, 5))
         except PayloadError as exc:
             assert 400 <= exc.status < 500 and str(exc).startswith(SAGEMAKER_PHRASE)
+
+
+def test_fuzz_jsonlines_reader_only_raises_record_errors(tmp_path):
+    """600 generated JSON Lines files (plain and gzip, damaged bytes): the reader yields records or
+    raises RecordError naming file:line, never another exception."""
+    import gzip
+
+    from skobject2vec.data.jsonlines import RecordError, read_records
+
+    rng = np.random.default_rng(7)
+    for case in range(600):
+        body = _random_body(rng, JSONL)
+        if case % 3 == 0:
+            body = gzip.compress(body)
+            if case % 2:
+                body = body[: int(rng.integers(0, len(body) + 1))]  # truncated gzip
+        path = tmp_path / (f"c{case}.jsonl.gz" if case % 3 == 0 else f"c{case}.jsonl")
+        path.write_bytes(body)
+        for label, fields in ((None, "any"), ("classification", "pair"), ("regression", "pair")):
+            try:
+                read_records(path, label=label, fields=fields)
+            except RecordError as exc:
+                assert str(exc).startswith(f"{path}:"), str(exc)
