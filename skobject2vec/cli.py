@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from itertools import islice
 from pathlib import Path
@@ -49,6 +50,22 @@ def _load_hyperparameters(path, overrides):
     return hp
 
 
+#: SageMaker's rule for the file names of the auxiliary channel: a plain name, no folders.
+_AUXILIARY_NAME = re.compile(r"[A-Za-z0-9._]+")
+
+
+def _check_auxiliary_name(key, name, auxiliary):
+    """A file name inside the auxiliary folder, never a path out of it (``../../etc/passwd``)."""
+    if not isinstance(name, str) or not _AUXILIARY_NAME.fullmatch(name) or set(name) == {"."}:
+        raise CLIError(f"{key}={name!r:.80}: SageMaker allows only a file name made of [A-Za-z0-9._] inside "
+                       f"the auxiliary channel (no folders)")
+    path = Path(auxiliary, name)
+    root = Path(auxiliary).resolve()
+    if root not in path.resolve().parents:  # a symbolic link out of the folder
+        raise CLIError(f"{key}={name!r}: the file is not inside the auxiliary channel {auxiliary}")
+    return path
+
+
 def _resolve_auxiliary(hp, auxiliary):
     """SageMaker names pretrained/vocab files inside the auxiliary channel."""
     for side in (0, 1):
@@ -56,7 +73,7 @@ def _resolve_auxiliary(hp, auxiliary):
             name = hp.get(key)
             if name in (None, ""):
                 continue
-            path = Path(auxiliary, name) if auxiliary is not None else Path(name)
+            path = _check_auxiliary_name(key, name, auxiliary) if auxiliary is not None else Path(name)
             if not path.is_file():
                 where = f"in the auxiliary channel {auxiliary}" if auxiliary is not None else "(no --auxiliary given)"
                 raise CLIError(f"{key}={name!r}: file not found {where}")
@@ -87,6 +104,11 @@ def cmd_train(args):
         overrides["device"] = args.device
     estimator = from_sagemaker_hyperparameters(hp, **overrides)
     task = "classification" if hasattr(estimator, "predict_proba") else "regression"
+    # Every channel is read (and so checked) before training: a bad test file found after an hour of
+    # training used to cost the trained model.
+    X_test = y_test = None
+    if args.test is not None:
+        X_test, y_test = read_records(args.test, label=task)
     from .distributed import fit_stream, is_main_process
 
     if args.streaming or Path(args.train).is_dir() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -107,12 +129,11 @@ def cmd_train(args):
             if ":" in key:
                 channel, name = key.split(":", 1)
                 print(_metric_lines(channel, {name: record[key]}, record["epoch"])[0])
-    if args.test is not None:
-        X_test, y_test = read_records(args.test, label=task)
+    estimator.save(args.model_dir)  # saved first: a failure in the test metrics does not lose the model
+    print(f"model saved to {args.model_dir}", file=sys.stderr)
+    if X_test is not None:
         for line in _metric_lines("test", test_metrics(estimator, X_test, y_test)):
             print(line)
-    estimator.save(args.model_dir)
-    print(f"model saved to {args.model_dir}", file=sys.stderr)
     return 0
 
 
@@ -139,9 +160,18 @@ def _output(path):
         return
     from .data.jsonlines import open_text
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open_text(path, "w") as handle:
-        yield handle
+    # Written under a temporary name in the same folder and renamed at the end: a failure (a bad
+    # record, a damaged input, Ctrl-C) leaves no partial output, and an earlier output stays intact.
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}.{path.name}")  # same suffix: .gz still compresses
+    try:
+        with open_text(temporary, "w") as handle:
+            yield handle
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
 
 
 def _chunks(iterator, size):
@@ -155,18 +185,33 @@ def _chunks(iterator, size):
 def _batch_transform(args, fields, respond):
     """Stream ``--input`` in chunks of ``--batch-size`` records: memory stays bounded."""
     from . import load
-    from .data.jsonlines import dumps, iter_records
+    from .data.jsonlines import dumps, iter_numbered_records
 
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     estimator = load(args.model_dir, device=args.device)
     source = sys.stdin.buffer if args.input == "-" else args.input
+    name = "<stdin>" if args.input == "-" else args.input
     count = 0
     with _output(args.output) as out:
-        for chunk in _chunks(iter_records(source, fields=fields), args.batch_size):
-            for row in respond(estimator, [record for record, _ in chunk]):
+        for chunk in _chunks(iter_numbered_records(source, fields=fields), args.batch_size):
+            try:
+                rows = list(respond(estimator, [record for _, record, _ in chunk]))
+            except (ValueError, CLIError) as exc:
+                raise CLIError(_locate_in_input(str(exc), name, [number for number, _, _ in chunk])) from None
+            for row in rows:
                 out.write(dumps(row) + "\n")
             count += len(chunk)
     print(f"{count} records written to {args.output}", file=sys.stderr)
     return 0
+
+
+def _locate_in_input(message: str, name: str, lines: list) -> str:
+    """Turn the estimator's "record N" (N counted within one --batch-size chunk) into ``file:line``."""
+    match = re.search(r"\brecord (\d+)\b", message)
+    if match and int(match[1]) < len(lines):
+        return f"{name}:{lines[int(match[1])]}: {message}"
+    return f"{name}: {message}"
 
 
 def cmd_predict(args):
@@ -200,11 +245,27 @@ def cmd_embed(args):
     return _batch_transform(args, "any", respond)
 
 
-def cmd_serve(args):
-    from .serving import serve
+def _payload_bytes(mb: float) -> int:
+    """``--max-payload-mb`` in bytes; inf, NaN, 0 or negative is a one-line error, not a traceback."""
+    import math
 
+    if not (math.isfinite(mb) and 0 < mb <= 1024 * 1024):
+        raise CLIError(f"--max-payload-mb must be a number of megabytes in (0, 1048576], got {mb!r}")
+    return max(int(mb * 1024 * 1024), 1)
+
+
+def cmd_serve(args):
+    try:
+        from .serving import serve
+    except ModuleNotFoundError as exc:  # the serve extra is not installed
+        raise CLIError(f'serve needs the "serve" extra (missing module {exc.name!r}): '
+                       f'pip install "skobject2vec[serve]"') from None
+
+    if not 1 <= args.port <= 65535:
+        raise CLIError(f"--port must be in [1, 65535], got {args.port}")
     serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
-          max_payload_bytes=int(args.max_payload_mb * 1024 * 1024))
+          max_payload_bytes=_payload_bytes(args.max_payload_mb), read_timeout_s=args.read_timeout_s,
+          max_connections=args.max_connections, max_reply_values=args.max_reply_values)
     return 0
 
 
@@ -281,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--max-payload-mb", type=float, default=6.0,
                        help="largest request body in MB (default 6, SageMaker's); larger ones get 413")
+    serve.add_argument("--read-timeout-s", type=float, default=60.0, metavar="S",
+                       help="a request not fully received within S seconds gets 408 and is closed "
+                            "(default 60, SageMaker's invocation timeout)")
+    serve.add_argument("--max-connections", type=int, default=512, metavar="N",
+                       help="open connections per server process; more get 503 (default 512)")
+    serve.add_argument("--max-reply-values", type=int, default=2 ** 25, metavar="N",
+                       help="numbers one reply may hold (records x output width); larger requests get 413 "
+                            "(default 33554432)")
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -531,14 +531,14 @@ class _Object2VecBase(BaseEstimator):
         return training.predict_outputs(self.net_, pairs, self._batcher(), self._task)
 
     # ------------------------------------------------------------- artifact
-    def save(self, path, *, extras=None):
+    def save(self, path, *, extras=None, overwrite=False):
         """Write the fitted model to the folder ``path`` as safetensors + JSON.
 
         Load it with :func:`skobject2vec.load`, on CPU or GPU; nothing is unpickled.
         """
         from .persistence import save
 
-        return save(self, path, extras=extras)
+        return save(self, path, extras=extras, overwrite=overwrite)
 
     # --------------------------------------------------------------- pickle
     def __getstate__(self):

@@ -270,7 +270,8 @@ def validate_value(name: str, value: Any) -> Any:
             raise _bad(name, value, hp)
         value = int(value)
     elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        # NaN passes every range comparison (nan < low is False): refused by name here, not deep in torch.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise _bad(name, value, hp)
         value = float(value)
     if kind in ("int", "float"):

@@ -1,14 +1,27 @@
 """Safe model artifact: ``model.safetensors`` (weights) + ``config.json`` (everything else).
 
 Loading never unpickles anything, so an artifact from an untrusted source cannot
-run code. Saving is atomic: the artifact is written into a temporary sibling
-folder and renamed into place, so a failed save leaves no half-written model.
+run code, and every config field and tensor is checked against the schema and
+against each other before anything is allocated (:func:`check_artifact`): a
+tampered or damaged artifact is one ValueError naming the file and the field,
+never a model that predicts differently from the one that was saved.
+
+Saving is atomic: the artifact is written into a staging sibling folder, which
+then replaces the target in one step (``renameat2(RENAME_EXCHANGE)`` on Linux),
+so the old model stays at its path until the new one is complete; staging
+folders left by killed saves are removed by the next save. Files follow the
+umask like any file the user writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,8 +72,13 @@ def _decode_classes(spec: dict) -> np.ndarray:
     return np.asarray(spec["values"], dtype=np.dtype(spec["dtype"]))
 
 
-def save(estimator, path, *, extras: dict | None = None) -> Path:
+def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False) -> Path:
     """Write a fitted estimator to the folder ``path`` (replacing an earlier artifact there).
+
+    An existing artifact folder (``config.json`` and ``model.safetensors`` only) is
+    replaced atomically. Any other non-empty folder is refused with FileExistsError
+    unless ``overwrite=True``; then only ``config.json`` and ``model.safetensors``
+    are written into it, and no other file there is touched.
 
     ``estimator`` may also be a fitted Pipeline of :class:`TextPairTokenizer` steps
     ending in an Object2Vec estimator: the steps are stored as JSON and
@@ -102,25 +120,158 @@ def save(estimator, path, *, extras: dict | None = None) -> Path:
     if pipeline is not None:
         config["pipeline"] = pipeline
     text = json.dumps(config, indent=1, sort_keys=True)  # fails early, before anything is written
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).exists())):
-        raise FileExistsError(f"{path} exists and is not a skobject2vec artifact; refusing to overwrite it.")
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    _clean_leftovers(path)
+    in_place = _check_target(path, overwrite)
+    if in_place:  # overwrite=True on a folder holding other files: replace our two files only
+        _write_in_place(path, state, text)
+        return path
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent))
     try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
         (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _follow_umask(staging)
+        _replace_folder(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # after an exchange it holds the old model
     return path
+
+
+_OURS = {CONFIG_FILE, WEIGHTS_FILE}
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:staging|old)-(?P<pid>\d+)(?:-.*)?$")
+
+
+def _is_artifact(path: Path) -> bool:
+    try:
+        return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_target(path: Path, overwrite: bool) -> bool:
+    """Whether to write in place (True) or replace the whole folder (False); raise when refused."""
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder; refusing to overwrite it.")
+    entries = {entry.name for entry in path.iterdir()}
+    if not entries:
+        return False
+    if _is_artifact(path) and entries <= _OURS:
+        return False
+    if not overwrite:
+        what = "a skobject2vec artifact with other files in it" if _is_artifact(path) else \
+            "not a skobject2vec artifact"
+        raise FileExistsError(f"{path} is {what} ({', '.join(sorted(entries - _OURS)[:5]) or CONFIG_FILE}); "
+                              f"refusing to overwrite it (pass overwrite=True to write {CONFIG_FILE} and "
+                              f"{WEIGHTS_FILE} into it, leaving the other files alone).")
+    return True
+
+
+def _write_in_place(path: Path, state: dict, text: str) -> None:
+    """overwrite=True into a foreign folder: each of our files atomically; nothing else is touched."""
+    from safetensors.torch import save_file
+
+    for name, write in ((WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": FORMAT})),
+                        (CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))):
+        temporary = path / f".{name}.staging-{os.getpid()}"
+        try:
+            write(temporary)
+            _follow_umask(temporary)
+            os.replace(temporary, path / name)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_leftovers(path: Path) -> None:
+    """Remove the staging folders of killed saves of ``path`` (their process is gone).
+
+    A save killed between the two renames of the fallback swap left the old model only in
+    ``.NAME.old-PID``: it is put back first when ``path`` itself is missing.
+    """
+    for entry in path.parent.iterdir():
+        match = _LEFTOVER.match(entry.name)
+        if not match or match["name"] != path.name or _pid_alive(int(match["pid"])):
+            continue
+        if ".old-" in entry.name and not path.exists():
+            os.replace(entry, path)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _umask() -> int:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc: read it back the classic way
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(path: Path) -> None:
+    """mkdtemp makes folders 0700 and safetensors files 0600: use the user's umask instead, so that
+    a server running as another user (or a container) can read the artifact."""
+    mask = _umask()
+    if path.is_dir():
+        os.chmod(path, 0o777 & ~mask)
+        for child in path.iterdir():
+            os.chmod(child, 0o666 & ~mask)
+    else:
+        os.chmod(path, 0o666 & ~mask)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _replace_folder(staging: Path, path: Path) -> None:
+    """Put ``staging`` at ``path``; the old folder (if any) ends up at ``staging``."""
+    if not path.exists():
+        os.replace(staging, path)
+        return
+    if _exchange(staging, path):
+        return
+    # Fallback (no renameat2): two renames. A failure of the second puts the old model back; a
+    # kill between them leaves it in .NAME.old-PID, which the next save restores (_clean_leftovers).
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    os.replace(path, old)
+    try:
+        os.replace(staging, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    os.replace(old, staging)
 
 
 def read_config(path) -> dict:
@@ -129,11 +280,139 @@ def read_config(path) -> dict:
     if not config_path.is_file() or not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a skobject2vec model folder: it needs {CONFIG_FILE} and "
                                 f"{WEIGHTS_FILE}.")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{config_path}: not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    if config.get("format") != FORMAT or not isinstance(config.get("format_version", 0), int) \
+            or config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{config_path} is not a skobject2vec artifact of a supported version "
                          f"(format {config.get('format')!r}, version {config.get('format_version')!r}).")
     return config
+
+
+# ------------------------------------------------------------------ artifact checks
+_ESTIMATORS = ("Object2VecClassifier", "Object2VecRegressor")
+_DTYPES = ("float32", "float64")
+_MAX_VOCAB = 2 ** 31 - 1
+_MAX_SEQ_LEN = 5000
+
+
+class _Checker:
+    """Schema checks of one artifact; every failure names the file and the field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, file: str, field: str, message: str):
+        raise ValueError(f"{self.path / file}: {field}: {message}; the artifact is damaged or was modified, "
+                         f"refusing to load it.")
+
+    def get(self, mapping, key, kinds, field, file=CONFIG_FILE):
+        if not isinstance(mapping, dict) or key not in mapping:
+            self.fail(file, field, "missing")
+        value = mapping[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            self.fail(file, field, f"expected {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
+        return value
+
+    def integer(self, value, field, low, high):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(CONFIG_FILE, field, f"expected an integer in [{low}, {high}], got {value!r:.60}")
+        return value
+
+    def int_pair(self, mapping, key, field, low, high):
+        value = self.get(mapping, key, (list,), field)
+        if len(value) != 2:
+            self.fail(CONFIG_FILE, field, f"expected 2 values (enc0, enc1), got {len(value)}")
+        return [self.integer(v, f"{field}[{i}]", low, high) for i, v in enumerate(value)]
+
+    def number(self, mapping, key, field, positive=False):
+        value = self.get(mapping, key, (int, float), field)
+        if not math.isfinite(value) or (positive and value <= 0):
+            self.fail(CONFIG_FILE, field, f"expected a finite{' positive' if positive else ''} number, got {value!r}")
+        return value
+
+
+def check_artifact(path, config: dict) -> dict:
+    """Check ``config`` and the weights file's header against each other; return the tensor specs.
+
+    Nothing is allocated: the network is built on PyTorch's ``meta`` device and the
+    safetensors header is read without the data. Raises ValueError naming the file and field.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    from .nn.model import Object2VecNet
+
+    path = Path(path)
+    c = _Checker(path)
+    estimator = c.get(config, "estimator", (str,), "estimator")
+    if estimator not in _ESTIMATORS:
+        c.fail(CONFIG_FILE, "estimator", f"expected one of {list(_ESTIMATORS)}, got {estimator!r:.60}")
+    params = c.get(config, "params", (dict,), "params")
+    fitted = c.get(config, "fitted", (dict,), "fitted")
+    network = c.get(config, "network", (dict,), "network")
+    dtype = c.get(config, "dtype", (str,), "dtype")
+    if dtype not in _DTYPES:
+        c.fail(CONFIG_FILE, "dtype", f"expected one of {list(_DTYPES)}, got {dtype!r:.60}")
+    if params.get("dtype", dtype) != dtype:
+        c.fail(CONFIG_FILE, "dtype", f"{dtype!r} differs from params.dtype {params.get('dtype')!r:.40}")
+    vocab = c.int_pair(fitted, "vocab_sizes", "fitted.vocab_sizes", 1, _MAX_VOCAB)
+    c.int_pair(fitted, "max_seq_lens", "fitted.max_seq_lens", 1, _MAX_SEQ_LEN)
+    c.get(fitted, "history", (list,), "fitted.history")
+    c.integer(c.get(fitted, "n_epochs", (int,), "fitted.n_epochs"), "fitted.n_epochs", 0, 2 ** 31)
+    net_vocab = c.int_pair(network, "vocab_sizes", "network.vocab_sizes", 1, _MAX_VOCAB)
+    if net_vocab != vocab:
+        c.fail(CONFIG_FILE, "network.vocab_sizes", f"{net_vocab} differs from fitted.vocab_sizes {vocab}")
+    n_outputs = c.integer(c.get(network, "n_outputs", (int,), "network.n_outputs"), "network.n_outputs", 1, 2 ** 20)
+    if estimator == "Object2VecClassifier":
+        spec = c.get(fitted, "classes", (dict,), "fitted.classes")
+        values = c.get(spec, "values", (list,), "fitted.classes.values")
+        kind = c.get(spec, "dtype", (str,), "fitted.classes.dtype")
+        try:
+            if kind != "object" and (np.dtype(kind).kind not in "iufbU" or np.dtype(kind).itemsize > 1024):
+                raise ValueError(f"unsupported dtype {kind!r:.40}")
+            classes = _decode_classes(spec)
+        except (TypeError, ValueError, OverflowError) as exc:
+            c.fail(CONFIG_FILE, "fitted.classes", f"cannot be read as {kind!r:.40} ({str(exc)[:100]})")
+        if classes.ndim != 1 or len(values) < 2 or len(np.unique(classes)) != len(classes):
+            c.fail(CONFIG_FILE, "fitted.classes", "expected at least 2 distinct class labels")
+        if len(classes) != n_outputs:
+            c.fail(CONFIG_FILE, "network.n_outputs", f"{n_outputs} outputs for {len(classes)} classes")
+    else:
+        if n_outputs != 1:
+            c.fail(CONFIG_FILE, "network.n_outputs", f"a regressor has 1 output, got {n_outputs}")
+        c.number(fitted, "y_mean", "fitted.y_mean")
+        c.number(fitted, "y_scale", "fitted.y_scale", positive=True)
+    frozen = c.get(config, "frozen", (list,), "frozen") if "frozen" in config else []
+    try:
+        with torch.device("meta"):
+            expected = {k: (tuple(v.shape), dtype) for k, v in Object2VecNet(network).state_dict().items()}
+    except Exception as exc:  # any malformed network field: KeyError, TypeError, ValueError from torch...
+        c.fail(CONFIG_FILE, "network", f"cannot build the network ({type(exc).__name__}: {str(exc)[:150]})")
+    for name in frozen:
+        if name not in expected:
+            c.fail(CONFIG_FILE, "frozen", f"{name!r:.60} is not a parameter of the network")
+    try:
+        with safe_open(str(path / WEIGHTS_FILE), framework="pt", device="cpu") as handle:
+            found = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        c.fail(WEIGHTS_FILE, "header", f"not a readable safetensors file ({str(exc)[:150]})")
+    names = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16"}
+    for key in sorted(set(expected) | set(found)):
+        if key not in found:
+            c.fail(WEIGHTS_FILE, key, "tensor missing")
+        if key not in expected:
+            c.fail(WEIGHTS_FILE, key, "unexpected tensor")
+        shape, kind = found[key]
+        if shape != expected[key][0]:
+            c.fail(WEIGHTS_FILE, key, f"shape {list(shape)} differs from the {list(expected[key][0])} "
+                                      f"the config implies")
+        if names.get(kind, kind) != dtype:
+            c.fail(WEIGHTS_FILE, key, f"dtype {names.get(kind, kind)} differs from the config's {dtype}")
+    return expected
 
 
 def load(path, device: str | None = None):
@@ -161,9 +440,14 @@ def load(path, device: str | None = None):
 
     path = Path(path)
     config = read_config(path)
+    check_artifact(path, config)  # before anything is built or allocated
     cls = {"Object2VecClassifier": estimators.Object2VecClassifier,
            "Object2VecRegressor": estimators.Object2VecRegressor}[config["estimator"]]
     params = dict(config["params"])
+    unknown = sorted(set(params) - set(cls().get_params()))
+    if unknown:
+        raise ValueError(f"{path / CONFIG_FILE}: params: unknown parameter {unknown[0]!r:.60}; the artifact is "
+                         f"damaged or was written by a newer version; refusing to load it.")
     if device is not None:
         params["device"] = device
     if device is None and str(params.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
@@ -172,7 +456,15 @@ def load(path, device: str | None = None):
     estimator = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
     net = Object2VecNet(config["network"])
     net.to(getattr(torch, config["dtype"]))
-    net.load_state_dict(load_file(str(path / WEIGHTS_FILE), device="cpu"))
+    try:
+        state = load_file(str(path / WEIGHTS_FILE), device="cpu")
+    except Exception as exc:  # the header was fine, the data is not
+        raise ValueError(f"{path / WEIGHTS_FILE}: cannot be read ({str(exc)[:150]})") from None
+    for key, tensor in state.items():
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{path / WEIGHTS_FILE}: {key}: holds NaN or infinite weights; the artifact is "
+                             f"damaged or was modified, refusing to load it.")
+    net.load_state_dict(state)
     for name in config.get("frozen", []):
         net.get_parameter(name).requires_grad_(False)
     net.to(target).eval()
@@ -217,6 +509,29 @@ def _pipeline_spec(estimator):
     return {"steps": steps, "final": estimator.steps[-1][0]}, estimator.steps[-1][1]
 
 
+#: A group holding a quantifier, itself quantified: ``(\w+)+``, ``(a*)*``, ``(?:x+|y)+{2,}``. Such
+#: patterns can backtrack exponentially: ``(\w+)+$`` doubles its time with each character of input.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d+,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d+,\d*\})")
+
+
+def check_token_pattern(pattern, where: str) -> None:
+    """Refuse a saved token_pattern that is not a string, does not compile, or nests quantifiers.
+
+    A Pipeline artifact's tokenizer regex runs on every request: from an untrusted source, a
+    pattern with nested quantifiers is a denial of service (catastrophic backtracking). A pattern
+    that needs one can be set again after loading (``pipeline.set_params(...)``).
+    """
+    if not isinstance(pattern, str):
+        raise ValueError(f"{where}: token_pattern must be a string, got {type(pattern).__name__}")
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ValueError(f"{where}: token_pattern {pattern[:80]!r} is not a valid regular expression ({exc})") from None
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise ValueError(f"{where}: token_pattern {pattern[:80]!r} nests quantifiers (like (\\w+)+), which can take "
+                         f"exponential time on some inputs; refusing to load it from an artifact.")
+
+
 def _rebuild_pipeline(spec: dict, estimator):
     from sklearn.pipeline import Pipeline
 
@@ -225,5 +540,8 @@ def _rebuild_pipeline(spec: dict, estimator):
     for step in spec["steps"]:
         if step["class"] not in allowed:
             raise ValueError(f"Unknown pipeline step class {step['class']!r} in the artifact.")
+        params = step.get("state", {}).get("params", {}) if isinstance(step.get("state"), dict) else {}
+        if isinstance(params, dict) and "token_pattern" in params:
+            check_token_pattern(params["token_pattern"], f"{CONFIG_FILE}: pipeline step {step.get('name')!r}")
         steps.append((step["name"], allowed[step["class"]]._from_artifact_state(step["state"])))
     return Pipeline(steps + [(spec["final"], estimator)])

@@ -171,7 +171,7 @@ BAD_REQUESTS = [
      "record 1, field 'in0': token ids must be integers"),
     (JSON, b'{"instances": [{"in0": [1], "in1": ["7"]}]}', 400, "record 0, field 'in1': expected a flat list of integer token ids"),
     (JSON, b'{"instances": [{"in0": [true], "in1": [3]}]}', 400, "record 0, field 'in0': expected a flat list of integer"),
-    (JSON, b'{"instances": [{"in0": [2, true], "in1": [3]}]}', 400, "record 0, field 'in0': token ids must be integers"),
+    (JSON, b'{"instances": [{"in0": [2, true], "in1": [3]}]}', 400, "record 0, field 'in0': expected a flat list of integer"),
     (JSON, b'{"instances": [{"in0": [1], "in1": [3]}, {"in0": [4], "in1": [-2]}]}', 400,
      "record 1, field 'in1' has token id -2"),
     (JSON, b'{"instances": [{"in0": [1e30], "in1": [3]}]}', 400,

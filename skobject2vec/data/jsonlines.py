@@ -16,7 +16,11 @@ import os
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
+import zlib
+
 import numpy as np
+
+from .._validation import FIELDS, MAX_TARGET, check_lookalike_keys, paused_gc, short_repr
 
 try:  # a fast parser when installed (the serve extra); the stdlib one otherwise
     import orjson as _orjson
@@ -28,9 +32,12 @@ except ImportError:  # pragma: no cover
     _loads = json.loads
     _JSONError = json.JSONDecodeError
 
-__all__ = ["RecordError", "iter_records", "read_records", "write_records", "open_text"]
+__all__ = ["RecordError", "iter_records", "iter_numbered_records", "read_records", "write_records", "open_text"]
 
-FIELDS = ("in0", "in1")
+#: Token ids and class labels must stay exact through float64 (orjson reads 3.0 as a float).
+_MAX_ID = 2 ** 53
+#: What a truncated or corrupt (gzip) file raises while it is read.
+_DAMAGE = (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError)
 
 
 class RecordError(ValueError):
@@ -109,7 +116,7 @@ def _name(source) -> str:
 def _check_ids(value, where: str, field: str) -> list:
     """The ids of one field as ints (integral floats such as 3.0 accepted)."""
     if not isinstance(value, list):
-        raise RecordError(f"{where}: field {field!r} must be a list of integer token ids, got {value!r:.60}")
+        raise RecordError(f"{where}: field {field!r} must be a list of integer token ids, got {short_repr(value)}")
     if not value:
         raise RecordError(f"{where}: field {field!r} is empty; every record needs at least one token id")
     for token in value:
@@ -117,9 +124,13 @@ def _check_ids(value, where: str, field: str) -> list:
             if isinstance(token, list):
                 raise RecordError(f"{where}: field {field!r} holds a nested list; expected a flat list of ids")
             if not (isinstance(token, float) and token.is_integer()):
-                raise RecordError(f"{where}: field {field!r} holds {token!r:.40}; token ids must be integers")
+                raise RecordError(f"{where}: field {field!r} holds {short_repr(token)}; token ids must be integers")
         if token < 0:
-            raise RecordError(f"{where}: field {field!r} holds the negative id {token}; token ids must be >= 0")
+            raise RecordError(f"{where}: field {field!r} holds the negative id {short_repr(token)}; token ids "
+                              f"must be >= 0")
+        if token >= _MAX_ID:
+            raise RecordError(f"{where}: field {field!r} holds the id {short_repr(token)}; token ids must be "
+                              f"below 2**53")
     if any(type(token) is not int for token in value):  # noqa: E721
         value = [int(token) for token in value]
     return value
@@ -129,16 +140,45 @@ def _check_label(value, where: str, label: str):
     if label == "classification":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not value.is_integer()) or value < 0:
-            raise RecordError(f"{where}: field 'label' is {value!r:.40}; classification labels must be "
+            raise RecordError(f"{where}: field 'label' is {short_repr(value)}; classification labels must be "
                               f"integers 0..num_classes-1")
+        if value >= _MAX_ID:  # 1e300 or 2**63 would overflow the int64 label array
+            raise RecordError(f"{where}: field 'label' is {short_repr(value)}; classification labels must be "
+                              f"integers 0..num_classes-1 (below 2**53)")
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{where}: field 'label' is {value!r:.40}; regression labels must be numbers")
+        raise RecordError(f"{where}: field 'label' is {short_repr(value)}; regression labels must be numbers")
+    if not abs(value) <= MAX_TARGET:  # larger targets overflow the standardisation (inf predictions)
+        raise RecordError(f"{where}: field 'label' is {short_repr(value)}; regression labels must be finite with "
+                          f"magnitude at most {MAX_TARGET:g}")
     return float(value)
 
 
+def _numbered_lines(handle, name: str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)``; a truncated or corrupt file is a :class:`RecordError` at the line it breaks."""
+    number = 0
+    lines = iter(handle)
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except _DAMAGE as exc:
+            raise RecordError(f"{name}:{number + 1}: the file is truncated or corrupt "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        number += 1
+        yield number, line
+
+
 def iter_records(source, *, label: str | None = None, fields: str = "pair") -> Iterator[tuple[dict, object]]:
-    """Yield ``(record, label)`` for each non-blank line.
+    """Yield ``(record, label)`` for each non-blank line (see :func:`iter_numbered_records`)."""
+    for _, record, value in iter_numbered_records(source, label=label, fields=fields):
+        yield record, value
+
+
+def iter_numbered_records(source, *, label: str | None = None,
+                          fields: str = "pair") -> Iterator[tuple[int, dict, object]]:
+    """Yield ``(line number, record, label)`` for each non-blank line.
 
     Parameters
     ----------
@@ -163,7 +203,7 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
     stream = contextlib.nullcontext(source) if not isinstance(source, (str, os.PathLike)) and not _is_binary(
         source) else _binary_stream(source, "r")
     with stream as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in _numbered_lines(handle, name):
             if not line.strip():
                 continue
             where = f"{name}:{number}"
@@ -175,6 +215,11 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
                 raise RecordError(f"{where}: expected a JSON object like {{\"in0\": [...], \"in1\": [...]}}, "
                                   f"got {type(obj).__name__}")
             present = [f for f in FIELDS if f in obj]
+            if len(present) < len(FIELDS):
+                try:
+                    check_lookalike_keys(obj, present, where)
+                except ValueError as exc:
+                    raise RecordError(str(exc)) from None
             if fields == "pair" or not present:
                 for f in FIELDS:
                     if f not in obj:
@@ -188,15 +233,16 @@ def iter_records(source, *, label: str | None = None, fields: str = "pair") -> I
                 if "label" not in obj:
                     raise RecordError(f"{where}: missing key 'label'")
                 value = _check_label(obj["label"], where, label)
-            yield record, value
+            yield number, record, value
 
 
 def read_records(source, *, label: str | None = None, fields: str = "pair"):
     """Read a whole file: ``(records, labels)``, labels an array or None."""
     records, labels = [], []
-    for record, value in iter_records(source, label=label, fields=fields):
-        records.append(record)
-        labels.append(value)
+    with paused_gc():  # a million small containers: see paused_gc
+        for record, value in iter_records(source, label=label, fields=fields):
+            records.append(record)
+            labels.append(value)
     if label is None:
         return records, None
     return records, np.asarray(labels, dtype=np.int64 if label == "classification" else np.float64)

@@ -62,10 +62,18 @@ class ModelRunner:
         self.max_lens = tuple(int(n) for n in estimator.max_seq_lens_)
         self.preferred_mode = preferred_mode
         self._batcher = lru_cache(maxsize=64)(self._make_batcher)
+        self._widths: dict = {}
 
     @property
     def n_outputs(self) -> int:
         return len(self.estimator.classes_) if self.task == "classification" else 1
+
+    def output_width(self, side: int | None) -> int:
+        """Numbers per record in a reply: scores for pairs (``side=None``), else the embedding width."""
+        if side not in self._widths:
+            one = Ragged(np.zeros(1, dtype=np.int64), np.array([0, 1], dtype=np.int64))
+            self._widths[side] = int(self.run(side, self.max_lens, PairData(one, one)).shape[1])
+        return self._widths[side]
 
     def _make_batcher(self, max_lens: tuple[int, int]) -> training.Batcher:
         return training.Batcher(max_lens, self.estimator.vocab_sizes_, self.device)
@@ -88,11 +96,8 @@ class ModelRunner:
         if self.preferred_mode == "embedding":
             modes.reverse()
         for mode in modes:
-            if mode == "classification":
-                self.run(None, self.max_lens, PairData(one, one))
-            else:
-                for side in (0, 1):
-                    self.run(side, self.max_lens, PairData(one, one))
+            for side in ([None] if mode == "classification" else [0, 1]):
+                self._widths[side] = int(self.run(side, self.max_lens, PairData(one, one)).shape[1])
         if self.preferred_mode:
             logger.info("%s=%s: that path was warmed up first on %s; both modes are served",
                         PREFERRED_MODE_ENV, self.preferred_mode, self.device)

@@ -49,7 +49,7 @@ def _read(log) -> str:
 
 @contextlib.contextmanager
 def running_server(model_dir, *extra_args: str, env: dict | None = None,
-                   startup_timeout: float = 60.0) -> Iterator[str]:
+                   startup_timeout: float = 60.0, log_path=None) -> Iterator[str]:
     """Serve ``model_dir`` on ``127.0.0.1:<free port>``; yields the base URL.
 
     Parameters
@@ -61,6 +61,8 @@ def running_server(model_dir, *extra_args: str, env: dict | None = None,
         Extra environment variables for the server process.
     startup_timeout : float
         Seconds to wait for ``/ping``.
+    log_path : str or Path, optional
+        Write the server's output to this file (e.g. to look for tracebacks afterwards).
     """
     import httpx
 
@@ -69,7 +71,8 @@ def running_server(model_dir, *extra_args: str, env: dict | None = None,
                "--host", LOOPBACK, "--port", str(port), *extra_args]
     url = f"http://{LOOPBACK}:{port}"
     # The server's output goes to a file, not a pipe that nobody drains and that could fill up.
-    with tempfile.TemporaryFile() as log:
+    opened = open(log_path, "w+b") if log_path is not None else tempfile.TemporaryFile()
+    with opened as log:
         proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + startup_timeout
