@@ -185,6 +185,8 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        doc="Seed for weight initialisation, shuffling, dropout and negative sampling."),
         HyperParameter("verbose", "int", 0, low=0, high=None, sagemaker=False,
                        doc="0: silent; 1: a progress bar per epoch; 2: also a line per epoch."),
+        HyperParameter("warm_start", "bool", False, sagemaker=False,
+                       doc="Refit from the fitted network's weights instead of a fresh one."),
     ]
 )
 

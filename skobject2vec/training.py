@@ -339,11 +339,12 @@ def predict_outputs(net, pairs: PairData, batcher: Batcher, task: str) -> np.nda
 
 
 def embed(net, ragged, side: int, batcher: Batcher) -> np.ndarray:
-    """Encoder outputs (n, enc_dim) float64 for one side, in bounded-size batches."""
+    """Encoder outputs (n, enc_dim) for one side, in the network's dtype, in bounded-size batches."""
     net.eval()
-    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=np.float64)
+    dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
+    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=dtype)
     with torch.inference_mode():
         for index in inference_batches(ragged.lengths, INFERENCE_BATCH_SIZE):
             ids, lengths = batcher.side(ragged, index, side)
-            out[index] = net.encode(side, ids, lengths).double().cpu().numpy()
+            out[index] = net.encode(side, ids, lengths).cpu().numpy()
     return out
