@@ -304,7 +304,7 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
         bar.close()
         message = "epoch %d/%d " % (epoch, settings.epochs) + " ".join(
             f"{k}={v:.6g}" for k, v in record.items() if k not in ("epoch",))
-        logger.info(message)
+        logger.info(message, extra={"epoch_record": record, "main_process": main_process})  # live CLI lines
         if settings.verbose > 1 and main_process:
             print(message, flush=True)
         if validate is not None and stale >= settings.patience:
