@@ -207,3 +207,28 @@ def test_messages_without_numpy_reprs_and_stdout_name(tmp_path, capsys):
     assert main(["embed", "--model-dir", str(tmp_path / "m"), "--input", str(tmp_path / "one.jsonl")]) == 0
     captured = capsys.readouterr()
     assert "1 records written to stdout" in captured.err and "embeddings" in captured.out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train"], "train"),
+    (["train", "--set", "epochs=2"], "train --set epochs=2"),
+    (["serve"], "serve --host 0.0.0.0 --workers 1"),
+    ([], "serve --host 0.0.0.0 --workers 1"),
+    (["predict", "--input", "x"], "predict --input x"),
+])
+def test_docker_entrypoint_dispatches_train_and_serve(tmp_path, argv, expected):
+    """`docker run IMAGE train` must run `skobject2vec train`, not `serve ... train`."""
+    from pathlib import Path
+
+    dockerfile = (Path(__file__).parents[1] / "Dockerfile").read_text()
+    entrypoint = json.loads(next(line for line in dockerfile.splitlines() if line.startswith("ENTRYPOINT"))
+                            .split(None, 1)[1])
+    assert entrypoint[:2] == ["/bin/sh", "-c"]
+    fake = tmp_path / "skobject2vec"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    env.pop("SAGEMAKER_MODEL_SERVER_WORKERS", None)
+    out = subprocess.run(entrypoint + argv, capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == expected
+    assert 'torch==' in dockerfile  # pinned
