@@ -89,8 +89,14 @@ def failure_path() -> Path:
 
 
 def write_failure(message: str) -> Path | None:
-    """Write ``message`` where SageMaker reads a job's failure reason; None if impossible."""
+    """Write ``message`` where SageMaker reads a job's failure reason; None if impossible.
+
+    Only inside a SageMaker layout: ``SM_OUTPUT_DIR`` is set or the base folder
+    (``/opt/ml``) exists, so a laptop run never creates ``/opt/ml``.
+    """
     path = failure_path()
+    if not os.environ.get("SM_OUTPUT_DIR") and not base_dir().is_dir():
+        return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(message.rstrip("\n") + "\n", encoding="utf-8")

@@ -90,6 +90,15 @@ def test_failure_file(sagemaker, monkeypatch, capsys):
     assert "no train channel" in capsys.readouterr().err
 
 
+def test_no_opt_ml_created_outside_a_sagemaker_layout(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "opt_ml"))
+    monkeypatch.delenv("SM_OUTPUT_DIR", raising=False)
+    monkeypatch.delenv("SM_CHANNEL_TRAIN", raising=False)
+    assert main(["train"]) == 1
+    assert not (tmp_path / "opt_ml").exists()
+    assert "SM_CHANNEL_TRAIN" in capsys.readouterr().err
+
+
 def test_no_failure_file_outside_sagemaker_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     assert main(["train", "--train", str(tmp_path / "none.jsonl"), "--model-dir", str(tmp_path / "m")]) == 1
