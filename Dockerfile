@@ -1,8 +1,17 @@
-# Bring-your-own-container image for Amazon SageMaker real-time endpoints and batch
-# transform, serving an skobject2vec model with SageMaker's Object2Vec protocol
-# (GET /ping, POST /invocations with application/json or application/jsonlines).
+# Bring-your-own-container image for Amazon SageMaker training jobs, real-time
+# endpoints and batch transform: trains with SageMaker's Object2Vec channels and
+# hyperparameters, and serves with its protocol (GET /ping, POST /invocations with
+# application/json or application/jsonlines).
 #
-# SageMaker's container contract, and how this image meets it:
+# Training: SageMaker starts the container as `docker run <image> train`, which runs
+# `skobject2vec train` with no path flags: it reads the channels from SM_CHANNEL_<NAME>
+# or /opt/ml/input/data/<name>/ (train, validation, test, auxiliary, and model for
+# incremental training), the hyperparameters from SM_HPS or
+# /opt/ml/input/config/hyperparameters.json, writes the artifact to /opt/ml/model
+# (SM_MODEL_DIR), prints `#quality_metric` lines as each epoch ends, and on failure
+# writes the message to /opt/ml/output/failure.
+#
+# Serving, SageMaker's container contract, and how this image meets it:
 #   * SageMaker starts the container as `docker run <image> serve`: the entrypoint
 #     below accepts that argument and runs `skobject2vec serve`.
 #   * The model artifact (model.tar.gz holding config.json and model.safetensors,
@@ -35,7 +44,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1
 
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.1"
+# Pinned to the version the test suite runs against (Makefile).
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 
 WORKDIR /opt/skobject2vec
 COPY pyproject.toml README.md ./
@@ -43,5 +53,7 @@ COPY skobject2vec ./skobject2vec
 RUN pip install ".[serve]"
 
 EXPOSE 8080
-ENTRYPOINT ["/bin/sh", "-c", "if [ \"$1\" = serve ]; then shift; fi; exec skobject2vec serve --host 0.0.0.0 --workers \"${SAGEMAKER_MODEL_SERVER_WORKERS:-1}\" \"$@\"", "sagemaker-serve"]
+# `train ARGS` -> skobject2vec train ARGS; `serve ARGS` (or nothing) -> the endpoint;
+# any other command (predict, embed, --version) is passed to skobject2vec as is.
+ENTRYPOINT ["/bin/sh", "-c", "case \"$1\" in train) shift; exec skobject2vec train \"$@\";; serve|'') [ $# -gt 0 ] && shift; exec skobject2vec serve --host 0.0.0.0 --workers \"${SAGEMAKER_MODEL_SERVER_WORKERS:-1}\" \"$@\";; *) exec skobject2vec \"$@\";; esac", "sagemaker-entrypoint"]
 CMD ["serve"]

@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick
 
 docs: $(STAMP)
-	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -n -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) docs/_build build dist *.egg-info

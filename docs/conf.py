@@ -28,6 +28,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx.ext.intersphinx",
     "numpydoc",
     "matplotlib.sphinxext.plot_directive",
     "sphinx_gallery.gen_gallery",
@@ -45,6 +46,20 @@ autodoc_typehints = "none"  # numpydoc sections carry the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
+
+# --- links to Python, NumPy, scikit-learn and PyTorch. The build has no network (CI),
+# so the inventories are local files: docs/_inv/*.inv, written by docs/_ext/inventories.py.
+intersphinx_mapping = {
+    name: (url, str(HERE / "_inv" / f"{name}.inv"))
+    for name, url in {
+        "python": "https://docs.python.org/3/",
+        "numpy": "https://numpy.org/doc/stable/",
+        "sklearn": "https://scikit-learn.org/stable/",
+        "torch": "https://docs.pytorch.org/docs/stable/",
+    }.items()
+}
+intersphinx_timeout = 1
+nitpicky = True  # `make docs` also passes -n -W: every cross-reference must resolve
 
 # --- plots in pages (the concepts diagram)
 plot_include_source = False
@@ -72,13 +87,17 @@ sphinx_gallery_conf = {
 # --- HTML
 html_theme = "pydata_sphinx_theme"
 html_title = f"skobject2vec {release}"
-html_static_path = []  # no custom static files
+html_static_path = ["_static"]
+html_css_files = ["skobject2vec.css"]  # wide tables, wrapped headings and next/previous titles
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # Pages with wide tables give the on-page table of contents' width to them.
+    "secondary_sidebar_items": {"**": ["page-toc"], "sagemaker": []},
 }
-html_sidebars = {"**": ["sidebar-nav-bs"]}
+# Every page sits in a section (user guide, examples, results, API), so the left
+# "Section Navigation" lists its neighbours; the landing page has no section.
+html_sidebars = {"**": ["sidebar-nav-bs"], "index": []}
 
 
 def setup(app):

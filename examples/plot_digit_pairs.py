@@ -15,6 +15,7 @@ images of the same digit sit together: the 2-D map at the end shows it.
 # --------------------------------------------------
 # Training and test pairs are built from disjoint sets of images.
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 from sklearn.manifold import TSNE
 
@@ -48,6 +49,9 @@ epochs = [h["epoch"] for h in clf.history_]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(epochs, [h["train:cross_entropy"] for h in clf.history_], "o-", label="train cross-entropy")
 ax.plot(epochs, [h["validation:cross_entropy"] for h in clf.history_], "s-", label="validation cross-entropy")
+# ``best_epoch_``: the epoch whose weights the estimator kept (lowest validation loss).
+ax.axvline(clf.best_epoch_, color="grey", ls="--", lw=1, label=f"kept epoch {clf.best_epoch_}")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_xlabel("epoch")
 ax.set_ylabel("cross-entropy")
 ax.legend()

@@ -62,7 +62,7 @@ for g, ((network, comparator), frame) in enumerate(groups):
 ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
 ax.set_ylabel("cross-validated accuracy")
 ax.set_ylim(0.4, 1.0)
-ax.axhline(0.5, color="grey", lw=1, ls=":")
+ax.axhline(0.5, color="grey", lw=1, ls=":", label="chance (balanced classes)")
 ax.legend(loc="upper left")
 ax.set_title("GridSearchCV over encoder, comparator and enc_dim")
 fig.tight_layout()

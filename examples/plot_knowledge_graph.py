@@ -17,6 +17,7 @@ we also report top-3 accuracy, which suits a "suggest relations" tool.
 # Load the graph
 # --------------
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from skobject2vec import Object2VecClassifier
@@ -65,10 +66,13 @@ left.set_ylabel("cross-entropy")
 right.plot(epochs, [h["validation:accuracy"] for h in history], "s-", ms=3, color="C1")
 right.set_ylabel("validation accuracy")
 for ax in (left, right):
-    ax.axvline(best, color="grey", ls="--", lw=1)
+    ax.axvline(best, color="grey", ls="--", lw=1, label=f"kept epoch {best}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
 left.legend()
-left.set_title("UMLS relation prediction")
-right.set_title(f"best epoch {best} (weights kept)")
+right.legend(loc="lower right")
+# The kept epoch is chosen on the validation loss: its title goes on the loss panel.
+left.set_title(f"UMLS relation prediction: best epoch {best} (weights kept)")
+right.set_title("validation accuracy")
 fig.tight_layout()
 plt.show()

@@ -15,6 +15,7 @@ the end runs the same code on the real ml-100k.
 # 600 users, 400 movies, ratings 1-5 from a low-rank "taste" model plus noise,
 # about 6 % of the matrix observed, as in ml-100k.
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from skobject2vec import Object2VecRegressor
@@ -69,6 +70,8 @@ fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
 epochs = [h["epoch"] for h in history]
 left.plot(epochs, [h["train:mean_squared_error"] for h in history], "o-", ms=3, label="train")
 left.plot(epochs, [h["validation:mean_squared_error"] for h in history], "s-", ms=3, label="validation")
+left.axvline(reg.best_epoch_, color="grey", ls="--", lw=1, label=f"kept epoch {reg.best_epoch_}")
+left.xaxis.set_major_locator(MaxNLocator(integer=True))
 left.set_xlabel("epoch")
 left.set_ylabel("mean squared error")
 left.legend()

@@ -7,6 +7,7 @@ entity-entity) with one estimator that drops into scikit-learn code.
 from .data.vocab import TextPairTokenizer
 from .estimators import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
 from .metrics import make_hits_at_k_scorer, make_mrr_scorer, pearson_scorer, spearman_scorer
+from ._embedding_api import most_similar, similarity
 from .persistence import load, save
 
 __version__ = "0.1.0"
@@ -18,6 +19,8 @@ __all__ = [
     "TextPairTokenizer",
     "load",
     "save",
+    "similarity",
+    "most_similar",
     "make_hits_at_k_scorer",
     "make_mrr_scorer",
     "spearman_scorer",

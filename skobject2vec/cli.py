@@ -92,24 +92,76 @@ def _metric_lines(prefix, scores, epoch=None):
 
 
 def cmd_train(args):
-    from . import from_sagemaker_hyperparameters
+    from . import sagemaker_env
     from .data.jsonlines import read_records
 
-    hp = _load_hyperparameters(args.hyperparameters, _parse_set(args.set))
+    sagemaker_hps = sagemaker_env.apply_training_environment(args)  # no --train: SageMaker's container contract
+    if args.model_dir is None:
+        raise CLIError("--model-dir is required (or run without --train to read SageMaker's environment)")
+    hp = {**sagemaker_hps, **_load_hyperparameters(args.hyperparameters, _parse_set(args.set))}
     hp = _resolve_auxiliary(hp, args.auxiliary)
-    overrides = {"verbose": 0 if args.quiet else 2}
+    overrides, epoch_lines = _train_verbosity(args, hp)
     if args.random_state is not None:
         overrides["random_state"] = args.random_state
     if args.device is not None:
         overrides["device"] = args.device
-    estimator = from_sagemaker_hyperparameters(hp, **overrides)
+    estimator = _initial_estimator(args, hp, overrides)
     task = "classification" if hasattr(estimator, "predict_proba") else "regression"
     # Every channel is read (and so checked) before training: a bad test file found after an hour of
     # training used to cost the trained model.
     X_test = y_test = None
     if args.test is not None:
         X_test, y_test = read_records(args.test, label=task)
-    from .distributed import fit_stream, is_main_process
+    with sagemaker_env.EpochLines(_metric_lines, summary=epoch_lines).attached():  # printed as each epoch ends
+        _fit(args, estimator, task)
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return 0  # every rank holds the same model; rank 0 prints the metrics and writes the one artifact
+    estimator.save(args.model_dir)  # saved first: a failure in the test metrics does not lose the model
+    print(f"model saved to {args.model_dir}", file=sys.stderr)
+    if X_test is not None:
+        for line in _metric_lines("test", test_metrics(estimator, X_test, y_test)):
+            print(line)
+    return 0
+
+
+def _train_verbosity(args, hp):
+    """``verbose`` for the estimator, and whether the CLI prints the per-epoch summary lines itself.
+
+    An explicit ``--set verbose=N`` (or hyperparameter) is kept. Otherwise a terminal gets the
+    progress bar and a line per epoch (verbose=2); a log file (no TTY) only the lines, without
+    carriage-return progress noise.
+    """
+    if args.quiet:
+        return {"verbose": 0}, False
+    if "verbose" in hp:
+        return {}, False
+    if sys.stderr.isatty():
+        return {"verbose": 2}, False
+    return {"verbose": 0}, True
+
+
+def _initial_estimator(args, hp, overrides):
+    """A new estimator, or (a ``model`` channel) the previous artifact, warm-started."""
+    from . import from_sagemaker_hyperparameters
+
+    estimator = from_sagemaker_hyperparameters(hp, **overrides)
+    if getattr(args, "initial_model", None) is None:
+        return estimator
+    from . import load
+
+    previous = load(args.initial_model, device=overrides.get("device"))
+    if type(previous) is not type(estimator):
+        raise CLIError(f"the model channel holds an {type(previous).__name__}, but the hyperparameters describe "
+                       f"an {type(estimator).__name__}")
+    given = {k: v for k, v in estimator.get_params().items() if k in hp or k in overrides}
+    return previous.set_params(**given, warm_start=True)
+
+
+def _fit(args, estimator, task):
+    from .data.jsonlines import read_records
+    from .distributed import fit_stream
 
     if args.streaming or Path(args.train).is_dir() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Larger than memory, a folder of shards, or data parallel under torchrun.
@@ -122,19 +174,6 @@ def cmd_train(args):
         if args.validation is not None:
             fit_kwargs["X_val"], fit_kwargs["y_val"] = read_records(args.validation, label=task)
         estimator.fit(X, y, **fit_kwargs)
-    if not is_main_process():
-        return 0  # every rank holds the same model; rank 0 prints the metrics and writes the one artifact
-    for record in estimator.history_:
-        for key in record:
-            if ":" in key:
-                channel, name = key.split(":", 1)
-                print(_metric_lines(channel, {name: record[key]}, record["epoch"])[0])
-    estimator.save(args.model_dir)  # saved first: a failure in the test metrics does not lose the model
-    print(f"model saved to {args.model_dir}", file=sys.stderr)
-    if X_test is not None:
-        for line in _metric_lines("test", test_metrics(estimator, X_test, y_test)):
-            print(line)
-    return 0
 
 
 def test_metrics(estimator, X, y) -> dict:
@@ -146,7 +185,7 @@ def test_metrics(estimator, X, y) -> dict:
         index = np.searchsorted(estimator.classes_, y)
         known = (index < len(estimator.classes_)) & (estimator.classes_[np.minimum(index, len(estimator.classes_) - 1)] == y)
         if not known.all():
-            raise CLIError(f"test record {int(np.flatnonzero(~known)[0])}: label {y[~known][0]!r} is not one of "
+            raise CLIError(f"test record {int(np.flatnonzero(~known)[0])}: label {_plain(y[~known][0])!r} is not one of "
                            f"the training classes {estimator.classes_.tolist()}")
         return {"cross_entropy": float(-log_proba[np.arange(len(y)), index].mean()),
                 "accuracy": float(np.mean(estimator.classes_[log_proba.argmax(1)] == y))}
@@ -202,7 +241,7 @@ def _batch_transform(args, fields, respond):
             for row in rows:
                 out.write(dumps(row) + "\n")
             count += len(chunk)
-    print(f"{count} records written to {args.output}", file=sys.stderr)
+    print(f"{count} records written to {'stdout' if args.output in (None, '-') else args.output}", file=sys.stderr)
     return 0
 
 
@@ -284,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="skobject2vec",
         description="Object2Vec (SageMaker-compatible) on PyTorch: train, batch-predict, embed and serve.",
     )
+    _add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,embed,serve}")
 
     train = sub.add_parser(
@@ -292,8 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "Per-epoch metrics are printed under SageMaker's names "
                     "(train/validation/test cross_entropy, accuracy, mean_squared_error).",
         epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--train", required=True, metavar="FILE",
-                       help="training records (.jsonl or .jsonl.gz), or a folder of shards (streamed)")
+    train.add_argument("--train", metavar="FILE",
+                       help="training records (.jsonl or .jsonl.gz), or a folder of shards (streamed). Without "
+                            "it, the SageMaker training environment is read: SM_CHANNEL_<NAME> or "
+                            "/opt/ml/input/data/<name>, SM_HPS or /opt/ml/input/config/hyperparameters.json, "
+                            "SM_MODEL_DIR or /opt/ml/model; a failure is written to /opt/ml/output/failure")
     train.add_argument("--validation", metavar="FILE",
                        help="validation records: early stopping, validation metrics, best model kept")
     train.add_argument("--test", metavar="FILE", help="test records: test metrics after training")
@@ -303,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="JSON object of hyperparameters, as SageMaker passes them (strings are fine)")
     train.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="override one hyperparameter (repeatable), e.g. --set epochs=5")
-    train.add_argument("--model-dir", required=True, metavar="DIR", help="where the model artifact is written")
+    train.add_argument("--model-dir", metavar="DIR",
+                       help="where the model artifact is written (required with --train)")
     train.add_argument("--random-state", type=int, metavar="N", help="seed: same seed, same model")
     train.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -354,11 +398,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_version(parser):
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value, so that messages read 5, not np.int64(5)."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
+
+
+def _failure_reporting(args):
+    from .sagemaker_env import failure_reporting
+
+    return failure_reporting(args)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with _failure_reporting(args):  # SageMaker mode: also /opt/ml/output/failure
+            return args.func(args)
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"skobject2vec {args.command}: error: {message}", file=sys.stderr)

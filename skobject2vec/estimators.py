@@ -19,6 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import training
+from ._embedding_api import EmbeddingMixin
 from ._validation import array_to_pairs, check_pairs, check_token_array, check_vocab
 from .data.batching import PairData
 from .data.streaming import is_stream_source
@@ -114,6 +115,10 @@ _PARAMS_DOC = """
         with the same int are bit-identical, whatever the global seeds.
     verbose : int, default=0
         0 silent; 1 a progress bar per epoch; 2 also prints one line per epoch.
+    warm_start : bool, default=False
+        Refitting continues from the fitted network (same architecture; the fitted
+        vocabulary sizes and sequence lengths are kept, so new ids use the
+        unknown-token row) and ``history_`` grows. See also ``partial_fit``.
 """
 
 
@@ -170,6 +175,7 @@ class _Object2VecBase(BaseEstimator):
         device=_default("device"),
         random_state=None,
         verbose=_default("verbose"),
+        warm_start=False,
     ):
         self.enc_dim = enc_dim
         self.enc0_network = enc0_network
@@ -214,6 +220,7 @@ class _Object2VecBase(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ tags
     def __sklearn_tags__(self):
@@ -410,18 +417,28 @@ class _Object2VecBase(BaseEstimator):
         dtype = torch.float64 if p["dtype"] == "float64" else torch.float32
         config = self._network_config(p, sides, vocab)
         settings = self._train_settings(p)
+        # --- warm_start: continue from the fitted network when the architecture matches
+        warm = self._reusable_net(config)
+        if warm is not None:
+            vocab, max_lens = self.vocab_sizes_, self.max_seq_lens_
+        # --- end warm_start
         batcher = training.Batcher(max_lens, vocab, device)
         rng = np.random.default_rng(seed)
         epoch_data = self._epoch_data_factory(train_index, y_encoded, weight, p, n)
         fork_devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            net = Object2VecNet(config)
-            self._load_pretrained(net, sides)
+            if warm is None:
+                net = Object2VecNet(config)
+                self._load_pretrained(net, sides)
+            else:
+                net = warm  # warm_start
             net.to(device=device, dtype=dtype)
             history = training.train(net, pairs, epoch_data, batcher, settings, rng=rng, dtype=dtype,
                                      sparse=config["sparse"],
                                      validation=None if validation is None else validation[:2])
+        if warm is not None:
+            history = self._continued_history(history)  # warm_start
         self.net_ = net
         self.vocab_sizes_ = vocab
         self.max_seq_lens_ = max_lens
@@ -565,7 +582,7 @@ class _Object2VecBase(BaseEstimator):
         pass
 
 
-class Object2VecClassifier(ClassifierMixin, TransformerMixin, _Object2VecBase):
+class Object2VecClassifier(ClassifierMixin, EmbeddingMixin, TransformerMixin, _Object2VecBase):
     __doc__ = """Object2Vec pair classifier: two encoders, a comparator, an MLP and softmax.
 
     Parameters
@@ -658,7 +675,7 @@ class Object2VecClassifier(ClassifierMixin, TransformerMixin, _Object2VecBase):
         return self.classes_[np.argmax(log_proba, axis=1)]
 
 
-class Object2VecRegressor(RegressorMixin, TransformerMixin, _Object2VecBase):
+class Object2VecRegressor(RegressorMixin, EmbeddingMixin, TransformerMixin, _Object2VecBase):
     __doc__ = """Object2Vec pair regressor: two encoders, a comparator, an MLP and a linear output
     trained with mean squared error (targets are standardised internally).
 

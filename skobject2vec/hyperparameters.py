@@ -214,6 +214,8 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        doc="Seed for weight initialisation, shuffling, dropout and negative sampling."),
         HyperParameter("verbose", "int", 0, low=0, high=None, sagemaker=False,
                        doc="0: silent; 1: a progress bar per epoch; 2: also a line per epoch."),
+        HyperParameter("warm_start", "bool", False, sagemaker=False,
+                       doc="Refit from the fitted network's weights instead of a fresh one."),
     ]
 )
 
@@ -362,6 +364,17 @@ def sagemaker_defaults() -> dict:
     return filled
 
 
+def _unknown_message(name) -> str:
+    """"Unknown hyperparameter 'epoch': did you mean 'epochs'?" (the closest names, not all 40)."""
+    import difflib
+
+    known = list(ESTIMATOR_PARAMETERS) + list(SAGEMAKER_ONLY) + list(SAGEMAKER_IGNORED)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+            else "`skobject2vec train --help` lists the hyperparameters.")
+    return f"Unknown hyperparameter {name!r}: {hint}"
+
+
 def parse_sagemaker_hyperparameters(hyperparameters: dict) -> tuple[dict, dict]:
     """Parse a SageMaker hyperparameter dict.
 
@@ -386,8 +399,5 @@ def parse_sagemaker_hyperparameters(hyperparameters: dict) -> tuple[dict, dict]:
         elif name in BY_NAME:
             params[name] = parse_sagemaker_value(name, raw)
         else:
-            raise ValueError(
-                f"Unknown hyperparameter {name!r}: it is not one of SageMaker Object2Vec's "
-                f"hyperparameters nor one of this library's ({', '.join(ESTIMATOR_PARAMETERS)})."
-            )
+            raise ValueError(_unknown_message(name))
     return params, task

@@ -314,7 +314,7 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
         bar.close()
         message = "epoch %d/%d " % (epoch, settings.epochs) + " ".join(
             f"{k}={v:.6g}" for k, v in record.items() if k not in ("epoch",))
-        logger.info(message)
+        logger.info(message, extra={"epoch_record": record, "main_process": main_process})  # live CLI lines
         if settings.verbose > 1 and main_process:
             print(message, flush=True)
         if validate is not None and stale >= settings.patience:
@@ -349,11 +349,12 @@ def predict_outputs(net, pairs: PairData, batcher: Batcher, task: str) -> np.nda
 
 
 def embed(net, ragged, side: int, batcher: Batcher) -> np.ndarray:
-    """Encoder outputs (n, enc_dim) float64 for one side, in bounded-size batches."""
+    """Encoder outputs (n, enc_dim) for one side, in the network's dtype, in bounded-size batches."""
     net.eval()
-    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=np.float64)
+    dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
+    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=dtype)
     with torch.inference_mode():
         for index in inference_batches(ragged.lengths, INFERENCE_BATCH_SIZE):
             ids, lengths = batcher.side(ragged, index, side)
-            out[index] = net.encode(side, ids, lengths).double().cpu().numpy()
+            out[index] = net.encode(side, ids, lengths).cpu().numpy()
     return out

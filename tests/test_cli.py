@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -115,11 +116,14 @@ def test_predict_errors(tmp_path, capsys, channels):
     assert "is not a skobject2vec model folder" in capsys.readouterr().err
 
 
-def test_console_script_help_lists_every_option():
+def test_console_script_help_lists_every_option(tmp_path):
     out = subprocess.run([sys.executable, "-m", "skobject2vec", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for option in ("--train", "--validation", "--test", "--auxiliary", "--hyperparameters", "--set", "--model-dir"):
         assert option in out.stdout
     assert "negative_sampling_rate" in out.stdout  # the hyperparameter table is in the help
-    bad = subprocess.run([sys.executable, "-m", "skobject2vec", "train"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--train" in bad.stderr
+    # Without --train, train reads SageMaker's environment (here: an empty /opt/ml stand-in) and says what is missing.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    bad = subprocess.run([sys.executable, "-m", "skobject2vec", "train"], capture_output=True, text=True,
+                         env=dict(env, SAGEMAKER_BASE_DIR=str(tmp_path)))
+    assert bad.returncode == 1 and "--train" in bad.stderr and "SM_CHANNEL_TRAIN" in bad.stderr

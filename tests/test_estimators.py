@@ -129,7 +129,7 @@ def test_transform_pairs_and_single_sides(fitted_classifier):
     X = [{"in0": [1, 2, 3], "in1": [30, 31]}, {"in0": [50], "in1": [60, 61, 62, 63]}]
     pairs = fitted_classifier.transform(X)
     d = FAST["enc_dim"]
-    assert pairs.shape == (2, 2 * d) and pairs.dtype == np.float64
+    assert pairs.shape == (2, 2 * d) and pairs.dtype == np.float32  # the network's dtype
     left = fitted_classifier.transform([{"in0": r["in0"]} for r in X])
     right = fitted_classifier.transform([{"in1": r["in1"]} for r in X])
     np.testing.assert_allclose(left, pairs[:, :d], rtol=1e-6)
