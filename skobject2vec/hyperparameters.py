@@ -105,10 +105,14 @@ def _encoder_rows(i: int) -> list[HyperParameter]:
         _enc(i, "token_embedding_dim", kind="int", low=2, high=1000, default=300, sagemaker_default=300,
              doc=f"Token embedding size. pooled_embedding forces it to enc_dim, as SageMaker does.{inherit}"),
         _enc(i, "pretrained_embedding_file", kind="str", default=None, none_ok=True, sagemaker_default="",
-             doc=f"GloVe/word2vec text file of pretrained token vectors for the {side} table "
-                 f"(a path, or a file name inside the auxiliary channel)."),
+             doc=f"GloVe/word2vec text file (plain or gzip, optional 'count dim' header) of pretrained "
+                 f"token vectors for the {side} table (a path, or a file name inside the auxiliary "
+                 f"channel). Ids without a vector keep a random row. The file's dimension sets the "
+                 f"token embedding dim (an explicit, different value is an error); pooled_embedding "
+                 f"then projects it to enc_dim. With a tied or shared table one file fills it."),
         _enc(i, "vocab_file", kind="str", default=None, none_ok=True, sagemaker_default="",
-             doc=f"JSON file mapping tokens to ids, placing the pretrained vectors of {side}."),
+             doc=f"JSON file mapping tokens to ids, placing the pretrained vectors of {side} (without "
+                 f"it, the i-th vector is id i). With vocab_size None the vocabulary covers its ids too."),
         _enc(i, "freeze_pretrained_embedding", kind="bool", default=True, sagemaker_default=True,
              doc=f"Keep the pretrained {side} token table fixed during training."),
     ]
@@ -136,8 +140,11 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        sagemaker_default="hadamard, concat, abs_diff",
                        doc="How the two encodings are joined, in order: hadamard (e0*e1), "
                            "concat ([e0; e1]), abs_diff (|e0-e1|). A string or a tuple."),
-        HyperParameter("mlp_layers", "int", 1, low=0, high=10, sagemaker_default=2,
-                       doc="Number of hidden MLP layers after the comparator (0 goes straight to the output layer)."),
+        HyperParameter("mlp_layers", "int", "auto", low=0, high=10, sagemaker_default=2, auto=True,
+                       doc="Number of hidden MLP layers after the comparator (0 goes straight to the output "
+                           "layer). 'auto': 0 when every record is one id per side (user-item: hadamard and "
+                           "concat into a linear output is biased matrix factorisation, which a hidden layer "
+                           "only overfits), else 1."),
         HyperParameter("mlp_dim", "int", 128, low=2, high=10000, sagemaker_default=512,
                        doc="Width of each MLP layer."),
         HyperParameter("mlp_activation", "choice", "relu", choices=("tanh", "relu", "linear"),
@@ -166,8 +173,11 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        auto=True,
                        doc="L2 weight decay on every parameter, token tables included (dense storage). "
                            "'auto': 0 for sequence pairs, 0.0005 when a side is a single id."),
-        HyperParameter("early_stopping_patience", "int", 3, low=1, high=5, sagemaker_default=3,
-                       doc="Epochs without improvement of the validation loss before training stops."),
+        HyperParameter("early_stopping_patience", "int", 5, low=1, high=5, sagemaker_default=3,
+                       doc="Epochs without improvement of the validation loss (cross-entropy, or mean "
+                           "squared error in the target's units, of X_val or of the validation_fraction "
+                           "hold-out) before training stops; the best epoch's weights are kept. Without "
+                           "validation data all epochs run."),
         HyperParameter("early_stopping_tolerance", "float", 0.001, low=1e-6, high=0.1,
                        sagemaker_default=0.01,
                        doc="Decrease of the validation loss that counts as an improvement."),
@@ -179,7 +189,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
         HyperParameter("token_embedding_storage_type", "choice", "dense", choices=("dense", "row_sparse"),
                        sagemaker_default="dense",
                        doc="'row_sparse' uses sparse gradients on the token tables, so a step costs "
-                           "in proportion to the tokens in the batch (optimizer adam, adagrad or sgd)."),
+                           "in proportion to the tokens in the batch (optimizer adam, adagrad or sgd). "
+                           "weight_decay then applies to the dense layers only: regularise the tables "
+                           "with embedding_l2."),
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),
@@ -206,10 +218,11 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "'auto' (as HistGradientBoosting's early_stopping='auto'): 0.1 when fit gets "
                            "at least 1,000 records, else no hold-out; streamed fits use X_val only."),
         HyperParameter("dtype", "choice", "float32", choices=("float32", "float64"), sagemaker=False,
-                       doc="Floating-point type of the network. float64 is slower but exactly "
-                           "reproducible across batch sizes."),
+                       doc="Floating-point type of the network. float64 is about 1.6x slower on CPU; "
+                           "see the persistence page for what is reproducible in each."),
         HyperParameter("device", "str", "auto", sagemaker=False,
-                       doc="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."),
+                       doc="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ... A model fitted "
+                           "on CUDA unpickles and loads on CPU."),
         HyperParameter("random_state", "random_state", None, none_ok=True, sagemaker=False,
                        doc="Seed for weight initialisation, shuffling, dropout and negative sampling."),
         HyperParameter("verbose", "int", 0, low=0, high=None, sagemaker=False,
@@ -234,8 +247,41 @@ SAGEMAKER_ONLY = {
     "num_classes": HyperParameter("num_classes", "int", 2, low=2, high=30, sagemaker_default=2,
                                   doc="Number of classes (labels 0..num_classes-1); ignored for regression."),
 }
+#: The estimators' ``num_classes``: SageMaker's row, with None (infer the classes) as default.
+NUM_CLASSES_PARAMETER = HyperParameter(
+    "num_classes", "int", None, low=2, high=30, none_ok=True, sagemaker_default=2,
+    doc="Classifier: labels are then the integers 0 .. num_classes - 1 (SageMaker's convention) even if "
+        "some are absent from the training data. None infers the classes (of any type) from y. Ignored "
+        "by the regressor, as in SageMaker.")
 #: MXNet plumbing that SageMaker's notebooks send; accepted and ignored.
 SAGEMAKER_IGNORED = ("_kvstore", "_num_gpus", "_num_kv_servers")
+
+
+def _numpydoc_type(hp: HyperParameter) -> str:
+    if hp.kind == "choice":
+        kind = "{" + ", ".join(f'"{c}"' for c in hp.choices) + "}"
+    elif hp.kind == "comparator":
+        kind = "str or tuple of str"
+    elif hp.kind == "random_state":
+        return "int, RandomState instance or None"
+    elif hp.kind in ("int", "float"):
+        kind = f"{hp.kind} in [{_fmt(hp.low)}, {'inf' if hp.high is None else _fmt(hp.high)}]"
+    else:
+        kind = hp.kind
+    return kind + (' or "auto"' if hp.auto else "") + (" or None" if hp.none_ok else "")
+
+
+def numpydoc_parameters(rows=None) -> str:
+    """The numpydoc ``Parameters`` entries of ``rows`` (default: every estimator parameter,
+    with ``num_classes``), from the table: each parameter is described once, here."""
+    import textwrap
+
+    rows = rows if rows is not None else HYPERPARAMETERS + (NUM_CLASSES_PARAMETER,)
+    out = []
+    for hp in rows:
+        out.append(f"    {hp.name} : {_numpydoc_type(hp)}, default={hp.default!r}")
+        out.extend(textwrap.wrap(hp.doc, width=92, initial_indent=" " * 8, subsequent_indent=" " * 8))
+    return "\n".join(out) + "\n"
 
 
 def _bad(name, value, hp):

@@ -9,7 +9,8 @@ torch.set_num_threads(1)
 
 #: A small configuration that trains in about a second; tests override what they exercise.
 FAST = dict(enc0_network="pooled_embedding", enc_dim=16, enc0_token_embedding_dim=16, mlp_dim=32, mlp_layers=1,
-            mlp_activation="relu", dropout=0.0, epochs=8, mini_batch_size=64, learning_rate=0.01, random_state=0)
+            mlp_activation="relu", dropout=0.0, validation_fraction=None, epochs=8, mini_batch_size=64,
+            learning_rate=0.01, random_state=0)
 
 
 def topic_pairs(n, seed=0, n_topics=4, tokens_per_topic=25, min_len=2, max_len=8):

@@ -64,7 +64,8 @@ def test_bad_comparator_is_named():
 
 def test_enc1_copies_enc0_configuration_not_weights(topic_data):
     X, y, _, _ = topic_data
-    net = Object2VecClassifier(**dict(FAST, enc0_network="hcnn", epochs=1)).fit(X[:200], y[:200]).net_
+    net = Object2VecClassifier(**dict(FAST, enc0_network="hcnn", epochs=1), shared_encoder=False).fit(
+        X[:200], y[:200]).net_
     assert net.config["networks"][0] == net.config["networks"][1] == "hcnn"
     w0 = net.encoder0.convs[0].weight
     w1 = net.encoder1.convs[0].weight

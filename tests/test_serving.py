@@ -48,9 +48,9 @@ def _rows(response, key):
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     X, y = topic_pairs(400, seed=1)
-    Object2VecClassifier(**FAST).fit(X, y).save(root / "clf")
+    Object2VecClassifier(**FAST, shared_encoder=False).fit(X, y).save(root / "clf")  # two encoders
     X, y = score_pairs(400, seed=1)
-    Object2VecRegressor(**FAST).fit(X, y).save(root / "reg")
+    Object2VecRegressor(**FAST, shared_encoder=True).fit(X, y).save(root / "reg")  # one shared encoder
     return root / "clf", root / "reg"
 
 
@@ -127,6 +127,13 @@ def test_single_side_records_give_that_encoders_embeddings(clf_server, records, 
     np.testing.assert_allclose(embeddings, clf.transform(single), **TOL)
     other = [{("in1" if side == "in0" else "in0"): r[side]} for r in records]
     assert not np.allclose(embeddings, clf.transform(other)), "the other encoder must give other vectors"
+
+
+def test_shared_encoder_serves_one_embedding_for_either_side(reg_server, records):
+    url, reg = reg_server
+    as_in0 = _rows(_post(url, _body([{"in0": r["in0"]} for r in records[:10]], JSON), JSON, JSON), "embeddings")
+    as_in1 = _rows(_post(url, _body([{"in1": r["in0"]} for r in records[:10]], JSON), JSON, JSON), "embeddings")
+    np.testing.assert_array_equal(as_in0, as_in1)
 
 
 def test_regressor_serves_embeddings_too(reg_server):

@@ -8,7 +8,9 @@ from skobject2vec import Object2VecClassifier, Object2VecRegressor
 
 # hcnn: the regressor check needs a position-aware encoder (see docs: R^2 > 0.5 on
 # one informative column). float64 makes batch-1 and batch-20 predictions identical.
-CHECK_CONFIG = dict(enc_dim=8, enc0_token_embedding_dim=8, mlp_dim=16, mlp_layers=1, epochs=30,
+# No dropout: the sample-weight checks compare two fits whose batches differ.
+CHECK_CONFIG = dict(enc0_network="hcnn", enc_dim=8, enc0_token_embedding_dim=8, mlp_dim=16, mlp_layers=1,
+                    dropout=0.0, epochs=30,
                     mini_batch_size=64, learning_rate=0.02, dtype="float64", random_state=0)
 
 

@@ -304,8 +304,8 @@ def test_tied_table_takes_the_pretrained_file(glove):
 def test_row_sparse_trains(optimizer, topic_data):
     X, y, X_test, y_test = topic_data
     lr = {"adam": 0.05, "adagrad": 0.5, "sgd": 1.0}[optimizer]
-    clf = Object2VecClassifier(**dict(POOLED, epochs=6, learning_rate=lr), optimizer=optimizer,
-                               token_embedding_storage_type="row_sparse").fit(X, y)
+    clf = Object2VecClassifier(**dict(POOLED, epochs=6, learning_rate=lr), optimizer=optimizer, shared_encoder=False,
+                               token_embedding_storage_type="row_sparse").fit(X, y)  # one table per side
     assert clf.net_.token_table(0).sparse and clf.net_.token_table(1).sparse
     assert clf.score(X_test, y_test) > 0.85
     assert all(p.grad is None for p in clf.net_.parameters())  # fit keeps no stale gradients

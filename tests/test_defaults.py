@@ -1,0 +1,78 @@
+"""The estimator's own defaults: each "auto" rule on planted data, and a failed refit that keeps the old model."""
+
+import numpy as np
+import pytest
+
+from conftest import score_pairs, topic_pairs
+from skobject2vec import Object2VecClassifier, Object2VecRegressor
+from skobject2vec._auto import AUTO_OPTIMIZATION, DataShape, auto_batch_size, resolve_auto
+from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
+
+
+def _auto_params(**overrides):
+    return {**{hp.name: hp.default for hp in HYPERPARAMETERS}, "num_classes": None, **overrides}
+
+
+def test_resolve_auto_rules_by_data_shape():
+    sentences = resolve_auto(_auto_params(), DataShape(5000, (30, 25)))
+    assert sentences["shared_encoder"] and sentences["tied_token_embedding_weight"]
+    assert (sentences["optimizer"], sentences["learning_rate"], sentences["weight_decay"]) == ("adam", 0.001, 0.0)
+    assert sentences["mlp_layers"] == 1 and sentences["validation_fraction"] == 0.1
+    ratings = resolve_auto(_auto_params(), DataShape(90000, (1, 1)))
+    assert not ratings["shared_encoder"] and not ratings["tied_token_embedding_weight"]
+    assert {k: ratings[k] for k in AUTO_OPTIMIZATION["ids"]} == AUTO_OPTIMIZATION["ids"]
+    assert ratings["mlp_layers"] == 0 and ratings["mini_batch_size"] == 256
+    links = resolve_auto(_auto_params(), DataShape(500, (2, 1)))  # in0 = [head, relation], in1 = [tail]
+    assert not links["shared_encoder"] and links["optimizer"] == "adagrad" and links["mlp_layers"] == 1
+    assert links["validation_fraction"] is None and links["mini_batch_size"] == 32  # small: no hold-out
+    streamed = resolve_auto(_auto_params(), DataShape(10 ** 6, (5, 5), streamed=True))
+    assert streamed["validation_fraction"] is None  # streams early-stop on X_val only
+    explicit = resolve_auto(_auto_params(optimizer="sgd", learning_rate=0.1, mlp_layers=3, shared_encoder=False,
+                                         validation_fraction=0.2), DataShape(5000, (30, 25)))
+    assert (explicit["optimizer"], explicit["learning_rate"], explicit["mlp_layers"]) == ("sgd", 0.1, 3)
+    assert not explicit["shared_encoder"] and explicit["validation_fraction"] == 0.2
+    assert [auto_batch_size(n) for n in (10, 16000, 40000, 10 ** 7)] == [32, 32, 128, 256]
+
+
+def test_sagemaker_defaults_have_no_auto_left():
+    """A migrated job trains with SageMaker's values: nothing data-dependent is left to decide."""
+    filled = sagemaker_defaults()
+    assert "auto" not in {v for k, v in filled.items() if k not in ("enc0_layers", "enc1_layers")}
+    assert filled["optimizer"] == "adam" and filled["mlp_layers"] == 2 and filled["enc0_network"] == "hcnn"
+    assert BY_NAME["optimizer"].default == "auto"
+
+
+@pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
+def test_every_encoder_learns_a_planted_rule_with_defaults(network):
+    X, y = topic_pairs(1400, seed=5)
+    clf = Object2VecClassifier(enc0_network=network, random_state=0).fit(X[:1200], y[:1200])
+    assert clf.net_.shared  # sentence-like pairs: one encoder
+    assert "validation:cross_entropy" in clf.history_[0]  # early stopping on by default (>= 1,000 records)
+    assert clf.score(X[1200:], y[1200:]) >= 0.9
+
+
+def test_single_id_pairs_get_matrix_factorisation_with_defaults():
+    rng = np.random.default_rng(0)
+    users, items = rng.normal(size=(60, 3)), rng.normal(size=(80, 3))
+    pairs = np.stack([rng.integers(0, 60, 3000), rng.integers(0, 80, 3000)], axis=1)
+    ratings = (users[pairs[:, 0]] * items[pairs[:, 1]]).sum(1) + rng.normal(0, 0.1, len(pairs))
+    reg = Object2VecRegressor(random_state=0).fit(pairs[:2500], ratings[:2500])
+    assert reg.net_.config["mlp_layers"] == 0 and not reg.net_.shared
+    assert reg.score(pairs[2500:], ratings[2500:]) > 0.8
+
+
+def test_small_data_has_no_hold_out_by_default():
+    X, y = score_pairs(300, seed=1)
+    reg = Object2VecRegressor(enc_dim=16, epochs=3, random_state=0).fit(X, y)
+    assert len(reg.history_) == 3 and not any(k.startswith("validation:") for k in reg.history_[0])
+
+
+def test_failed_refit_keeps_the_previous_model():
+    X, y = topic_pairs(200, seed=2)
+    clf = Object2VecClassifier(enc_dim=8, epochs=2, random_state=0).fit(X, y)
+    before = clf.predict_proba(X[:20])
+    net, classes = clf.net_, clf.classes_
+    with pytest.raises(ValueError, match="not less than vocab_size"):
+        clf.set_params(enc0_vocab_size=3).fit(X, np.where(y == 1, "b", "a"))
+    assert clf.net_ is net and clf.classes_.tolist() == classes.tolist() == [0, 1]
+    np.testing.assert_array_equal(clf.predict_proba(X[:20]), before)
