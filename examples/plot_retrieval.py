@@ -25,16 +25,8 @@ from skobject2vec import Object2VecClassifier
 from skobject2vec.datasets import digit_tokens, load_digit_pairs
 
 X_train, y_train, _, _, _ = load_digit_pairs(n_pairs=4000, random_state=2)
-clf = Object2VecClassifier(
-    enc0_network="pooled_embedding", enc_dim=48, tied_token_embedding_weight=True,
-    comparator_list="hadamard, abs_diff", mlp_layers=1, mlp_dim=96, mlp_activation="relu",
-    epochs=8, mini_batch_size=128, learning_rate=0.005, random_state=0,
-).fit(X_train, y_train)
+clf = Object2VecClassifier(random_state=0).fit(X_train, y_train)  # defaults: one shared encoder
 
-# %%
-# Index every image by its embedding
-# ----------------------------------
-# Cosine distance on enc0 embeddings (``{"in0": tokens}`` records).
 digits = load_digits()
 embeddings = clf.transform([{"in0": t} for t in digit_tokens(digits.images)])
 index = NearestNeighbors(n_neighbors=6, metric="cosine").fit(embeddings)
@@ -63,6 +55,18 @@ fig.tight_layout()
 # ---------------------------------
 # For every image, the share of its 5 neighbours with the same digit, against
 # the same neighbour search on raw pixels.
+# %%
+# Is the embedding worth using?
+# -----------------------------
+# Compare it with the raw pixels, over every image. These 8x8 images are a case where
+# the raw input already has a good geometry: cosine distance between pixel vectors
+# finds the same digit about 98% of the time. The model starts from token ids with no
+# geometry at all (each token is a (position, intensity) id) and learns one from 4,000
+# "same digit?" pairs only; it gets close (about 0.93, and 0.97 with the 20,000 pairs
+# of ``make demo``) without ever seeing a pixel value. Learned embeddings earn their
+# place where inputs *are* only ids (users, items, words, entities) and nothing like
+# the pixel distance exists; here the comparison shows how much a few thousand pairs
+# teach.
 _, all_neighbours = index.kneighbors(embeddings)
 by_embedding = np.mean(digits.target[all_neighbours[:, 1:]] == digits.target[:, None])
 pixels = digits.images.reshape(len(digits.images), -1)

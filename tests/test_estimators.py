@@ -240,11 +240,11 @@ def test_early_stopping_on_validation_data_keeps_the_best_epoch(topic_data):
     assert val_loss == pytest.approx(losses[best], rel=1e-5)
 
 
-def test_validation_fraction_and_no_early_stopping_by_default(topic_data):
+def test_validation_fraction_and_no_early_stopping_on_small_data_by_default(topic_data):
     X, y, _, _ = topic_data
-    clf = Object2VecClassifier(**dict(FAST, epochs=3)).fit(X[:300], y[:300])
+    clf = Object2VecClassifier(**dict(FAST, epochs=3, validation_fraction="auto")).fit(X[:300], y[:300])
     assert len(clf.history_) == 3 and "validation:cross_entropy" not in clf.history_[0]
-    clf = Object2VecClassifier(**dict(FAST, epochs=3), validation_fraction=0.2).fit(X[:300], y[:300])
+    clf = Object2VecClassifier(**dict(FAST, epochs=3, validation_fraction=0.2)).fit(X[:300], y[:300])
     assert "validation:accuracy" in clf.history_[0]
 
 

@@ -17,7 +17,7 @@ def pairs():
 
 
 def test_history_is_one_json_serialisable_dict_per_epoch(pairs):
-    clf = Object2VecClassifier(**QUICK, validation_fraction=0.2).fit(*pairs)
+    clf = Object2VecClassifier(**dict(QUICK, validation_fraction=0.2)).fit(*pairs)
     assert len(clf.history_) == clf.n_epochs_ == 3
     restored = json.loads(json.dumps(clf.history_))
     assert restored == clf.history_
@@ -44,7 +44,7 @@ def test_silent_by_default(pairs, capsys, caplog):
 
 
 def test_verbose_1_shows_a_progress_bar_per_epoch_with_loss_and_validation(pairs, capsys):
-    Object2VecClassifier(**QUICK, verbose=1, validation_fraction=0.2).fit(*pairs)
+    Object2VecClassifier(**dict(QUICK, verbose=1, validation_fraction=0.2)).fit(*pairs)
     out, err = capsys.readouterr()
     for epoch in (1, 2, 3):
         assert f"epoch {epoch}/3" in err
@@ -62,7 +62,7 @@ def test_verbose_2_prints_one_line_per_epoch(pairs, capsys):
 
 def test_per_epoch_messages_go_through_the_skobject2vec_logger(pairs, caplog):
     with caplog.at_level(logging.INFO, logger="skobject2vec"):
-        Object2VecClassifier(**QUICK, validation_fraction=0.2, early_stopping_patience=1,
+        Object2VecClassifier(**dict(QUICK, validation_fraction=0.2), early_stopping_patience=1,
                              early_stopping_tolerance=0.1).fit(*pairs)
     messages = [r.getMessage() for r in caplog.records if r.name == "skobject2vec"]
     assert messages[0].startswith("epoch 1/3 train:cross_entropy=")

@@ -124,7 +124,7 @@ def test_validation_is_not_augmented(monkeypatch):
     assert len(val_data.left) == 100 and np.array_equal(val_data.left, val_data.right)
     assert np.array_equal(val_data.target, y[200:])
     # validation_fraction: the hold-out is neither augmented nor used for negatives
-    Object2VecClassifier(**dict(POOLED, epochs=1), negative_sampling_rate=3, validation_fraction=0.25).fit(X, y)
+    Object2VecClassifier(**dict(POOLED, epochs=1, validation_fraction=0.25), negative_sampling_rate=3).fit(X, y)
     held_out = calls["validation"][1].left
     assert len(held_out) == 75 and np.array_equal(calls["validation"][1].left, calls["validation"][1].right)
     data = calls["epoch_data"](1, np.random.default_rng(0))
