@@ -142,7 +142,7 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
         HyperParameter("comparator_list", "comparator", "hadamard, concat, abs_diff",
                        sagemaker_default="hadamard, concat, abs_diff",
                        doc="How the two encodings are joined, in order: hadamard (e0*e1), "
-                           "concat ([e0; e1]), abs_diff (|e0-e1|). A string or a tuple."),
+                           "concat ([e0; e1]), abs_diff (abs(e0 - e1)). A string or a tuple."),
         HyperParameter("mlp_layers", "int", "auto", low=0, high=10, sagemaker_default=2, auto=True,
                        doc="Number of hidden MLP layers after the comparator (0 goes straight to the output "
                            "layer). 'auto': 0 when every record is one id per side (user-item: hadamard and "
