@@ -31,9 +31,12 @@ VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40
 
 #: The network and optimizer every side trains (a small network, so that framework
 #: overhead is not hidden behind arithmetic: the hardest case for the 0.9x target).
+#: Pinned to the network measured before the 0.2 defaults (two encoders, linear MLP, no dropout,
+#: no hold-out), so that figures compare across versions.
 PARAMS = dict(enc_dim=64, enc0_token_embedding_dim=64, enc0_vocab_size=VOCAB, enc0_max_seq_len=MAX_LEN,
               mlp_layers=2, mlp_dim=256, mini_batch_size=256, learning_rate=0.001, optimizer="adam", epochs=1,
-              random_state=0)
+              random_state=0,
+              shared_encoder=False, mlp_activation="linear", dropout=0.0, validation_fraction=None)
 LAYERS = {"pooled_embedding": "auto", "hcnn": 2, "bilstm": 1}
 
 
