@@ -106,6 +106,6 @@ def write_migration_tables(folder: Path) -> None:
     check_complete(rows)
     header = ["SageMaker hyperparameter", "valid values", "SageMaker default", "skobject2vec", "default here",
               "meaning"]
-    (folder / "sagemaker_hyperparameters.inc").write_text(_table(header, rows, [18, 16, 12, 16, 12, 26]))
+    (folder / "sagemaker_hyperparameters.inc").write_text(_table(header, rows, [15, 14, 9, 14, 11, 37]))
     (folder / "sklearn_parameters.inc").write_text(
         _table(["parameter", "valid values", "default", "meaning"], sklearn_rows(), [18, 18, 12, 40]))
