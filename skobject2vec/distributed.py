@@ -12,12 +12,15 @@
   optionally split into partitions, for tools that hold tables too large for one
   host (PyTorch-BigGraph-style).
 
-``mini_batch_size`` is per rank (PyTorch's convention): N ranks take a step on
-N * mini_batch_size records.
+``mini_batch_size`` is the global batch, as on a multi-GPU SageMaker job: N ranks
+split it (:func:`rank_batch_size`), so 1 and N processes take the same number of
+steps on batches of the same size and train the same model up to floating-point
+noise and the order in which records meet.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -162,6 +165,20 @@ def _in_lockstep(batches, ranks: _Ranks):
         yield item
 
 
+def rank_batch_size(batch_size: int, rank: int, world_size: int) -> int:
+    """This rank's share of the global ``mini_batch_size``: ``batch_size // world_size``,
+    plus one record for the first ``batch_size % world_size`` ranks (the remainder).
+
+    DDP averages the ranks' gradients, so equal shares give exactly the gradient of
+    one process on the whole batch; a remainder weighs its rank's records slightly
+    more (by at most one record in ``batch_size // world_size``).
+    """
+    if batch_size < world_size:
+        raise ValueError(f"mini_batch_size={batch_size} is the global batch and is split across the "
+                         f"{world_size} ranks; it must be at least the number of ranks.")
+    return batch_size // world_size + (1 if rank < batch_size % world_size else 0)
+
+
 def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None,
                buffer_size: int = DEFAULT_BUFFER_SIZE):
     """Fit ``estimator`` on records streamed from a JSON Lines file or a folder of shards.
@@ -234,6 +251,9 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
             warnings.warn(message, UserWarning)
             config["sparse"] = False
         settings = estimator._train_settings(p)
+        if ranks.world_size > 1:
+            settings = dataclasses.replace(
+                settings, batch_size=rank_batch_size(settings.batch_size, ranks.rank, ranks.world_size))
         batcher = training.Batcher(max_lens, vocab, ranks.device)
         rng = np.random.default_rng([seed, ranks.rank])  # each rank its own stream, all fixed by the seed
         size = chunk_size(settings.batch_size, int(buffer_size))

@@ -13,14 +13,14 @@ import torch
 from sklearn.model_selection import GridSearchCV
 
 from conftest import FAST, topic_pairs
-from skobject2vec import Object2VecClassifier
+from skobject2vec import Object2VecClassifier, load
 from skobject2vec.data.jsonlines import write_records
-from skobject2vec.distributed import TorchThreads, export_token_tables, fit_stream
+from skobject2vec.distributed import TorchThreads, export_token_tables, fit_stream, rank_batch_size
 from test_streaming import topic_files  # noqa: F401 - the same files (a pytest fixture)
 
 TIMEOUT = 240  # seconds for one torchrun job: 2 processes importing torch on 2 busy cores
 
-#: The same small model everywhere; ``mini_batch_size`` is per rank.
+#: The same small model everywhere; ``mini_batch_size`` is the global batch.
 SMALL = dict(enc_dim=16, enc0_network="pooled_embedding", mlp_dim=32, mlp_layers=1, dropout=0.0, random_state=0,
              device="cpu")  # no dropout: each rank draws its own masks
 
@@ -58,12 +58,12 @@ GRADIENT_SCRIPT = textwrap.dedent("""
 
 
 def test_gradients_are_averaged_across_ranks(tmp_path):
-    """One SGD step on 2 ranks x 32 records equals one step on the 64-record union batch."""
+    """One SGD step with mini_batch_size=64 on 2 ranks (32 records each) equals one step on one process."""
     X, y = topic_pairs(64, seed=2)
     write_records(X, tmp_path / "batch.jsonl", labels=y.tolist())
     params = dict(SMALL, epochs=1, optimizer="sgd", learning_rate=0.5)
     (tmp_path / "step.py").write_text(GRADIENT_SCRIPT)
-    _torchrun(["step.py", "batch.jsonl", str(tmp_path), repr(dict(params, mini_batch_size=32))], cwd=tmp_path)
+    _torchrun(["step.py", "batch.jsonl", str(tmp_path), repr(dict(params, mini_batch_size=64))], cwd=tmp_path)
     for storage in ("dense", "row_sparse"):
         ranks = [np.load(tmp_path / f"{storage}-rank{r}.npz") for r in (0, 1)]
         single = fit_stream(Object2VecClassifier(**params, mini_batch_size=64, token_embedding_storage_type=storage),
@@ -78,24 +78,37 @@ def test_gradients_are_averaged_across_ranks(tmp_path):
 
 
 def test_torchrun_cli_matches_one_process_and_writes_one_artifact(tmp_path, topic_files):
-    hp = dict(SMALL, epochs=4, mini_batch_size=32, learning_rate=0.01)
+    hp = dict(SMALL, epochs=4, mini_batch_size=64, learning_rate=0.01)  # the global batch: 32 per rank
     del hp["random_state"], hp["device"]
     (tmp_path / "hp.json").write_text(json.dumps(hp))
-    train, val, _ = topic_files
+    train, val, (X, y) = topic_files
     done = _torchrun(["-m", "skobject2vec", "train", "--train", str(train), "--validation", str(val),
                       "--hyperparameters", "hp.json", "--model-dir", "model", "--random-state", "0",
                       "--device", "cpu", "--quiet"], cwd=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hp.json", "model"]  # one artifact, no leftovers
     assert done.stdout.count("epoch=1, validation cross_entropy") == 1  # only rank 0 prints metrics
     two = json.loads((tmp_path / "model" / "config.json").read_text())["fitted"]["history"]
-    # one process taking the same global batch of 2 x 32 records
-    one = fit_stream(Object2VecClassifier(**dict(SMALL, epochs=4, mini_batch_size=64, learning_rate=0.01)),
-                     train, X_val=val).history_
+    # one process with the same hyperparameters
+    one_process = fit_stream(Object2VecClassifier(**dict(SMALL, epochs=4, mini_batch_size=64, learning_rate=0.01)),
+                             train, X_val=val)
+    one = one_process.history_
+    # the same hyperparameter file trains the same model: same steps per epoch, same held-out accuracy
+    assert len(two) == len(one)
+    accuracies = [load(tmp_path / "model").score(X[2000:], y[2000:]), one_process.score(X[2000:], y[2000:])]
+    assert accuracies[0] > 0.95 and abs(accuracies[0] - accuracies[1]) < 0.02, accuracies
     losses = [[h["validation:cross_entropy"] for h in history] for history in (two, one)]
     print("validation cross-entropy, 2 ranks vs 1 process:", losses)
     # stated tolerance: the best validation cross-entropy within 0.01 nats (both runs learn the rule)
     assert min(losses[0]) < 0.05
     assert abs(min(losses[0]) - min(losses[1])) < 0.01
+
+
+def test_global_batch_is_split_across_ranks():
+    for batch, world in [(64, 2), (65, 2), (32, 3), (7, 7)]:
+        shares = [rank_batch_size(batch, rank, world) for rank in range(world)]
+        assert sum(shares) == batch and max(shares) - min(shares) <= 1
+    with pytest.raises(ValueError, match="mini_batch_size=2 is the global batch.*at least the number of ranks"):
+        rank_batch_size(2, 0, 4)
 
 
 def test_grid_search_on_dask_local_cluster():
