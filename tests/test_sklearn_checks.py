@@ -15,17 +15,26 @@ CHECK_CONFIG = dict(enc0_network="hcnn", enc_dim=8, enc0_token_embedding_dim=8, 
 
 
 def expected_failed_checks(estimator):
-    return {
+    expected = {
         "check_sample_weight_equivalence_on_dense_data": (
             "The check feeds rng.rand(15, 30) floats as X; non-integral values are not valid token "
             "ids and are rejected. The same property is tested on integer token ids in "
             "test_sample_weight_equivalence_on_token_ids."
         ),
     }
+    if estimator.enc0_network == "pooled_embedding" and not hasattr(estimator, "predict_proba"):
+        reason = ("The check's target depends on which column holds a value; the default pooled_embedding "
+                  "encoder reads each side as a bag of tokens, not positions (the hcnn configuration passes it).")
+        expected.update({name: reason for name in (
+            "check_regressors_train", "check_regressors_train(readonly_memmap=True)",
+            "check_regressors_train(readonly_memmap=True,X_dtype=float32)")})
+    return expected
 
 
 @parametrize_with_checks(
-    [Object2VecClassifier(**CHECK_CONFIG), Object2VecRegressor(**CHECK_CONFIG)],
+    # the small float64 configuration, and the estimators exactly as a user constructs them (float32)
+    [Object2VecClassifier(**CHECK_CONFIG), Object2VecRegressor(**CHECK_CONFIG),
+     Object2VecClassifier(random_state=0), Object2VecRegressor(random_state=0)],
     expected_failed_checks=expected_failed_checks,
     xfail_strict=True,
 )
