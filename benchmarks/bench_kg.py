@@ -257,6 +257,15 @@ def search(name: str, cache_dir, threads: int, grid: dict, base: str) -> list[di
     return out
 
 
+def _literal(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=GRAPHS)
@@ -266,21 +275,26 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="nations only, the quick recipes")
     parser.add_argument("--search", default=None, choices=GRAPHS, help="run the SEARCH grid on this graph's valid split")
+    parser.add_argument("--base", default=SEARCH_BASE, choices=list(RECIPES), help="--search: the recipe searched around")
+    parser.add_argument("--grid", nargs="+", default=None, metavar="KEY=V1,V2",
+                        help="--search: this grid instead of SEARCH (values read as Python literals)")
     parser.add_argument("--name", default="kg", help="name of the JSON results file")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     if args.search:
-        found = search(args.search, args.cache_dir, args.threads, SEARCH, SEARCH_BASE)
+        grid = SEARCH if args.grid is None else {k: [_literal(v) for v in vs.split(",")]
+                                                 for k, vs in (item.split("=", 1) for item in args.grid)}
+        found = search(args.search, args.cache_dir, args.threads, grid, args.base)
         found.sort(key=lambda r: -r["valid"]["mrr"])
         table = format_table(["candidate", "valid MRR", "valid Hits@10", "epochs", "fit s"],
                              [[r["model"], r["valid"]["mrr"], r["valid"]["hits10"], r["epochs"], r["seconds"]]
                               for r in found])
-        report(f"{args.search}: recipe search around {SEARCH_BASE!r} (valid split, filtered)", table,
-               [machine_line(), f"base: {RECIPES[SEARCH_BASE]}"])
-        write_results(f"{args.name}_search_{args.search}", {"args": vars(args), "base": RECIPES[SEARCH_BASE],
-                                                            "grid": SEARCH, "results": found, "table": table})
+        report(f"{args.search}: recipe search around {args.base!r} (valid split, filtered)", table,
+               [machine_line(), f"base: {RECIPES[args.base]}"])
+        write_results(f"{args.name}_search_{args.search}", {"args": vars(args), "base": RECIPES[args.base],
+                                                            "grid": grid, "results": found, "table": table})
         return found
     names = args.recipes or (list(QUICK_RECIPES) if args.quick else list(RECIPES))
     recipes = {n: RECIPES[n] for n in names}
