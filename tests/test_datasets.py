@@ -187,3 +187,36 @@ def test_bench_movielens_quick_beats_the_global_mean(tmp_path, monkeypatch, caps
     assert rmse["user+item bias"] < 0.8 * rmse["global mean"]
     assert rmse["Object2VecRegressor, defaults"] < rmse["global mean"]
     assert (tmp_path / "results" / "movielens.json").is_file()
+
+
+class _HashScorer:
+    """A stand-in fitted classifier: a fixed pseudo-random positive-class score per (in0, in1) pair, with ties."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, X):
+        p = np.array([((sum(r["in0"]) * 31 + r["in1"][0] * 7) % 5) / 5.0 for r in X])
+        return np.c_[1 - p, p]
+
+
+def test_bench_kg_filtered_ranks_agree_with_the_library_ranking(monkeypatch):
+    """With the filter set to the evaluated rows, bench_kg's ranking is ranks_of_true_pairs over all entities."""
+    from skobject2vec.metrics import ranks_of_true_pairs
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_kg
+
+    n_entities, n_relations = 6, 2
+    triples = np.array([[0, 0, 1], [0, 0, 2], [3, 1, 4], [5, 0, 1], [2, 1, 0]])
+    rows = bench_kg.queries_and_answers(triples, n_entities, n_relations)
+    assert rows[0].tolist() == [0, 6, 1] and rows[5].tolist() == [1, 6 + 2, 0]  # inverse relation token E + R + r
+    model = _HashScorer()
+    ours = bench_kg.filtered_ranks(bench_kg.model_scores(model, n_entities), rows,
+                                   bench_kg.known_answers(rows), n_entities)
+    library = ranks_of_true_pairs(model, bench_kg.positive_records(rows),
+                                  candidates=[[c] for c in range(n_entities)])
+    np.testing.assert_array_equal(np.sort(ours), np.sort(library))
+    # a known answer from another split is filtered out too: it can only improve the rank
+    more = bench_kg.known_answers(rows, np.array([[0, 6, 3], [0, 6, 4], [0, 6, 5]]))
+    better = bench_kg.filtered_ranks(bench_kg.model_scores(model, n_entities), rows, more, n_entities)
+    assert np.all(better <= ours) and better[0] == 1.0
