@@ -9,9 +9,10 @@ Records: ``in0 = [head, relation token]``, ``in1 = [tail]``, in one vocabulary
 ``in0 = [tail, inverse relation]``, ``in1 = [head]``, so head prediction is tail
 prediction of the inverse relation. Training labels are 1, with negatives either
 drawn by the classifier each epoch (``negative_sampling_rate``: in0 paired with
-another record's in1) or made once as explicit random tails labelled 0.
-Early stopping watches the valid triples (with explicit random negatives, so the
-validation loss sees both classes).
+another record's in1) or made once as explicit random tails labelled 0 (never a
+training fact). Early stopping watches the valid triples, with random tails
+that are no train or valid fact as negatives (so the validation loss sees both
+classes).
 
 Ranking: each test triple's true tail (and, through the reciprocal record, its
 true head) is ranked by the positive-class probability among all entities;
@@ -89,10 +90,21 @@ def positive_records(rows: np.ndarray) -> list[dict]:
     return [{"in0": [a, rel], "in1": [b]} for a, rel, b in rows.tolist()]
 
 
-def with_random_tails(rows: np.ndarray, n_entities: int, rate: int, rng) -> tuple[list[dict], np.ndarray]:
-    """Positives (label 1) and ``rate`` random tails per positive (label 0), made once."""
+def with_random_tails(rows: np.ndarray, n_entities: int, rate: int, rng, known=None) -> tuple[list[dict], np.ndarray]:
+    """Positives (label 1) and ``rate`` random tails per positive (label 0), made once.
+
+    ``known``: (query entity, relation token) -> true answers; a random tail that is one
+    of them is drawn again (a few times), so no known fact is labelled 0.
+    """
     neg = np.repeat(rows, rate, axis=0)
     neg[:, 2] = rng.integers(0, n_entities, len(neg))
+    if known is not None:
+        for _ in range(10):
+            bad = np.array([b in known.get((a, rel), ()) for a, rel, b in neg.tolist()])
+            if not bad.any():
+                break
+            neg[bad, 2] = rng.integers(0, n_entities, int(bad.sum()))
+        neg = neg[~np.array([b in known.get((a, rel), ()) for a, rel, b in neg.tolist()])]
     X = positive_records(rows) + positive_records(neg)
     return X, np.r_[np.ones(len(rows), dtype=np.int64), np.zeros(len(neg), dtype=np.int64)]
 
@@ -175,13 +187,16 @@ class Graph:
 
     def training_data(self, negatives: str, rate: int, seed: int = 0):
         rng = np.random.default_rng(seed)
-        if negatives == "explicit":
-            X, y = with_random_tails(self.rows["train"], self.n_entities, rate, rng)
+        train_known = known_answers(self.rows["train"])
+        if negatives == "explicit":  # random tails that are not a training fact
+            X, y = with_random_tails(self.rows["train"], self.n_entities, rate, rng, train_known)
         elif negatives == "sampling":
             X, y = positive_records(self.rows["train"]), np.ones(len(self.rows["train"]), dtype=np.int64)
         else:
             raise ValueError(f"negatives={negatives!r}: expected 'sampling' or 'explicit'.")
-        X_val, y_val = with_random_tails(self.rows["valid"], self.n_entities, min(rate, 10), rng)
+        # validation negatives: random tails that are no train or valid fact (test is never looked at)
+        X_val, y_val = with_random_tails(self.rows["valid"], self.n_entities, min(rate, 10), rng,
+                                         known_answers(self.rows["train"], self.rows["valid"]))
         return X, y, X_val, y_val
 
     def evaluate(self, score_rows, split: str) -> dict:
