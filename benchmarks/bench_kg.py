@@ -226,7 +226,8 @@ def fit_recipe(graph: Graph, recipe: dict, threads: int = 1):
 
 def run_recipe(graph: Graph, name: str, recipe: dict, threads: int, splits=("valid", "test")) -> dict:
     model, seconds = fit_recipe(graph, recipe, threads)
-    out = {"model": name, "seconds": seconds, "epochs": model.n_epochs_}
+    out = {"model": name, "seconds": seconds, "epochs": model.n_epochs_,
+           "history": [{k: round(v, 4) for k, v in h.items() if isinstance(v, float)} for h in model.history_]}
     for split in splits:
         out[split] = graph.evaluate(model_scores(model, graph.n_entities), split)
     print(f"  {graph.name} {name}: " + ", ".join(
