@@ -202,7 +202,8 @@ def main(argv=None):
         + f"{BIAS_GRID}; surprise SVD over {SVD_GRID}",
         "fit s: the fit including the baseline's tuning; tuned on the 90/10 split: "
         + "; ".join(f"{m}: {v}" for m, v in tuned.items() if v),
-        "defaults: Object2VecRegressor(random_state=0)" + (f", epochs={args.epochs}" if args.epochs else ""),
+        *(["defaults: Object2VecRegressor(random_state=0)" + (f", epochs={args.epochs}" if args.epochs else "")]
+          if "defaults" in models else []),
         *(f"{n}: side_features={r['side_features']}, " + ", ".join(f"{k}={v}" for k, v in r["params"].items())
           for n, r in RECIPES.items() if n in models),
     ])
