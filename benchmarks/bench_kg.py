@@ -22,8 +22,9 @@ MRR and Hits@10 are averaged over tail and head prediction. Baselines of the sam
 run: random scores, and the frequency of each tail under the query's relation in
 train. Recipes are compared on the valid split; test is reported, never tuned on.
 
-    python benchmarks/bench_kg.py                      # three graphs: baselines, defaults, RECIPES
-    python benchmarks/bench_kg.py --quick              # nations only, the best recipe
+    python benchmarks/bench_kg.py                      # three graphs: baselines, defaults, BEST recipe
+    python benchmarks/bench_kg.py --quick              # nations only: baselines, defaults, its best recipe
+    python benchmarks/bench_kg.py --graphs umls --recipes "pooled + relu MLP" --no-defaults
     python benchmarks/bench_kg.py --search umls        # the recipe search of SEARCH on the valid split
 """
 
@@ -41,27 +42,37 @@ GRAPHS = ("nations", "kinships", "umls")
 #: Object2VecClassifier defaults (random_state only); they need explicit negatives (one class otherwise).
 DEFAULTS = dict(params=dict(random_state=0), negatives="explicit", rate=1)
 #: Named recipes: classifier parameters, how negatives are made ("sampling": the classifier's
-#: negative_sampling_rate; "explicit": random tails labelled 0 made once) and how many per positive.
+#: negative_sampling_rate; "explicit": random tails labelled 0 made once, never a training fact)
+#: and how many per positive. Found with --search on the valid splits (test never looked at):
+#: hcnn with filter width 2 over [entity, relation] gives the relation-entity interaction a pooled
+#: mean lacks (Nations valid MRR 0.81 vs 0.71); a small learning rate with batch 128 and dropout 0.4
+#: matter most (UMLS 0.80 -> 0.86); sampled negatives (another record's tail, so often a true fact
+#: on UMLS/Kinships) cap the training loss at ~0.18, explicit filtered negatives do not.
+_HCNN2 = dict(enc0_network="hcnn", enc1_network="pooled_embedding", enc0_layers=1, enc0_cnn_filter_width=2,
+              enc0_token_embedding_dim=128, enc_dim=128, tied_token_embedding_weight=True,
+              comparator_list="hadamard, concat, abs_diff", mlp_layers=1, mlp_dim=256, mlp_activation="relu",
+              dropout=0.4, mini_batch_size=128, learning_rate=0.001, epochs=100, early_stopping_patience=5,
+              early_stopping_tolerance=1e-4, random_state=0)
 RECIPES = {
+    "hcnn-2, sampled negatives": dict(params=_HCNN2, negatives="sampling", rate=10),
+    "hcnn-2, explicit negatives": dict(params=_HCNN2, negatives="explicit", rate=10),
     "pooled + relu MLP": dict(
         params=dict(enc0_network="pooled_embedding", enc_dim=128, tied_token_embedding_weight=True,
                     comparator_list="hadamard, concat, abs_diff", mlp_layers=1, mlp_dim=256, mlp_activation="relu",
                     dropout=0.2, mini_batch_size=256, learning_rate=0.003, epochs=100, early_stopping_patience=5,
                     early_stopping_tolerance=1e-4, random_state=0),
         negatives="sampling", rate=10),
-    "hcnn width 2 + relu MLP": dict(
-        params=dict(enc0_network="hcnn", enc1_network="pooled_embedding", enc0_layers=1, enc0_cnn_filter_width=2,
-                    enc0_token_embedding_dim=128, enc_dim=128, tied_token_embedding_weight=True,
-                    comparator_list="hadamard, concat, abs_diff", mlp_layers=1, mlp_dim=256, mlp_activation="relu",
-                    dropout=0.2, mini_batch_size=256, learning_rate=0.003, epochs=100, early_stopping_patience=5,
-                    early_stopping_tolerance=1e-4, random_state=0),
-        negatives="sampling", rate=10),
+    # the first hcnn recipe the search started from
+    "hcnn width 2 + relu MLP": dict(params=dict(_HCNN2, dropout=0.2, mini_batch_size=256, learning_rate=0.003),
+                                    negatives="sampling", rate=10),
 }
-QUICK_RECIPES = ("pooled + relu MLP",)
+#: The recipe chosen per graph on its valid split (run by default and reported as "best").
+BEST = {"nations": "hcnn-2, sampled negatives", "umls": "hcnn-2, explicit negatives",
+        "kinships": "hcnn-2, explicit negatives"}
+QUICK_RECIPES = ("hcnn-2, sampled negatives",)
 #: --search: the base recipe and the grid around it (every combination, scored on valid).
-SEARCH_BASE = "pooled + relu MLP"
-SEARCH = {"negatives": ["sampling", "explicit"], "rate": [10], "enc_dim": [128],
-          "mlp_layers": [0, 1], "dropout": [0.2]}
+SEARCH_BASE = "hcnn-2, explicit negatives"
+SEARCH = {"dropout": [0.2, 0.4], "learning_rate": [0.001, 0.003]}
 
 
 # ------------------------------------------------------------------ records
@@ -285,7 +296,8 @@ def _literal(text: str):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=GRAPHS)
-    parser.add_argument("--recipes", nargs="+", default=None, help="names of RECIPES to run (default all)")
+    parser.add_argument("--recipes", nargs="+", default=None, choices=list(RECIPES),
+                        help="RECIPES to run on every graph (default: the graph's BEST)")
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults row")
     parser.add_argument("--cache-dir", default=None, help="where the pykeen wheel is kept")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -312,11 +324,15 @@ def main(argv=None):
         write_results(f"{args.name}_search_{args.search}", {"args": vars(args), "base": RECIPES[args.base],
                                                             "grid": grid, "results": found, "table": table})
         return found
-    names = args.recipes or (list(QUICK_RECIPES) if args.quick else list(RECIPES))
-    recipes = {n: RECIPES[n] for n in names}
     if args.quick:
         args.graphs = ["nations"]
-    results = {g: run_graph(g, recipes, args.cache_dir, args.threads, not args.no_defaults) for g in args.graphs}
+
+    def chosen(graph):
+        names = args.recipes or (list(QUICK_RECIPES) if args.quick else [BEST[graph]])
+        return {n: RECIPES[n] for n in names}
+
+    recipes = {n: r for g in args.graphs for n, r in chosen(g).items()}
+    results = {g: run_graph(g, chosen(g), args.cache_dir, args.threads, not args.no_defaults) for g in args.graphs}
     rows = [[g, r["model"], r["valid"]["mrr"], r["test"]["mrr"], r["test"]["hits10"], r["test"]["mrr_tail"],
              r["test"]["mrr_head"], r["epochs"], r["seconds"]] for g, rs in results.items() for r in rs]
     table = format_table(["graph", "model", "valid MRR", "test MRR", "test Hits@10", "tail MRR", "head MRR",
