@@ -67,7 +67,8 @@ RECIPES = {
     "hcnn width 2 + relu MLP": dict(params=dict(_HCNN2, dropout=0.2, mini_batch_size=256, learning_rate=0.003),
                                     negatives="sampling", rate=10),
 }
-#: The recipe chosen per graph on its valid split (run by default and reported as "best").
+#: The recipe chosen per graph on its valid split (run by default). Measured filtered MRR valid / test
+#: (1 thread): Nations 0.812 / 0.790, UMLS 0.869 / 0.858, Kinships 0.772 / 0.768.
 BEST = {"nations": "hcnn-2, sampled negatives", "umls": "hcnn-2, explicit negatives, dropout 0.5",
         "kinships": "hcnn-2, explicit negatives"}
 QUICK_RECIPES = ("hcnn-2, sampled negatives",)
