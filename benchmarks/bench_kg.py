@@ -51,8 +51,8 @@ DEFAULTS = dict(params=dict(random_state=0), negatives="explicit", rate=1)
 _HCNN2 = dict(enc0_network="hcnn", enc1_network="pooled_embedding", enc0_layers=1, enc0_cnn_filter_width=2,
               enc0_token_embedding_dim=128, enc_dim=128, tied_token_embedding_weight=True,
               comparator_list="hadamard, concat, abs_diff", mlp_layers=1, mlp_dim=256, mlp_activation="relu",
-              dropout=0.4, mini_batch_size=128, learning_rate=0.001, epochs=100, early_stopping_patience=5,
-              early_stopping_tolerance=1e-4, random_state=0)
+              dropout=0.4, mini_batch_size=128, optimizer="adam", learning_rate=0.001, weight_decay=0.0,
+              epochs=100, early_stopping_patience=5, early_stopping_tolerance=1e-4, random_state=0)
 RECIPES = {
     "hcnn-2, sampled negatives": dict(params=_HCNN2, negatives="sampling", rate=10),
     "hcnn-2, explicit negatives": dict(params=_HCNN2, negatives="explicit", rate=10),
@@ -60,7 +60,8 @@ RECIPES = {
     "pooled + relu MLP": dict(
         params=dict(enc0_network="pooled_embedding", enc_dim=128, tied_token_embedding_weight=True,
                     comparator_list="hadamard, concat, abs_diff", mlp_layers=1, mlp_dim=256, mlp_activation="relu",
-                    dropout=0.2, mini_batch_size=256, learning_rate=0.003, epochs=100, early_stopping_patience=5,
+                    dropout=0.2, mini_batch_size=256, optimizer="adam", learning_rate=0.003, weight_decay=0.0,
+                    epochs=100, early_stopping_patience=5,
                     early_stopping_tolerance=1e-4, random_state=0),
         negatives="sampling", rate=10),
     # the first hcnn recipe the search started from
