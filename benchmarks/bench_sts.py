@@ -26,11 +26,11 @@ from _common import REPO_ROOT, format_table, machine_line, report, write_results
 
 DEFAULT_FOLDER = REPO_ROOT.parent / "shared" / "data" / "stsbenchmark"
 DEFAULTS = dict(random_state=0)
-_COMMON = dict(tied_token_embedding_weight=True, enc_dim=128, mlp_layers=1, mlp_dim=128, mlp_activation="relu",
-               dropout=0.3, comparator_list="hadamard, concat, abs_diff", learning_rate=0.001, epochs=40,
-               early_stopping_patience=5, early_stopping_tolerance=0.001, random_state=0)
-#: One recipe per encoder (placeholders with existing parameters; one vocabulary for both sides,
-#: so a tied token table is the Siamese set-up; a shared encoder goes here once it exists).
+#: One recipe per encoder: one shared encoder (a Siamese / bi-encoder, one vocabulary for both sides),
+#: the defaults' relu MLP and dropout, Adam at 0.001, up to 40 epochs with early stopping on dev.
+_COMMON = dict(shared_encoder=True, enc_dim=128, mlp_layers=1, mlp_dim=128, mlp_activation="relu",
+               dropout=0.3, comparator_list="hadamard, concat, abs_diff", optimizer="adam", learning_rate=0.001,
+               epochs=40, early_stopping_patience=5, early_stopping_tolerance=0.001, random_state=0)
 RECIPES = {
     "pooled_embedding": dict(enc0_network="pooled_embedding", **_COMMON),
     "hcnn": dict(enc0_network="hcnn", enc0_token_embedding_dim=128, **_COMMON),
