@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _SetOutputMixin
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
@@ -326,6 +327,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
             record["epoch"] += start
         return previous + history
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch of training from the current weights (scikit-learn's incremental learning).
 

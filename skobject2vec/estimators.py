@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -27,8 +27,8 @@ from .data.streaming import is_stream_source
 from .data.negatives import sample_negatives
 from .data.vocab import apply_pretrained_settings
 from ._auto import DataShape, resolve_auto
-from .hyperparameters import (BY_NAME, numpydoc_parameters, parse_sagemaker_hyperparameters, sagemaker_defaults,
-                              validate_params)
+from .hyperparameters import (BY_NAME, numpydoc_parameters, parameter_constraints, parse_sagemaker_hyperparameters,
+                              sagemaker_defaults, validate_params)
 from .nn.encoders import resolve_layers
 from .nn.model import Object2VecNet
 
@@ -62,6 +62,9 @@ def _fitted_state_restored_on_error(estimator):
 
 class _Object2VecBase(BaseEstimator):
     _task: str = ""
+    #: From the one table: fit raises scikit-learn's InvalidParameterError (a ValueError) naming
+    #: the estimator, the parameter, the allowed values and the value given.
+    _parameter_constraints: dict = parameter_constraints()
 
     def __init__(
         self,
@@ -293,6 +296,7 @@ class _Object2VecBase(BaseEstimator):
         return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, device)
 
     # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
         """Train on pairs.
 

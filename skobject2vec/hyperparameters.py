@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "parse_sagemaker_value",
     "parse_sagemaker_hyperparameters",
     "sagemaker_defaults",
+    "parameter_constraints",
 ]
 
 NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
@@ -259,6 +261,38 @@ NUM_CLASSES_PARAMETER = HyperParameter(
         "by the regressor, as in SageMaker.")
 #: MXNet plumbing that SageMaker's notebooks send; accepted and ignored.
 SAGEMAKER_IGNORED = ("_kvstore", "_num_gpus", "_num_kv_servers")
+
+
+def _constraints(hp: HyperParameter):
+    """scikit-learn's constraint list for one row (see ``sklearn.utils._param_validation``)."""
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    if hp.kind == "random_state":
+        return ["random_state"]
+    if hp.kind in ("int", "float"):
+        kind = numbers.Integral if hp.kind == "int" else numbers.Real
+        allowed = [Interval(kind, hp.low, hp.high, closed="both" if hp.high is not None else "left")]
+    elif hp.kind == "bool":
+        allowed = ["boolean"]
+    elif hp.kind == "choice":
+        return [StrOptions(set(hp.choices) | ({"auto"} if hp.auto else set()))] + ([None] if hp.none_ok else [])
+    elif hp.kind == "comparator":
+        allowed = [str, tuple, list]  # parsed (and checked) by nn.comparator.parse_comparator_list
+    elif hp.name == "device":
+        return "no_validation"  # a str or a torch.device, checked by training.resolve_device
+    else:  # file names
+        allowed = [str, os.PathLike]
+    if hp.auto:
+        allowed.append(StrOptions({"auto"}))
+    if hp.none_ok:
+        allowed.append(None)
+    return allowed
+
+
+def parameter_constraints() -> dict:
+    """The estimators' ``_parameter_constraints``, generated from the table (one source)."""
+    rows = HYPERPARAMETERS + (NUM_CLASSES_PARAMETER,)
+    return {hp.name: _constraints(hp) for hp in rows}
 
 
 def _numpydoc_type(hp: HyperParameter) -> str:

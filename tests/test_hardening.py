@@ -110,7 +110,7 @@ def test_broken_config_json_names_the_file(fitted, tmp_path):
                                   "validation_fraction"])
 def test_nan_hyperparameters_are_named_at_fit_time(name):
     X, y = topic_pairs(50)
-    with pytest.raises(ValueError, match=rf"hyperparameter '{name}': nan"):
+    with pytest.raises(ValueError, match=rf"The '{name}' parameter of Object2VecClassifier must be .*Got nan"):
         Object2VecClassifier(**{**FAST, name: float("nan"), "epochs": 1}).fit(X, y)
 
 

@@ -63,12 +63,18 @@ def test_array_errors():
 
 
 def test_invalid_hyperparameters_are_named():
-    with pytest.raises(ValueError, match="'enc_dim': 2; expected int in \\[4, 10000\\]"):
+    """scikit-learn's InvalidParameterError (a ValueError), from constraints generated from the table."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=r"The 'enc_dim' parameter of Object2VecClassifier must be an "
+                                                    r"int in the range \[4, 10000\]. Got 2 instead"):
         fit(GOOD, enc_dim=2)
-    with pytest.raises(ValueError, match="'optimizer': 'lbfgs'"):
+    with pytest.raises(ValueError, match="'optimizer' parameter of Object2VecClassifier .*Got 'lbfgs'"):
         fit(GOOD, optimizer="lbfgs")
-    with pytest.raises(ValueError, match="'enc0_layers'"):
+    with pytest.raises(ValueError, match="'enc0_layers' parameter .*range \\[1, 4\\] or a str among {'auto'}"):
         fit(GOOD, enc0_layers=9)
+    with pytest.raises(ValueError, match="'enc0_layers'"):  # a bool is no layer count (the table's own check)
+        fit(GOOD, enc0_layers=True)
 
 
 def test_regressor_rejects_negative_sampling():
@@ -116,5 +122,5 @@ def test_empty_dataframe_and_non_finite_hyperparameters():
     clf = fit(GOOD)
     with pytest.raises(ValueError, match="no records"):
         clf.predict(pd.DataFrame({"in0": [], "in1": []}))
-    with pytest.raises(ValueError, match="'epochs': inf"):
+    with pytest.raises(ValueError, match="'epochs' parameter of Object2VecClassifier .*Got inf"):
         fit(GOOD, epochs=float("inf"))
