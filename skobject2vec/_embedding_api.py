@@ -168,6 +168,16 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         ``enc0_*`` (or ``enc1_*``): SageMaker's embedding mode. With
         ``set_output(transform="pandas")`` (or ``"polars"``, or the global
         :func:`sklearn.set_config`) the result is a DataFrame with these columns.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), list of dict or DataFrame
+            Pairs, or records holding only ``in0`` (or only ``in1``).
+
+        Returns
+        -------
+        embeddings : ndarray or DataFrame of shape (n_samples, 2 * enc_dim) or (n_samples, enc_dim)
+            One row per input.
         """
         parts = self._side_embeddings(X)
         Z = parts[0][1] if len(parts) == 1 else np.hstack([z for _, z in parts])
@@ -188,6 +198,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         Returns
         -------
         feature_names_out : ndarray of str objects
+            ``enc0_0 .. enc0_{d-1}, enc1_0 .. enc1_{d-1}`` for ``d = enc_dim``.
         """
         check_is_fitted(self, "net_")
         if input_features is not None:
@@ -284,7 +295,22 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         return records, sides
 
     def similarity(self, a, b, metric="cosine"):
-        """Pairwise similarity of embeddings; see :func:`skobject2vec.similarity`."""
+        """Pairwise similarity of embeddings; see :func:`skobject2vec.similarity`.
+
+        Parameters
+        ----------
+        a : array-like or tensor of shape (n_a, d)
+            Embeddings, e.g. from :meth:`encode`.
+        b : array-like or tensor of shape (n_b, d)
+            Embeddings.
+        metric : {"cosine", "dot"}, default="cosine"
+            Similarity measure.
+
+        Returns
+        -------
+        scores : ndarray or tensor of shape (n_a, n_b)
+            ``scores[i, j]`` compares ``a[i]`` and ``b[j]``.
+        """
         return similarity(a, b, metric=metric)
 
     def most_similar(self, query, corpus, k=10, *, metric="cosine", chunk_size=8192, side="auto"):
@@ -294,9 +320,27 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         inputs for :meth:`encode` (encoded with ``side``). See
         :func:`skobject2vec.most_similar`.
 
+        Parameters
+        ----------
+        query : array-like, tensor or records
+            Query embeddings of shape (n_query, d), or inputs to :meth:`encode`.
+        corpus : array-like, tensor or records
+            Corpus embeddings of shape (n_corpus, d), or inputs to :meth:`encode`.
+        k : int, default=10
+            Entries returned per query (at most ``n_corpus``).
+        metric : {"cosine", "dot"}, default="cosine"
+            Similarity measure.
+        chunk_size : int, default=8192
+            Corpus rows scored at once: memory is bounded by ``n_query * chunk_size``.
+        side : {"auto", "in0", "in1"}, default="auto"
+            Encoder for records given as inputs (see :meth:`encode`).
+
         Returns
         -------
-        scores, indices : ndarray of shape (n_query, k)
+        scores : ndarray of shape (n_query, k)
+            Similarities, best first.
+        indices : ndarray of shape (n_query, k)
+            Corpus rows of those entries.
         """
         def embeddings(a):
             if isinstance(a, torch.Tensor) and a.is_floating_point():
@@ -349,7 +393,8 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
 
         Returns
         -------
-        self
+        self : object
+            The estimator, trained one more epoch.
         """
         if getattr(self, "net_", None) is None:
             if classes is not None and self._task == "classification":

@@ -320,7 +320,8 @@ class _Object2VecBase(BaseEstimator):
 
         Returns
         -------
-        self
+        self : object
+            The fitted estimator.
         """
         with _fitted_state_restored_on_error(self):
             return self._fit(X, y, sample_weight, X_val, y_val, sample_weight_val)
@@ -472,19 +473,6 @@ class _Object2VecBase(BaseEstimator):
         return with_negatives
 
     # -------------------------------------------------------------- output
-    def transform(self, X):
-        """Embeddings.
-
-        Pairs give ``[enc0(in0) | enc1(in1)]`` of shape (n, 2 * enc_dim). Records that
-        all hold only ``"in0"`` (or only ``"in1"``) give that encoder's embedding,
-        shape (n, enc_dim): SageMaker's embedding mode.
-        """
-        pairs = self._predict_pairs(X, single_side_ok=True)
-        batcher = self._batcher()
-        parts = [training.embed(self.net_, ragged, side, batcher)
-                 for side, ragged in enumerate((pairs.in0, pairs.in1)) if ragged is not None]
-        return parts[0] if len(parts) == 1 else np.hstack(parts)
-
     def _raw_outputs(self, X):
         pairs = self._predict_pairs(X)
         return training.predict_outputs(self.net_, pairs, self._batcher(), self._task)
@@ -494,6 +482,21 @@ class _Object2VecBase(BaseEstimator):
         """Write the fitted model to the folder ``path`` as safetensors + JSON.
 
         Load it with :func:`skobject2vec.load`, on CPU or GPU; nothing is unpickled.
+
+        Parameters
+        ----------
+        path : str or Path
+            The artifact folder (created; an earlier artifact there is replaced atomically).
+        extras : dict or None, default=None
+            JSON-serialisable metadata stored beside the model.
+        overwrite : bool, default=False
+            Allow writing into a folder that is not a skobject2vec artifact (only the
+            artifact's own files are written; nothing else is deleted).
+
+        Returns
+        -------
+        path : Path
+            The artifact folder.
         """
         from .persistence import save
 
@@ -604,15 +607,48 @@ class Object2VecClassifier(ClassifierMixin, EmbeddingMixin, TransformerMixin, _O
         return index.astype(np.int64)
 
     def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed stably in float64."""
+        """Log of :meth:`predict_proba`, computed stably in float64.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), list of dict or DataFrame
+            Pairs in any format ``fit`` accepts.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
         return self._raw_outputs(X)
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n, n_classes), rows summing to 1 (SageMaker's ``scores``)."""
+        """Class probabilities, rows summing to 1 (SageMaker's ``scores``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), list of dict or DataFrame
+            Pairs in any format ``fit`` accepts.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
         return np.exp(self.predict_log_proba(X))
 
     def predict(self, X):
-        """Most probable class of each pair."""
+        """Most probable class of each pair.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), list of dict or DataFrame
+            Pairs in any format ``fit`` accepts.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Elements of ``classes_``.
+        """
         log_proba = self.predict_log_proba(X)  # checks fitted first
         return self.classes_[np.argmax(log_proba, axis=1)]
 
@@ -653,7 +689,18 @@ class Object2VecRegressor(RegressorMixin, EmbeddingMixin, TransformerMixin, _Obj
         return (np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_scale_
 
     def predict(self, X):
-        """Predicted score of each pair (SageMaker's ``scores[0]``)."""
+        """Predicted score of each pair (SageMaker's ``scores[0]``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), list of dict or DataFrame
+            Pairs in any format ``fit`` accepts.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            In the target's units.
+        """
         return self._raw_outputs(X) * self.y_scale_ + self.y_mean_
 
 
