@@ -173,6 +173,7 @@ def to_onnx(estimator, path, part: str = "model", *, opset_version: int | None =
     if part not in PARTS:
         raise ValueError(f"part={part!r}; expected one of {PARTS}.")
     check_is_fitted(estimator, "net_")
+    _require_onnx_extra()
     module, input_names, output_name = _export_module(estimator, part)
     sequence = [1, 3, 2, 3] if part == "model" else [1, 3]  # example lengths: any values work
     example = []
@@ -203,6 +204,17 @@ def to_onnx(estimator, path, part: str = "model", *, opset_version: int | None =
             torch_onnx_logger.setLevel(level)
     program.save(str(path))
     return path
+
+
+def _require_onnx_extra():
+    """torch's dynamo exporter needs onnx and onnxscript: say which extra to install instead of a
+    ModuleNotFoundError from deep inside torch."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModuleNotFoundError(f"to_onnx needs the 'onnx' extra (missing {', '.join(missing)}): "
+                                  f'pip install "skobject2vec[onnx]"', name=missing[0])
 
 
 def onnx_inputs(X, part: str = "model") -> dict:

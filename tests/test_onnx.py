@@ -89,3 +89,14 @@ def test_bad_part_and_unfitted(tmp_path):
         to_onnx(Object2VecClassifier(), tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="needs 'in1'"):
         onnx_inputs([{"in0": [1]}], "enc1")
+
+
+def test_missing_onnx_extra_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    X, y = topic_pairs(60, seed=1)
+    clf = Object2VecClassifier(**dict(SMALL, epochs=1)).fit(X, y)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match=r'missing onnxscript\): pip install "skobject2vec\[onnx\]"'):
+        to_onnx(clf, tmp_path / "m.onnx")
