@@ -253,8 +253,12 @@ class _Object2VecBase(BaseEstimator):
                 limit = BY_NAME[f"enc{i}_vocab_size"].high
                 if inferred > limit:
                     # Checked before a table of that many rows is allocated.
+                    where = f"field 'in{i}'"
+                    if ragged.max_id() + 1 == inferred:  # the id is in the data (not only a pretrained vocab)
+                        token = int(np.argmax(ragged.values))
+                        where = f"record {int(np.searchsorted(ragged.offsets, token, side='right')) - 1}, " + where
                     raise ValueError(
-                        f"{name}: field 'in{i}' holds token id {inferred - 1}, which would need a vocabulary of "
+                        f"{name}: {where} holds token id {inferred - 1}, which would need a vocabulary of "
                         f"{inferred:,} rows, above SageMaker's limit of {int(limit):,}. Re-number the ids densely "
                         f"from 0 (e.g. with sklearn.preprocessing.OrdinalEncoder or TextPairTokenizer).")
                 sizes.append(inferred)

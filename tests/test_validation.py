@@ -77,6 +77,13 @@ def test_invalid_hyperparameters_are_named():
         fit(GOOD, enc0_layers=True)
 
 
+def test_id_above_the_vocabulary_limit_names_its_record():
+    records = [{"in0": [1, 2], "in1": [3]}, {"in0": [3, 5_000_000], "in1": [4]}] * 3
+    with pytest.raises(ValueError, match=r"record 1, field 'in0' holds token id 5000000, which would need a "
+                                         r"vocabulary of 5,000,001 rows"):
+        Object2VecClassifier(epochs=1).fit(records, [0, 1] * 3)
+
+
 def test_regressor_rejects_negative_sampling():
     with pytest.raises(ValueError, match="negative_sampling_rate applies to classification"):
         Object2VecRegressor(negative_sampling_rate=2).fit(GOOD, [0.5, 1.0])
