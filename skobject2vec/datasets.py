@@ -338,24 +338,26 @@ def load_movielens_small(cache_dir=None) -> Bunch:
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
-        ``user``, ``item`` : ndarray of int64, shape (n_ratings,)
-            Dense ids: users ``0 .. n_users - 1`` in order of MovieLens' userId,
-            items ``0 .. n_items - 1`` in order of movieId.
-        ``rating`` : ndarray of float64; ``timestamp`` : ndarray of int64 (Unix seconds).
-        ``n_users``, ``n_items`` : int
-        ``user_ids``, ``movie_ids`` : the original MovieLens ids of each dense id.
-        ``titles`` : list of str (``""`` when missing); ``year`` : float64 per item (NaN when missing).
-        ``genre_names`` : sorted genres (``"(no genres listed)"`` is no genre).
-        ``item_genres`` : per item, the list of its genre indices into ``genre_names``.
-        ``item_year_bucket`` : int64 per item: 0 before 1950, 1-7 the decades
-            1950s-2010s, 8 for a missing year (see ``MOVIELENS_YEAR_EDGES``).
-        ``genre_offset``, ``year_offset``, ``in1_vocab_size`` : int
-            The ``in1`` vocabulary of side-feature records: item ids
-            ``[0, n_items)``, then genre ``g`` as token ``genre_offset + g``
-            (``genre_offset = n_items``), then year bucket ``b`` as
-            ``year_offset + b`` (``year_offset = n_items + len(genre_names)``).
-        ``records`` : callable ``records(index=None, side_features=False)``
-            :func:`movielens_records` bound to this data.
+        With the fields:
+
+        - ``user``, ``item``: ndarrays of int64, shape (n_ratings,), dense ids: users
+          ``0 .. n_users - 1`` in order of MovieLens' userId, items ``0 .. n_items - 1``
+          in order of movieId.
+        - ``rating``: ndarray of float64; ``timestamp``: ndarray of int64 (Unix seconds).
+        - ``n_users``, ``n_items``: int.
+        - ``user_ids``, ``movie_ids``: the original MovieLens ids of each dense id.
+        - ``titles``: list of str (``""`` when missing); ``year``: float64 per item
+          (NaN when missing).
+        - ``genre_names``: sorted genres (``"(no genres listed)"`` is no genre).
+        - ``item_genres``: per item, the list of its genre indices into ``genre_names``.
+        - ``item_year_bucket``: int64 per item: 0 before 1950, 1-7 the decades
+          1950s-2010s, 8 for a missing year (see ``MOVIELENS_YEAR_EDGES``).
+        - ``genre_offset``, ``year_offset``, ``in1_vocab_size``: int. The ``in1``
+          vocabulary of side-feature records: item ids ``[0, n_items)``, then genre
+          ``g`` as token ``genre_offset + g`` (``genre_offset = n_items``), then year
+          bucket ``b`` as ``year_offset + b`` (``year_offset = n_items + len(genre_names)``).
+        - ``records``: callable ``records(index=None, side_features=False)``,
+          :func:`movielens_records` bound to this data.
 
     Examples
     --------
