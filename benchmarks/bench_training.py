@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, \
     write_results
 

@@ -427,7 +427,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         net = self.net_
         batcher = self._batcher()
         dtype = next(net.parameters()).dtype
-        epoch_data = self._epoch_data_factory(np.arange(n), targets, weight, p, n)
+        epoch_data = self._epoch_data_factory(np.arange(n), targets, weight, p)
         with torch.random.fork_rng(devices=[batcher.device.index or 0] if batcher.device.type == "cuda" else []):
             torch.manual_seed(seed)
             history = training.train(net, pairs, epoch_data, batcher, settings, rng=np.random.default_rng(seed),

@@ -1,6 +1,6 @@
 """Input checks for pairs of token-id sequences, with messages that say what and where.
 
-Three input shapes are accepted (see :func:`to_pairs`):
+Three input shapes are accepted (see :func:`check_pairs`):
 
 * a 2-D numeric array ``(n, d)``: columns ``[:d // 2]`` are in0, the rest in1;
 * SageMaker records: a list, tuple or 1-D object array of mappings with

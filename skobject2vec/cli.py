@@ -317,8 +317,6 @@ def _hyperparameter_help():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import os
-
     parser = argparse.ArgumentParser(
         prog="skobject2vec",
         description="Object2Vec (SageMaker-compatible) on PyTorch: train, batch-predict, embed and serve.",

@@ -312,7 +312,7 @@ def _chunk_batches(estimator, chunk_iter, p, epoch, batcher, settings, rng, dtyp
     for pairs, targets in chunk_iter:
         n = len(targets)
         index = np.arange(n)
-        make_data = estimator._epoch_data_factory(index, targets, np.ones(n), p, n)
+        make_data = estimator._epoch_data_factory(index, targets, np.ones(n), p)
         data = make_data(epoch, rng) if n >= 2 else training.EpochData(index, index, targets, np.ones(n))
         yield from training.training_batches(pairs, data, batcher, settings, rng=rng, dtype=dtype)
 

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
@@ -371,7 +370,7 @@ class _Object2VecBase(BaseEstimator):
         # --- end warm_start
         batcher = training.Batcher(max_lens, vocab, device)
         rng = np.random.default_rng(seed)
-        epoch_data = self._epoch_data_factory(train_index, y_encoded, weight, p, n)
+        epoch_data = self._epoch_data_factory(train_index, y_encoded, weight, p)
         fork_devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
@@ -455,7 +454,7 @@ class _Object2VecBase(BaseEstimator):
         return (pairs, training.EpochData(val_index, val_index, y_encoded[val_index], weight[val_index]),
                 np.sort(train_index))
 
-    def _epoch_data_factory(self, train_index, targets, weight, p, n_records):
+    def _epoch_data_factory(self, train_index, targets, weight, p):
         base = training.EpochData(train_index, train_index, targets[train_index], weight[train_index])
         rate = p["negative_sampling_rate"]
         if rate == 0:
@@ -576,7 +575,6 @@ class Object2VecClassifier(ClassifierMixin, EmbeddingMixin, TransformerMixin, _O
                 raise ValueError(f"y[{bad}] = {y.ravel()[bad]!r}: with num_classes={k}, labels must be the "
                                  f"integers 0..{k - 1}.")
             self.classes_ = np.arange(k)
-            self._label_encoder = None
             return values
         classes = np.unique(y)
         if p["negative_sampling_rate"] > 0:

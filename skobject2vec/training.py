@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -84,7 +84,6 @@ class TrainSettings:
     verbose: int = 0
     target_scale: float = 1.0  # regression: losses are reported in the user's units
     embedding_l2: float = 0.0  # L2 on the token rows each batch uses (see Object2VecNet.forward)
-    history: list = field(default_factory=list)
 
 
 def _fused(name: str) -> dict:

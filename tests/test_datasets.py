@@ -1,7 +1,6 @@
 """Loaders of real pair data (on small generated folders of the same formats) and the
 MovieLens benchmark script end to end."""
 
-import sys
 import zipfile
 from pathlib import Path
 

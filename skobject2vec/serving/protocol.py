@@ -31,7 +31,6 @@ JSONLINES = "application/jsonlines"
 _JSONLINES_ALIASES = (JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson")
 #: The documented range of each ``infer_max_seqlens`` value.
 SEQLEN_RANGE = (1, 5000)
-#: Largest token id accepted: ids are stored as int64 and must stay exact through float64 parsing.
 
 
 class PayloadError(ValueError):
