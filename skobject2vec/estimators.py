@@ -48,13 +48,15 @@ def _default(name):
 def _fitted_state_restored_on_error(estimator):
     """A fit that fails leaves the previous fitted state (``classes_``, ``net_``, ...) as it was,
     so a failed refit never pairs new classes with the old network."""
-    before = {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("__")}
+    def fitted():
+        return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("__")}
+
+    before = fitted()
     try:
         yield
     except BaseException:
-        for key in [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]:
-            if key not in before:
-                delattr(estimator, key)
+        for key in fitted().keys() - before.keys():
+            delattr(estimator, key)
         vars(estimator).update(before)
         raise
 

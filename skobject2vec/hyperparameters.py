@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,9 +254,9 @@ SAGEMAKER_ONLY = {
     "num_classes": HyperParameter("num_classes", "int", 2, low=2, high=30, sagemaker_default=2,
                                   doc="Number of classes (labels 0..num_classes-1); ignored for regression."),
 }
-#: The estimators' ``num_classes``: SageMaker's row, with None (infer the classes) as default.
-NUM_CLASSES_PARAMETER = HyperParameter(
-    "num_classes", "int", None, low=2, high=30, none_ok=True, sagemaker_default=2,
+#: The estimators' ``num_classes``: SageMaker's row (same range), with None (infer the classes) as default.
+NUM_CLASSES_PARAMETER = dataclasses.replace(
+    SAGEMAKER_ONLY["num_classes"], default=None, none_ok=True,
     doc="Classifier: labels are then the integers 0 .. num_classes - 1 (SageMaker's convention) even if "
         "some are absent from the training data. None infers the classes (of any type) from y. Ignored "
         "by the regressor, as in SageMaker.")
