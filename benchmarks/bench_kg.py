@@ -17,7 +17,7 @@ classes).
 Ranking: each test triple's true tail (and, through the reciprocal record, its
 true head) is ranked by the positive-class probability among all entities;
 filtered: the other true answers of that query in train, valid or test are left
-out (ties count half, as in :func:`skobject2vec.metrics.ranks_of_true_pairs`).
+out (ties count half, as in :func:`skobject2vec.evaluation.ranks_of_true_pairs`).
 MRR and Hits@10 are averaged over tail and head prediction. Baselines of the same
 run: random scores, and the frequency of each tail under the query's relation in
 train. Recipes are compared on the valid split; test is reported, never tuned on.

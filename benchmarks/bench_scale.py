@@ -63,7 +63,7 @@ def child(path: str) -> None:
     import torch
 
     from skobject2vec import Object2VecClassifier
-    from skobject2vec.distributed import fit_stream, is_main_process
+    from skobject2vec.parallel import fit_stream, is_main_process
 
     torch.set_num_threads(1)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

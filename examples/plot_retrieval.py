@@ -10,7 +10,7 @@ tokens); the model learned only which *pairs* show the same digit, and we query
 
 The same recipe finds similar movies from ``{"in1": [movie_id]}`` embeddings,
 similar sentences, or candidate documents for a query; pair it with
-:func:`skobject2vec.metrics.make_hits_at_k_scorer` to measure retrieval quality.
+:func:`skobject2vec.evaluation.make_hits_at_k_scorer` to measure retrieval quality.
 """
 
 # %%

@@ -114,7 +114,7 @@ def cmd_train(args):
         X_test, y_test = read_records(args.test, label=task)
     with sagemaker_env.EpochLines(_metric_lines, summary=epoch_lines).attached():  # printed as each epoch ends
         _fit(args, estimator, task)
-    from .distributed import is_main_process
+    from .parallel import is_main_process
 
     if not is_main_process():
         return 0  # every rank holds the same model; rank 0 prints the metrics and writes the one artifact
@@ -161,7 +161,7 @@ def _initial_estimator(args, hp, overrides):
 
 def _fit(args, estimator, task):
     from .data.jsonlines import read_records
-    from .distributed import fit_stream
+    from .parallel import fit_stream
 
     if args.streaming or Path(args.train).is_dir() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Larger than memory, a folder of shards, or data parallel under torchrun.
@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_version(parser):
-    from . import __version__
+    from ._version import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 

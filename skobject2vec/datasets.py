@@ -9,6 +9,9 @@
   fetched the same way.
 * :func:`load_sts` and :func:`load_movielens` read folders the user already has
   (their licenses forbid bundling them); nothing is downloaded.
+* :func:`make_topic_pairs` and :func:`make_score_pairs` generate planted-rule
+  pairs (like scikit-learn's ``make_classification``): rules a dual encoder can
+  represent, for tests, demos and sanity checks.
 """
 
 from __future__ import annotations
@@ -24,7 +27,56 @@ import numpy as np
 from sklearn.utils import Bunch
 
 __all__ = ["digit_tokens", "load_digit_pairs", "load_kg", "load_movielens", "load_movielens_small",
-           "load_sts", "movielens_records"]
+           "load_sts", "make_score_pairs", "make_topic_pairs", "movielens_records"]
+
+def make_topic_pairs(n: int, seed=0, n_topics: int = 4, tokens_per_topic: int = 25, min_len: int = 2,
+                     max_len: int = 8):
+    """Planted classification pairs: label 1 iff in0 and in1 come from the same topic.
+
+    Each topic owns a disjoint block of ``tokens_per_topic`` token ids; each side
+    draws ``min_len`` to ``max_len - 1`` tokens from its topic, and half of the
+    pairs share the topic. A dual encoder can represent this rule (each side's
+    topic is in its own tokens), unlike rules about the two sides' exact tokens.
+
+    Returns
+    -------
+    X : list of dict
+        ``{"in0": [...], "in1": [...]}`` records.
+    y : ndarray of shape (n,)
+        0/1 labels.
+    """
+    rng = np.random.default_rng(seed)
+    t0 = rng.integers(0, n_topics, n)
+    same = rng.random(n) < 0.5
+    t1 = np.where(same, t0, (t0 + rng.integers(1, n_topics, n)) % n_topics)
+    X = [
+        {"in0": (a * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(min_len, max_len))).tolist(),
+         "in1": (b * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(min_len, max_len))).tolist()}
+        for a, b in zip(t0, t1)
+    ]
+    return X, same.astype(int)
+
+
+def make_score_pairs(n: int, seed=0, n_topics: int = 5, tokens_per_topic: int = 20):
+    """Planted regression pairs: in0 from topic a, in1 from topic b, target a + 2 b plus N(0, 0.1) noise.
+
+    Returns
+    -------
+    X : list of dict
+        ``{"in0": [...], "in1": [...]}`` records (1 to 5 tokens a side).
+    y : ndarray of shape (n,)
+        Scores.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n_topics, n)
+    b = rng.integers(0, n_topics, n)
+    X = [
+        {"in0": (i * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(1, 6))).tolist(),
+         "in1": (j * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(1, 6))).tolist()}
+        for i, j in zip(a, b)
+    ]
+    return X, (a + 2.0 * b + rng.normal(0, 0.1, n))
+
 
 _LEVELS = 4  # intensity levels per pixel (0 = blank, never a token)
 

@@ -24,7 +24,7 @@ from ._validation import array_to_pairs, check_pairs, check_token_array, check_v
 from .data.batching import PairData
 from .data.streaming import is_stream_source
 from .data.negatives import sample_negatives
-from .data.vocab import apply_pretrained_settings
+from .text.pretrained import apply_pretrained_settings
 from ._auto import DataShape, resolve_auto
 from .hyperparameters import (BY_NAME, numpydoc_parameters, parameter_constraints, parse_sagemaker_hyperparameters,
                               sagemaker_defaults, validate_params)
@@ -313,7 +313,7 @@ class _Object2VecBase(BaseEstimator):
             with any lengths; a DataFrame has ``in0``/``in1`` columns of lists.
             A path (str or Path) to a JSON Lines file or a folder of shards is streamed
             without loading it, data parallel under torchrun (see
-            :func:`skobject2vec.distributed.fit_stream`); labels are then read from the
+            :func:`skobject2vec.parallel.fit_stream`); labels are then read from the
             records and ``y`` must be None.
         y : array-like of shape (n_samples,)
             Class labels (any type) or real-valued scores.
@@ -333,7 +333,7 @@ class _Object2VecBase(BaseEstimator):
 
     def _fit(self, X, y, sample_weight, X_val, y_val, sample_weight_val):
         if is_stream_source(X):
-            from .distributed import fit_stream
+            from .parallel import fit_stream
 
             return fit_stream(self, X, y=y, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
                               sample_weight_val=sample_weight_val)
@@ -427,7 +427,7 @@ class _Object2VecBase(BaseEstimator):
         for i, s in enumerate(sides):
             if s["pretrained_embedding_file"] is None:
                 continue
-            from .data.vocab import load_pretrained_table
+            from .text.pretrained import load_pretrained_table
 
             table = net.token_table(i)
             load_pretrained_table(table, s["pretrained_embedding_file"], s["vocab_file"],
@@ -503,7 +503,7 @@ class _Object2VecBase(BaseEstimator):
         path : Path
             The artifact folder.
         """
-        from .persistence import save
+        from .io.artifact import save
 
         return save(self, path, extras=extras, overwrite=overwrite)
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import score_pairs, topic_pairs
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import from_sagemaker_hyperparameters, load
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import read_records, write_records
@@ -22,7 +22,7 @@ HP = {"enc0_network": "pooled_embedding", "enc_dim": "16", "enc0_max_seq_len": "
 @pytest.fixture(scope="module")
 def channels(tmp_path_factory):
     folder = tmp_path_factory.mktemp("channels")
-    X, y = topic_pairs(1300, seed=5)
+    X, y = make_topic_pairs(1300, seed=5)
     write_records(X[:1000], folder / "train.jsonl", labels=y[:1000].tolist())
     write_records(X[1000:1200], folder / "validation.jsonl.gz", labels=y[1000:1200].tolist())
     write_records(X[1200:], folder / "test.jsonl", labels=y[1200:].tolist())
@@ -67,7 +67,7 @@ def test_train_predict_embed_match_the_estimator(channels, tmp_path, capsys):
 
 
 def test_regression_job(tmp_path, capsys):
-    X, y = score_pairs(300)
+    X, y = make_score_pairs(300)
     write_records(X, tmp_path / "train.jsonl", labels=y.tolist())
     code = main(["train", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "train.jsonl"),
                  "--set", "output_layer=mean_squared_error", "--set", "epochs=2", "--set", "enc_dim=8",

@@ -200,7 +200,7 @@ class _HashScorer:
 
 def test_bench_kg_filtered_ranks_agree_with_the_library_ranking(monkeypatch):
     """With the filter set to the evaluated rows, bench_kg's ranking is ranks_of_true_pairs over all entities."""
-    from skobject2vec.metrics import ranks_of_true_pairs
+    from skobject2vec.evaluation import ranks_of_true_pairs
 
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import bench_kg

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import score_pairs, topic_pairs
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 from skobject2vec._auto import AUTO_OPTIMIZATION, DataShape, auto_batch_size, resolve_auto
 from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
@@ -44,7 +44,7 @@ def test_sagemaker_defaults_have_no_auto_left():
 
 @pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
 def test_every_encoder_learns_a_planted_rule_with_defaults(network):
-    X, y = topic_pairs(1400, seed=5)
+    X, y = make_topic_pairs(1400, seed=5)
     clf = Object2VecClassifier(enc0_network=network, random_state=0).fit(X[:1200], y[:1200])
     assert clf.net_.shared  # sentence-like pairs: one encoder
     assert "validation:cross_entropy" in clf.history_[0]  # early stopping on by default (>= 1,000 records)
@@ -62,13 +62,13 @@ def test_single_id_pairs_get_matrix_factorisation_with_defaults():
 
 
 def test_small_data_has_no_hold_out_by_default():
-    X, y = score_pairs(300, seed=1)
+    X, y = make_score_pairs(300, seed=1)
     reg = Object2VecRegressor(enc_dim=16, epochs=3, random_state=0).fit(X, y)
     assert len(reg.history_) == 3 and not any(k.startswith("validation:") for k in reg.history_[0])
 
 
 def test_failed_refit_keeps_the_previous_model():
-    X, y = topic_pairs(200, seed=2)
+    X, y = make_topic_pairs(200, seed=2)
     clf = Object2VecClassifier(enc_dim=8, epochs=2, random_state=0).fit(X, y)
     before = clf.predict_proba(X[:20])
     net, classes = clf.net_, clf.classes_

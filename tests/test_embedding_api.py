@@ -6,13 +6,15 @@ import pytest
 import sklearn
 import torch
 
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, load, most_similar, similarity
 
 
 @pytest.fixture(scope="module")
 def data():
-    return topic_pairs(300, seed=3)
+    return make_topic_pairs(300, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ def test_partial_fit_one_epoch_from_current_weights(data, tmp_path):
 
 
 def test_partial_fit_regressor_keeps_target_scaling():
-    X, y = score_pairs(200)
+    X, y = make_score_pairs(200)
     est = Object2VecRegressor(**dict(FAST, epochs=1)).fit(X, y)
     mean, scale = est.y_mean_, est.y_scale_
     est.partial_fit(X[:50], y[:50] + 100.0)

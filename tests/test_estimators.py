@@ -13,7 +13,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
 from skobject2vec import training
 
@@ -31,7 +33,7 @@ def test_planted_rule_classifier_generalises(topic_data):
 
 
 def test_planted_score_regressor_generalises():
-    X, y = score_pairs(2400, seed=1)
+    X, y = make_score_pairs(2400, seed=1)
     reg = Object2VecRegressor(**dict(FAST, epochs=20)).fit(X[:2000], y[:2000])
     assert r2_score(y[2000:], reg.predict(X[2000:])) >= 0.9
     assert reg.score(X[2000:], y[2000:]) >= 0.9
@@ -73,7 +75,7 @@ def test_enc1_copies_enc0_configuration_not_weights(topic_data):
 
 
 def test_asymmetric_encoders():
-    X, y = topic_pairs(400)
+    X, y = make_topic_pairs(400)
     clf = Object2VecClassifier(**dict(FAST, epochs=2, enc0_network="bilstm", enc1_network="pooled_embedding",
                                       enc1_token_embedding_dim=8)).fit(X, y)
     assert clf.net_.config["networks"] == ["bilstm", "pooled_embedding"]
@@ -81,7 +83,7 @@ def test_asymmetric_encoders():
 
 
 def test_enc1_settings_ignored_under_enc0_warns():
-    X, y = topic_pairs(100)
+    X, y = make_topic_pairs(100)
     with pytest.warns(UserWarning, match="enc1_cnn_filter_width ignored"):
         Object2VecClassifier(**dict(FAST, epochs=1, enc1_cnn_filter_width=5)).fit(X, y)
 
@@ -98,7 +100,7 @@ def test_string_labels_and_classes(topic_data):
 
 
 def test_num_classes_fixes_the_label_set():
-    X, y = topic_pairs(200)
+    X, y = make_topic_pairs(200)
     clf = Object2VecClassifier(**dict(FAST, epochs=1), num_classes=3).fit(X, y)
     assert list(clf.classes_) == [0, 1, 2]
     assert clf.predict_proba(X[:3]).shape == (3, 3)
@@ -141,7 +143,7 @@ def test_transform_pairs_and_single_sides(fitted_classifier):
 
 @pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
 def test_embedding_does_not_depend_on_the_batch(network):
-    X, y = topic_pairs(300)
+    X, y = make_topic_pairs(300)
     clf = Object2VecClassifier(**dict(FAST, enc0_network=network, epochs=1)).fit(X, y)
     rng = np.random.default_rng(1)
     batch = [{"in0": rng.integers(0, 100, rng.integers(1, 60)).tolist()} for _ in range(1000)]
@@ -153,7 +155,7 @@ def test_embedding_does_not_depend_on_the_batch(network):
 
 
 def test_float64_predictions_are_exactly_batch_invariant():
-    X, y = topic_pairs(300)
+    X, y = make_topic_pairs(300)
     clf = Object2VecClassifier(**dict(FAST, dtype="float64", epochs=1)).fit(X, y)
     together = clf.predict_proba(X[:100])
     one_by_one = np.vstack([clf.predict_proba([r]) for r in X[:100]])
@@ -161,7 +163,7 @@ def test_float64_predictions_are_exactly_batch_invariant():
 
 
 def test_predict_works_in_bounded_batches(fitted_classifier, monkeypatch):
-    X, _ = topic_pairs(250, seed=3)
+    X, _ = make_topic_pairs(250, seed=3)
     expected = fitted_classifier.predict_proba(X)
     seen = []
     original = training.Batcher.pair
@@ -217,7 +219,7 @@ def test_grid_search_over_records_in_parallel(topic_data):
 
 
 def test_regressor_grid_search_and_pipeline():
-    X, y = score_pairs(500)
+    X, y = make_score_pairs(500)
     shift = FunctionTransformer(lambda rows: [{"in0": [t + 1 for t in r["in0"]], "in1": r["in1"]} for r in rows])
     pipe = make_pipeline(shift, Object2VecRegressor(**dict(FAST, epochs=3, enc0_network="pooled_embedding")))
     grid = GridSearchCV(pipe, {"object2vecregressor__enc_dim": [8, 16]}, cv=2)
@@ -249,7 +251,7 @@ def test_validation_fraction_and_no_early_stopping_on_small_data_by_default(topi
 
 
 def test_regressor_history_in_user_units():
-    X, y = score_pairs(300)
+    X, y = make_score_pairs(300)
     reg = Object2VecRegressor(**dict(FAST, epochs=2)).fit(X, y * 100, X_val=X[:50], y_val=y[:50] * 100)
     mse = np.mean((reg.predict(X[:50]) - y[:50] * 100) ** 2)
     best = [h for h in reg.history_ if h["best"]][0]

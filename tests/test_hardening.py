@@ -19,12 +19,14 @@ from skobject2vec import Object2VecClassifier, Object2VecRegressor
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import RecordError, read_records
 
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    X, y = topic_pairs(300, seed=5)
+    X, y = make_topic_pairs(300, seed=5)
     clf = Object2VecClassifier(**FAST).fit(X, y)
     path = tmp_path_factory.mktemp("art") / "clf"
     clf.save(path)
@@ -43,7 +45,7 @@ def _write_jsonl(path, records, labels=None):
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 def test_damaged_gzip_is_a_file_line_error_and_leaves_no_partial_output(fitted, tmp_path, capsys, damage):
     _, model = fitted
-    X, _ = topic_pairs(30000, seed=1)
+    X, _ = make_topic_pairs(30000, seed=1)
     data = gzip.compress(("\n".join(json.dumps(r) for r in X) + "\n").encode())
     data = data[: len(data) // 2] if damage == "truncated" else data[:-8] + b"\x00" * 8  # CRC/size trailer
     source = tmp_path / "in.jsonl.gz"
@@ -109,13 +111,13 @@ def test_broken_config_json_names_the_file(fitted, tmp_path):
 @pytest.mark.parametrize("name", ["dropout", "early_stopping_tolerance", "learning_rate", "weight_decay",
                                   "validation_fraction"])
 def test_nan_hyperparameters_are_named_at_fit_time(name):
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     with pytest.raises(ValueError, match=rf"The '{name}' parameter of Object2VecClassifier must be .*Got nan"):
         Object2VecClassifier(**{**FAST, name: float("nan"), "epochs": 1}).fit(X, y)
 
 
 def test_nan_hyperparameter_in_the_cli(tmp_path, capsys):
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
     assert main(["train", "--train", str(train), "--model-dir", str(tmp_path / "m"), "--set", "dropout=nan",
                  "--quiet"]) == 1
@@ -128,7 +130,7 @@ def test_nan_hyperparameter_in_the_cli(tmp_path, capsys):
 def test_auxiliary_file_names_cannot_leave_the_channel(tmp_path, capsys, name):
     aux = tmp_path / "aux"
     aux.mkdir()
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
     assert main(["train", "--train", str(train), "--model-dir", str(tmp_path / "m"), "--auxiliary", str(aux),
                  "--set", f"enc0_pretrained_embedding_file={name}", "--quiet"]) == 1
@@ -140,7 +142,7 @@ def test_auxiliary_symlink_out_of_the_channel_is_refused(tmp_path, capsys):
     aux = tmp_path / "aux"
     aux.mkdir()
     (aux / "emb.txt").symlink_to("/etc/passwd")
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
     assert main(["train", "--train", str(train), "--model-dir", str(tmp_path / "m"), "--auxiliary", str(aux),
                  "--set", "enc0_pretrained_embedding_file=emb.txt", "--quiet"]) == 1
@@ -150,7 +152,7 @@ def test_auxiliary_symlink_out_of_the_channel_is_refused(tmp_path, capsys):
 
 # -------------------------------------------------------------------- item 12
 def test_bad_test_channel_is_found_before_training(tmp_path, capsys):
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
     test = tmp_path / "test.jsonl"
     test.write_text('{"label": 1, "in0": [1]}\n')
@@ -162,7 +164,7 @@ def test_bad_test_channel_is_found_before_training(tmp_path, capsys):
 
 
 def test_test_metric_failure_keeps_the_saved_model(tmp_path, capsys):
-    X, y = topic_pairs(60)
+    X, y = make_topic_pairs(60)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
     test = _write_jsonl(tmp_path / "test.jsonl", X[:5], [7] * 5)  # a class never trained on
     assert main(["train", "--train", str(train), "--test", str(test), "--model-dir", str(tmp_path / "m"),
@@ -199,9 +201,10 @@ def test_old_model_left_by_a_kill_between_renames_is_restored(fitted, tmp_path):
 _KILL_SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {tests!r})
-from conftest import FAST, topic_pairs
+from support import FAST
+from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import Object2VecClassifier
-X, y = topic_pairs(200)
+X, y = make_topic_pairs(200)
 clf = Object2VecClassifier(**{{**FAST, "epochs": 1, "enc0_vocab_size": 200000, "enc1_vocab_size": 200000}}).fit(X, y)
 print("ready", flush=True)
 while True:
@@ -314,7 +317,7 @@ def test_tampered_artifacts_never_load(fitted, tmp_path, name, tamper, fragment)
 
 def test_untampered_artifact_predicts_as_saved(fitted):
     clf, model = fitted
-    X, _ = topic_pairs(20, seed=9)
+    X, _ = make_topic_pairs(20, seed=9)
     np.testing.assert_allclose(skobject2vec.load(model).predict_proba(X), clf.predict_proba(X), rtol=1e-6)
 
 
@@ -347,7 +350,7 @@ def test_odd_record_ids_are_value_errors_naming_the_record(fitted, record, fragm
 
 @pytest.mark.parametrize("value", [1e200, -1e200, 1e151])
 def test_huge_regression_targets_are_refused(value):
-    X, y = score_pairs(40)
+    X, y = make_score_pairs(40)
     y = np.array(y)
     y[3] = value
     with pytest.raises(ValueError, match=r"y\[3\]"):
@@ -359,7 +362,7 @@ def test_huge_regression_targets_are_refused(value):
 def test_pipeline_artifact_with_a_nested_quantifier_pattern_is_refused(tmp_path, pattern):
     from sklearn.pipeline import make_pipeline
 
-    from skobject2vec.data.vocab import TextPairTokenizer
+    from skobject2vec.text import TextPairTokenizer
 
     texts = [{"in0": "a b c", "in1": "b c"}, {"in0": "c d", "in1": "a"}] * 20
     pipe = make_pipeline(TextPairTokenizer(), Object2VecClassifier(**{**FAST, "epochs": 1})).fit(texts, [0, 1] * 20)

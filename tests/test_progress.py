@@ -5,7 +5,9 @@ import logging
 
 import pytest
 
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 
 QUICK = dict(FAST, epochs=3)
@@ -13,7 +15,7 @@ QUICK = dict(FAST, epochs=3)
 
 @pytest.fixture(scope="module")
 def pairs():
-    return topic_pairs(300, seed=0)
+    return make_topic_pairs(300, seed=0)
 
 
 def test_history_is_one_json_serialisable_dict_per_epoch(pairs):
@@ -29,7 +31,7 @@ def test_history_is_one_json_serialisable_dict_per_epoch(pairs):
 
 
 def test_regressor_history_uses_mean_squared_error(pairs):
-    X, y = score_pairs(200, seed=0)
+    X, y = make_score_pairs(200, seed=0)
     reg = Object2VecRegressor(**QUICK).fit(X, y, X_val=X[:50], y_val=y[:50])
     json.dumps(reg.history_)
     assert {"train:mean_squared_error", "validation:mean_squared_error"} <= set(reg.history_[-1])

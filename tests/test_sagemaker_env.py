@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import topic_pairs
+from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import __version__, load
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import write_records as _write_records
@@ -28,7 +28,7 @@ HP = {"enc0_network": "pooled_embedding", "enc_dim": "8", "enc0_max_seq_len": "1
 def sagemaker(tmp_path, monkeypatch):
     """An /opt/ml tree in a temporary folder, as the training toolkit lays it out."""
     base = tmp_path / "opt_ml"
-    X, y = topic_pairs(300, seed=1)
+    X, y = make_topic_pairs(300, seed=1)
     write_records(X[:200], base / "input/data/train/train.jsonl", labels=y[:200].tolist())
     write_records(X[200:], base / "input/data/validation/val.jsonl", labels=y[200:].tolist())
     (base / "input/config").mkdir(parents=True)
@@ -49,7 +49,7 @@ def test_train_reads_opt_ml_layout(sagemaker, capsys):
 
 
 def test_train_reads_sm_variables(sagemaker, tmp_path, monkeypatch, capsys):
-    X, y = topic_pairs(100, seed=2)
+    X, y = make_topic_pairs(100, seed=2)
     write_records(X, tmp_path / "elsewhere/train/part.jsonl", labels=y.tolist())
     monkeypatch.setenv("SM_CHANNEL_TRAIN", str(tmp_path / "elsewhere/train"))
     monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(tmp_path / "missing"))  # absent channel: ignored
@@ -107,7 +107,7 @@ def test_no_failure_file_outside_sagemaker_mode(tmp_path, monkeypatch):
 
 def test_metric_lines_appear_as_each_epoch_ends(tmp_path):
     """A scraper reading the log as it grows sees epoch 1's line before epoch 2 has ended."""
-    X, y = topic_pairs(400, seed=1)
+    X, y = make_topic_pairs(400, seed=1)
     write_records(X, tmp_path / "train.jsonl", labels=y.tolist())
     code = (
         "import sys, time\n"
@@ -146,7 +146,7 @@ def test_metric_lines_printed_by_epoch_callback_before_fit_returns(tmp_path, cap
     """In process: the n-th metric line is printed while epoch n+1 has not started."""
     import skobject2vec.training as training
 
-    X, y = topic_pairs(200, seed=1)
+    X, y = make_topic_pairs(200, seed=1)
     write_records(X, tmp_path / "train.jsonl", labels=y.tolist())
     (tmp_path / "hp.json").write_text(json.dumps(HP))
     real = training.training_batches
@@ -165,7 +165,7 @@ def test_metric_lines_printed_by_epoch_callback_before_fit_returns(tmp_path, cap
 def test_non_tty_lines_and_explicit_verbose(tmp_path, capsys, monkeypatch):
     import skobject2vec.estimators as estimators
 
-    X, y = topic_pairs(100, seed=1)
+    X, y = make_topic_pairs(100, seed=1)
     write_records(X, tmp_path / "train.jsonl", labels=y.tolist())
     (tmp_path / "hp.json").write_text(json.dumps(HP))
     args = ["train", "--train", str(tmp_path / "train.jsonl"), "--hyperparameters", str(tmp_path / "hp.json"),
@@ -201,7 +201,7 @@ def test_version_and_did_you_mean(capsys):
 
 
 def test_messages_without_numpy_reprs_and_stdout_name(tmp_path, capsys):
-    X, y = topic_pairs(100, seed=1)
+    X, y = make_topic_pairs(100, seed=1)
     write_records(X, tmp_path / "train.jsonl", labels=y.tolist())
     write_records(X[:3], tmp_path / "test.jsonl", labels=[0, 1, 5])
     (tmp_path / "hp.json").write_text(json.dumps(dict(HP, epochs="1")))

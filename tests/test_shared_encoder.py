@@ -5,14 +5,16 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import FAST, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, load
 from skobject2vec.data.jsonlines import write_records
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    return topic_pairs(600, seed=3)
+    return make_topic_pairs(600, seed=3)
 
 
 def _single_sides(X):
@@ -53,7 +55,7 @@ def test_shared_encoder_round_trips(pairs, tmp_path):
 def test_shared_encoder_onnx_parts_identical(pairs, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from skobject2vec.export import onnx_inputs, to_onnx
+    from skobject2vec.io.onnx import onnx_inputs, to_onnx
 
     X, y = pairs
     clf = Object2VecClassifier(**dict(FAST, epochs=2), shared_encoder=True).fit(X, y)

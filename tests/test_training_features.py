@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 import skobject2vec
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, training
 from skobject2vec.data.batching import batch_indices
-from skobject2vec.data.vocab import load_pretrained_table, read_pretrained_vectors
+from skobject2vec.text.pretrained import load_pretrained_table, read_pretrained_vectors
 
 POOLED = dict(FAST, enc0_network="pooled_embedding")
 
@@ -89,7 +90,7 @@ def _spy_training(monkeypatch):
 
 
 def test_fresh_negatives_each_epoch_from_random_state(monkeypatch):
-    X, y = topic_pairs(200, seed=3)
+    X, y = make_topic_pairs(200, seed=3)
     calls = _spy_training(monkeypatch)
     clf = Object2VecClassifier(**dict(POOLED, epochs=1, random_state=5), negative_sampling_rate=2).fit(X, y)
     epoch_data = calls["epoch_data"]
@@ -116,7 +117,7 @@ def test_fresh_negatives_each_epoch_from_random_state(monkeypatch):
 
 
 def test_validation_is_not_augmented(monkeypatch):
-    X, y = topic_pairs(300, seed=4)
+    X, y = make_topic_pairs(300, seed=4)
     calls = _spy_training(monkeypatch)
     Object2VecClassifier(**dict(POOLED, epochs=1), negative_sampling_rate=3).fit(
         X[:200], y[:200], X_val=X[200:], y_val=y[200:])
@@ -132,7 +133,7 @@ def test_validation_is_not_augmented(monkeypatch):
 
 
 def test_regression_with_negative_sampling_is_an_error():
-    X, y = score_pairs(60)
+    X, y = make_score_pairs(60)
     with pytest.raises(ValueError, match="negative_sampling_rate applies to classification"):
         Object2VecRegressor(**FAST, negative_sampling_rate=2).fit(X, y)
     with pytest.raises(ValueError, match="integer labels"):
@@ -141,7 +142,7 @@ def test_regression_with_negative_sampling_is_an_error():
 
 # ------------------------------------------------------------------ tied table
 def test_tied_weights_share_one_tensor(tmp_path):
-    X, y = topic_pairs(300, seed=5)
+    X, y = make_topic_pairs(300, seed=5)
     X = X + [{"in0": [1], "in1": [150]}]  # id 150 only ever appears in in1
     y = np.r_[y, 1]
     clf = Object2VecClassifier(**dict(FAST, epochs=2), tied_token_embedding_weight=True, enc1_network="bilstm",
@@ -164,7 +165,7 @@ def test_tied_weights_share_one_tensor(tmp_path):
 
 
 def test_tied_weights_mismatch_errors():
-    X, y = topic_pairs(100, seed=6)
+    X, y = make_topic_pairs(100, seed=6)
     with pytest.raises(ValueError, match="enc0_vocab_size=100 and enc1_vocab_size=120 differ"):
         Object2VecClassifier(**FAST, tied_token_embedding_weight=True, enc1_network="hcnn", enc0_vocab_size=100,
                              enc1_vocab_size=120).fit(X, y)
@@ -210,7 +211,7 @@ def _pretrained_clf(glove, **params):
 
 def test_pretrained_rows_loaded_and_frozen(glove):
     _, _, expected = glove
-    X, y = topic_pairs(300, seed=7)
+    X, y = make_topic_pairs(300, seed=7)
     clf = _pretrained_clf(glove).fit(X, y)
     table = clf.net_.token_table(0)
     assert table.weight.shape == (121, 8)  # vocab from the vocab file (120 ids) + unknown row
@@ -226,7 +227,7 @@ def test_pretrained_rows_loaded_and_frozen(glove):
 
 def test_unfrozen_pretrained_rows_change(glove):
     _, _, expected = glove
-    X, y = topic_pairs(300, seed=7)
+    X, y = make_topic_pairs(300, seed=7)
     clf = _pretrained_clf(glove, enc0_freeze_pretrained_embedding=False).fit(X, y)
     weight = clf.net_.token_table(0).weight.detach().numpy()
     seen = [i for i in expected if i < VOCAB_SIZE]
@@ -276,7 +277,7 @@ def test_malformed_pretrained_file_names_line(tmp_path, content, message):
 
 def test_pretrained_errors_in_fit(glove, tmp_path):
     embedding_file, vocab_file, _ = glove
-    X, y = topic_pairs(100, seed=8)
+    X, y = make_topic_pairs(100, seed=8)
     with pytest.raises(ValueError, match=r"glove\.txt:1: enc0_pretrained_embedding_file has 8-dimensional vectors "
                                          r"but enc0_token_embedding_dim=16"):
         _pretrained_clf(glove, enc0_token_embedding_dim=16).fit(X, y)
@@ -292,7 +293,7 @@ def test_pretrained_errors_in_fit(glove, tmp_path):
 
 def test_tied_table_takes_the_pretrained_file(glove):
     _, _, expected = glove
-    X, y = topic_pairs(200, seed=9)
+    X, y = make_topic_pairs(200, seed=9)
     clf = _pretrained_clf(glove, tied_token_embedding_weight=True, enc1_network="hcnn").fit(X, y)
     table = clf.net_.token_table(1)
     assert table is clf.net_.token_table(0) and table.weight.shape == (121, 8) and not table.weight.requires_grad
@@ -332,13 +333,13 @@ def test_row_sparse_trains(optimizer, topic_data):
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adadelta"])
 def test_row_sparse_rejects_dense_only_optimizers(optimizer):
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     with pytest.raises(ValueError, match=f"needs optimizer adam, adagrad or sgd.*got optimizer='{optimizer}'"):
         Object2VecClassifier(**FAST, optimizer=optimizer, token_embedding_storage_type="row_sparse").fit(X, y)
 
 
 def test_dense_is_the_default():
-    X, y = topic_pairs(50)
+    X, y = make_topic_pairs(50)
     clf = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y)
     assert not clf.net_.token_table(0).sparse
 
@@ -396,7 +397,7 @@ def test_sagemaker_hyperparameters_as_strings():
     assert p["enc0_layers"] == "auto" and p["enc0_pretrained_embedding_file"] is None
     assert p["num_classes"] == 3 and p["random_state"] == 0
     assert not any(k.startswith("_") for k in p)  # MXNet plumbing ignored
-    X, y = topic_pairs(200)
+    X, y = make_topic_pairs(200)
     est.fit(X, y)
     assert est.classes_.tolist() == [0, 1, 2]  # num_classes honoured though class 2 is absent
     assert est.net_.token_table(0) is est.net_.token_table(1) and est.net_.token_table(0).sparse

@@ -1,4 +1,4 @@
-"""Data handling: SageMaker JSON Lines records, batching, negative sampling, vocabularies."""
+"""Data: SageMaker JSON Lines records, ragged batching, streaming, negative sampling."""
 
 from .batching import PairData, Ragged
 

@@ -268,7 +268,7 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
     """
     import uvicorn
 
-    from ..persistence import read_config
+    from ..io.artifact import read_config
 
     check_serve_options(port=port, workers=workers, max_payload_bytes=max_payload_bytes,
                         max_reply_values=max_reply_values, read_timeout_s=read_timeout_s,

@@ -12,11 +12,13 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV
 
-from conftest import FAST, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import Object2VecClassifier, load
 from skobject2vec.data.jsonlines import write_records
-from skobject2vec.distributed import TorchThreads, export_token_tables, fit_stream, rank_batch_size
-from test_streaming import topic_files  # noqa: F401 - the same files (a pytest fixture)
+from skobject2vec.io import export_token_tables
+from skobject2vec.parallel import TorchThreads, fit_stream, rank_batch_size
 
 TIMEOUT = 240  # seconds for one torchrun job: 2 processes importing torch on 2 busy cores
 
@@ -45,7 +47,7 @@ GRADIENT_SCRIPT = textwrap.dedent("""
     import numpy as np
     import torch.distributed as dist
     from skobject2vec import Object2VecClassifier
-    from skobject2vec.distributed import fit_stream
+    from skobject2vec.parallel import fit_stream
 
     path, out, params = sys.argv[1], sys.argv[2], eval(sys.argv[3])
     dist.init_process_group("gloo")
@@ -59,7 +61,7 @@ GRADIENT_SCRIPT = textwrap.dedent("""
 
 def test_gradients_are_averaged_across_ranks(tmp_path):
     """One SGD step with mini_batch_size=64 on 2 ranks (32 records each) equals one step on one process."""
-    X, y = topic_pairs(64, seed=2)
+    X, y = make_topic_pairs(64, seed=2)
     write_records(X, tmp_path / "batch.jsonl", labels=y.tolist())
     params = dict(SMALL, epochs=1, optimizer="sgd", learning_rate=0.5)
     (tmp_path / "step.py").write_text(GRADIENT_SCRIPT)
@@ -113,9 +115,9 @@ def test_global_batch_is_split_across_ranks():
 
 def test_grid_search_on_dask_local_cluster():
     distributed = pytest.importorskip("dask.distributed")
-    from skobject2vec.distributed import dask_search
+    from skobject2vec.parallel import dask_search
 
-    X, y = topic_pairs(300, seed=3)
+    X, y = make_topic_pairs(300, seed=3)
     grid = {"learning_rate": [0.003, 0.03]}
     estimator = Object2VecClassifier(**dict(FAST, enc0_network="pooled_embedding", epochs=3))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -138,7 +140,7 @@ def test_torch_threads_plugin_sets_threads():
 
 
 def test_export_token_tables_partitions(tmp_path):
-    X, y = topic_pairs(200, seed=4)
+    X, y = make_topic_pairs(200, seed=4)
     model = Object2VecClassifier(**dict(FAST, epochs=1), shared_encoder=False).fit(X, y)
     written = export_token_tables(model, tmp_path / "npy", n_partitions=3)
     assert len(written) == 2 * 2 * 3

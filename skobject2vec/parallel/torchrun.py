@@ -1,4 +1,4 @@
-"""Scale out: streamed and data-parallel training, distributed search, token-table export.
+"""Streamed and data-parallel (torchrun) training.
 
 * :func:`fit_stream` trains an estimator from a JSON Lines file or a folder of
   shards without loading it (``estimator.fit(path)`` calls it). Launched under
@@ -6,11 +6,6 @@
   (gloo on CPU, nccl on GPU): every rank reads its own share of the records, the
   gradients are averaged, metrics are summed across ranks and early stopping is
   decided on the all-reduced validation loss, so every rank stops together.
-* :func:`dask_search` runs a scikit-learn search (``GridSearchCV``...) on a dask
-  cluster through joblib, with one torch thread per worker.
-* :func:`export_token_tables` writes the token embedding tables with their ids,
-  optionally split into partitions, for tools that hold tables too large for one
-  host (PyTorch-BigGraph-style).
 
 ``mini_batch_size`` is the global batch, as on a multi-GPU SageMaker job: N ranks
 split it (:func:`rank_batch_size`), so 1 and N processes take the same number of
@@ -30,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import training
-from ._auto import DataShape, resolve_auto
-from .data.streaming import (DEFAULT_BUFFER_SIZE, StreamStats, chunk_size, chunks, is_stream_source, list_shards,
+from .. import training
+from .._auto import DataShape, resolve_auto
+from ..data.streaming import (DEFAULT_BUFFER_SIZE, StreamStats, chunk_size, chunks, is_stream_source, list_shards,
                              rank_records, scan, shuffle_buffer)
 
-__all__ = ["fit_stream", "is_main_process", "dask_search", "TorchThreads", "export_token_tables"]
+__all__ = ["fit_stream", "is_main_process", "rank_batch_size"]
 
 logger = logging.getLogger("skobject2vec")
 
@@ -208,9 +203,9 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
         mean and scale) come from one streaming pre-pass over ``X``.
     """
     from sklearn.utils import check_random_state
-    from .estimators import _MAX_SEQ_LEN
-    from .data.batching import PairData, Ragged
-    from .nn.model import Object2VecNet
+    from ..estimators import _MAX_SEQ_LEN
+    from ..data.batching import PairData, Ragged
+    from ..nn.model import Object2VecNet
 
     name = type(estimator).__name__
     if y is not None or sample_weight is not None or y_val is not None or sample_weight_val is not None:
@@ -315,107 +310,3 @@ def _chunk_batches(estimator, chunk_iter, p, epoch, batcher, settings, rng, dtyp
         make_data = estimator._epoch_data_factory(index, targets, np.ones(n), p)
         data = make_data(epoch, rng) if n >= 2 else training.EpochData(index, index, targets, np.ones(n))
         yield from training.training_batches(pairs, data, batcher, settings, rng=rng, dtype=dtype)
-
-
-# ------------------------------------------------------------------- dask search
-def _worker_plugin_base():
-    try:
-        from distributed.diagnostics.plugin import WorkerPlugin
-    except ImportError:  # dask is optional: the class still imports, and dask_search says what is missing
-        return object
-    return WorkerPlugin
-
-
-class TorchThreads(_worker_plugin_base()):
-    """Dask worker plugin: torch uses ``n_threads`` threads in every worker process.
-
-    Workers with one thread each otherwise still run torch's intra-op pool on every
-    core, so N workers oversubscribe the machine N times over.
-    """
-
-    name = "skobject2vec-torch-threads"
-
-    def __init__(self, n_threads: int = 1):
-        self.n_threads = int(n_threads)
-
-    def setup(self, worker=None):
-        torch.set_num_threads(self.n_threads)
-
-
-def dask_search(search, X, y=None, *, client=None, torch_threads: int = 1, **fit_params):
-    """Fit a scikit-learn search (e.g. ``GridSearchCV``) on a dask cluster.
-
-    The candidates' fits go to the cluster's workers through joblib's dask backend;
-    each worker runs torch with ``torch_threads`` threads (see :class:`TorchThreads`).
-
-    Parameters
-    ----------
-    search : GridSearchCV, RandomizedSearchCV or any estimator using joblib
-    X, y, **fit_params
-        Passed to ``search.fit``.
-    client : dask.distributed.Client, optional
-        Default: the current client (``dask.distributed.get_client()``).
-
-    Returns
-    -------
-    search
-        Fitted.
-    """
-    try:
-        import joblib
-        from dask.distributed import get_client
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("dask_search needs dask.distributed: pip install 'dask[distributed]'") from exc
-    client = client if client is not None else get_client()
-    client.register_plugin(TorchThreads(torch_threads))
-    with joblib.parallel_backend("dask", client=client):
-        return search.fit(X, y, **fit_params)
-
-
-# ----------------------------------------------------------- token-table export
-def export_token_tables(estimator, path, *, n_partitions: int = 1, fmt: str = "npy") -> list[Path]:
-    """Write each token embedding table with its ids, split into ``n_partitions`` by ``id % n_partitions``.
-
-    For each side ``i`` (one table when ``tied_token_embedding_weight``) and partition
-    ``k``: ``enc{i}.part{k}.ids.npy`` (int64) and ``enc{i}.part{k}.vectors.npy``
-    (float32, one row per id), or one ``enc{i}.part{k}.tsv`` of ``id<TAB>v1<TAB>v2...``
-    lines. The last row of a table, id ``vocab_size``, is the unknown-token row.
-
-    Parameters
-    ----------
-    estimator : fitted estimator, or the path of a saved artifact
-    path : str or Path
-        Output folder (created).
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
-    from .persistence import load
-
-    if isinstance(estimator, (str, os.PathLike)):
-        estimator = load(estimator, device="cpu")
-    if fmt not in ("npy", "tsv"):
-        raise ValueError(f"fmt must be 'npy' or 'tsv', got {fmt!r}.")
-    if int(n_partitions) < 1:
-        raise ValueError(f"n_partitions must be >= 1, got {n_partitions!r}.")
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    sides = (0,) if estimator.net_.config["tied"] else (0, 1)
-    written = []
-    for side in sides:
-        table = estimator.net_.token_table(side).weight.detach().cpu().to(torch.float32).numpy()
-        ids = np.arange(len(table), dtype=np.int64)
-        for k in range(int(n_partitions)):
-            part = ids[ids % n_partitions == k]
-            stem = out / f"enc{side}.part{k}"
-            if fmt == "npy":
-                np.save(f"{stem}.ids.npy", part)
-                np.save(f"{stem}.vectors.npy", table[part])
-                written += [Path(f"{stem}.ids.npy"), Path(f"{stem}.vectors.npy")]
-            else:
-                np.savetxt(f"{stem}.tsv", np.column_stack([part, table[part]]), delimiter="\t",
-                           fmt=["%d"] + ["%.8g"] * table.shape[1])
-                written.append(Path(f"{stem}.tsv"))
-    return written

@@ -41,8 +41,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._validation import records_to_pairs
-from .nn.encoders import BiLSTMEncoder
+from .._validation import records_to_pairs
+from ..nn.encoders import BiLSTMEncoder
 
 __all__ = ["to_onnx", "onnx_inputs", "PARTS"]
 
@@ -165,7 +165,7 @@ def to_onnx(estimator, path, part: str = "model", *, opset_version: int | None =
     Examples
     --------
     >>> import onnxruntime                                         # doctest: +SKIP
-    >>> from skobject2vec.export import to_onnx, onnx_inputs       # doctest: +SKIP
+    >>> from skobject2vec.io.onnx import to_onnx, onnx_inputs       # doctest: +SKIP
     >>> to_onnx(clf, "model.onnx")                                 # doctest: +SKIP
     >>> session = onnxruntime.InferenceSession("model.onnx")       # doctest: +SKIP
     >>> session.run(None, onnx_inputs(X))[0]                       # doctest: +SKIP

@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from skobject2vec import Object2VecClassifier, Object2VecRegressor  # noqa: E402
-from skobject2vec.export import onnx_inputs, to_onnx  # noqa: E402
+from skobject2vec.io.onnx import onnx_inputs, to_onnx  # noqa: E402
 
 # Small, quick fits: parity does not need a good model, only a trained one.
 SMALL = {k: v for k, v in dict(FAST, epochs=2).items() if k != "enc0_network"}
@@ -23,14 +25,14 @@ def _session(estimator, tmp_path, part):
 def _batches():
     """Query sets of different batch sizes and sequence lengths, with an unseen id
     (>= vocab size) and a record longer than max_seq_len."""
-    X, _ = topic_pairs(40, seed=7, max_len=12)
+    X, _ = make_topic_pairs(40, seed=7, max_len=12)
     tricky = {"in0": [1, 5000, 3, 4, 5, 6, 7, 8, 9, 10, 11], "in1": [7000]}
     return [X[:1], [tricky] + X[:6], X[6:40]]
 
 
 @pytest.fixture(scope="module")
 def train_data():
-    return topic_pairs(300, seed=0)
+    return make_topic_pairs(300, seed=0)
 
 
 @pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
@@ -56,11 +58,11 @@ def test_pair_model_and_encoder_parity(network, train_data, tmp_path):
 
 
 def test_regressor_outputs_unstandardised_score(tmp_path):
-    X, y = score_pairs(300, seed=0)
+    X, y = make_score_pairs(300, seed=0)
     reg = Object2VecRegressor(**SMALL, enc0_network="hcnn").fit(X, y)
     session = _session(reg, tmp_path, "model")
     assert [o.name for o in session.get_outputs()] == ["score"]
-    X_test, _ = score_pairs(25, seed=1)
+    X_test, _ = make_score_pairs(25, seed=1)
     score = session.run(None, onnx_inputs(X_test))[0]
     assert score.shape == (25,)
     np.testing.assert_allclose(score, reg.predict(X_test), rtol=1e-5, atol=1e-5)
@@ -94,7 +96,7 @@ def test_bad_part_and_unfitted(tmp_path):
 def test_missing_onnx_extra_says_what_to_install(monkeypatch, tmp_path):
     import importlib.util
 
-    X, y = topic_pairs(60, seed=1)
+    X, y = make_topic_pairs(60, seed=1)
     clf = Object2VecClassifier(**dict(SMALL, epochs=1)).fit(X, y)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))

@@ -5,9 +5,11 @@ import pytest
 from scipy import stats
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
-from conftest import FAST, score_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
-from skobject2vec.metrics import (
+from skobject2vec.evaluation import (
     hits_at_k,
     make_hits_at_k_scorer,
     make_mrr_scorer,
@@ -123,7 +125,7 @@ def test_ranking_scorer_in_grid_search_prefers_a_trained_model():
 
 
 def test_ranking_scorer_works_on_arrays_and_regressors():
-    X, y = score_pairs(200, seed=0)
+    X, y = make_score_pairs(200, seed=0)
     reg = Object2VecRegressor(**FAST).fit(X, y)
     ranks = ranks_of_true_pairs(reg, X[:40], y[:40], threshold=np.median(y))
     assert 0 < len(ranks) < 40
@@ -133,7 +135,7 @@ def test_ranking_scorer_works_on_arrays_and_regressors():
 
 
 def test_similarity_scorers_match_scipy():
-    X, y = score_pairs(300, seed=1)
+    X, y = make_score_pairs(300, seed=1)
     reg = Object2VecRegressor(**FAST).fit(X[:200], y[:200])
     predicted = reg.predict(X[200:])
     assert spearman_scorer(reg, X[200:], y[200:]) == pytest.approx(stats.spearmanr(y[200:], predicted).statistic)

@@ -103,7 +103,7 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
         fitted["y_mean"], fitted["y_scale"] = float(estimator.y_mean_), float(estimator.y_scale_)
     if hasattr(estimator, "n_features_in_"):
         fitted["n_features_in"] = int(estimator.n_features_in_)
-    from . import __version__
+    from .._version import __version__
 
     config = {
         "format": FORMAT,
@@ -344,7 +344,7 @@ def check_artifact(path, config: dict) -> dict:
     """
     from safetensors import SafetensorError, safe_open
 
-    from .nn.model import Object2VecNet
+    from ..nn.model import Object2VecNet
 
     path = Path(path)
     c = _Checker(path)
@@ -434,9 +434,9 @@ def load(path, device: str | None = None):
     """
     from safetensors.torch import load_file
 
-    from . import estimators
-    from .nn.model import Object2VecNet
-    from .training import resolve_device
+    from .. import estimators
+    from ..nn.model import Object2VecNet
+    from ..training import resolve_device
 
     path = Path(path)
     config = read_config(path)
@@ -488,7 +488,7 @@ def load(path, device: str | None = None):
 
 def _safe_steps() -> dict:
     """Pipeline steps an artifact may hold: rebuilt from JSON, never imported by name."""
-    from .data.vocab import TextPairTokenizer
+    from ..text import TextPairTokenizer
 
     return {"TextPairTokenizer": TextPairTokenizer}
 

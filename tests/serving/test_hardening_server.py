@@ -23,7 +23,9 @@ from skobject2vec.cli import main  # noqa: E402
 from skobject2vec.serving.protocol import SAGEMAKER_PHRASE, PayloadError, parse_body  # noqa: E402
 from skobject2vec.serving.testing import running_server  # noqa: E402
 
-from conftest import FAST, topic_pairs  # noqa: E402
+from support import FAST
+
+from skobject2vec.datasets import make_topic_pairs  # noqa: E402
 
 JSON, JSONL = "application/json", "application/jsonlines"
 
@@ -37,7 +39,7 @@ def _deep(depth, leaf=1):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    X, y = topic_pairs(300, seed=3)
+    X, y = make_topic_pairs(300, seed=3)
     path = tmp_path_factory.mktemp("hardening") / "clf"
     Object2VecClassifier(**FAST).fit(X, y).save(path)
     return path

@@ -20,7 +20,9 @@ from skobject2vec.cli import main  # noqa: E402
 from skobject2vec.serving.runner import preferred_mode_from_env  # noqa: E402
 from skobject2vec.serving.testing import running_server  # noqa: E402
 
-from conftest import FAST, score_pairs, topic_pairs  # noqa: E402
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs  # noqa: E402
 
 JSON, JSONL = "application/json", "application/jsonlines"
 # float32 networks: a record's outputs move by ~1e-7 with the batch it is computed in.
@@ -47,9 +49,9 @@ def _rows(response, key):
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
-    X, y = topic_pairs(400, seed=1)
+    X, y = make_topic_pairs(400, seed=1)
     Object2VecClassifier(**FAST, shared_encoder=False).fit(X, y).save(root / "clf")  # two encoders
-    X, y = score_pairs(400, seed=1)
+    X, y = make_score_pairs(400, seed=1)
     Object2VecRegressor(**FAST, shared_encoder=True).fit(X, y).save(root / "reg")  # one shared encoder
     return root / "clf", root / "reg"
 
@@ -69,7 +71,7 @@ def reg_server(model_dirs):
 
 @pytest.fixture(scope="module")
 def records():
-    X, _ = topic_pairs(30, seed=7)
+    X, _ = make_topic_pairs(30, seed=7)
     return X
 
 
@@ -107,7 +109,7 @@ def test_classifier_scores_equal_predict_proba(clf_server, records, content_type
 @pytest.mark.parametrize("accept", [JSON, JSONL])
 def test_regressor_scores_equal_predict(reg_server, content_type, accept):
     url, reg = reg_server
-    X, _ = score_pairs(20, seed=3)
+    X, _ = make_score_pairs(20, seed=3)
     response = _post(url, _body(X, content_type), content_type, accept)
     assert response.status_code == 200, response.text
     scores = _rows(response, "scores")
@@ -283,7 +285,7 @@ def test_load_concurrent_good_and_malformed_requests(clf_server):
     every bad one its 4xx, none is lost (micro-batching mixes them into shared forward passes)."""
     url, clf = clf_server
     rng = np.random.default_rng(0)
-    X, _ = topic_pairs(600, seed=11)
+    X, _ = make_topic_pairs(600, seed=11)
     jobs, expected = [], []
     for i in range(200):
         start, size = int(rng.integers(0, 580)), int(rng.integers(1, 20))
@@ -326,7 +328,7 @@ def test_concurrent_requests_share_forward_passes(model_dirs):
 
     app = create_app(model_dirs[0])
     clf = app.state.runner.estimator
-    X, _ = topic_pairs(40, seed=5)
+    X, _ = make_topic_pairs(40, seed=5)
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)

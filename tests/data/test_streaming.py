@@ -6,12 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FAST, score_pairs, topic_pairs
+from support import FAST
+
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, load, training
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import write_records
 from skobject2vec.data.streaming import list_shards, rank_records, shuffle_buffer
-from skobject2vec.distributed import fit_stream
+from skobject2vec.parallel import fit_stream
 
 N_RECORDS, BUFFER = 3000, 300  # the file is 10x the shuffle buffer
 
@@ -24,15 +26,6 @@ def numbered_file(tmp_path_factory):
     write_records(({"in0": [k], "in1": rng.integers(0, 50, rng.integers(1, 6)).tolist()} for k in range(N_RECORDS)),
                   path, labels=(k % 2 for k in range(N_RECORDS)))
     return path
-
-
-@pytest.fixture(scope="module")
-def topic_files(tmp_path_factory):
-    X, y = topic_pairs(2500, seed=1)
-    folder = tmp_path_factory.mktemp("topics")
-    write_records(X[:2000], folder / "train.jsonl", labels=y[:2000].tolist())
-    write_records(X[2000:], folder / "val.jsonl", labels=y[2000:].tolist())
-    return folder / "train.jsonl", folder / "val.jsonl", (X, y)
 
 
 def _record_ids_seen(monkeypatch, estimator, path, **kwargs):
@@ -114,7 +107,7 @@ def test_streamed_fit_learns_like_in_memory(topic_files):
 
 
 def test_streamed_regressor_standardises_like_in_memory(tmp_path):
-    X, y = score_pairs(300)
+    X, y = make_score_pairs(300)
     write_records(X, tmp_path / "scores.jsonl", labels=y.tolist())
     streamed = Object2VecRegressor(**dict(FAST, epochs=1)).fit(str(tmp_path / "scores.jsonl"))
     in_memory = Object2VecRegressor(**dict(FAST, epochs=1)).fit(X, y)
