@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo test test-fast bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	SCIPY_ARRAY_API=1 $(PY) -m pytest -q tests
+
+# The quick set while developing: skips tests marked slow (subprocesses, servers, the check suite).
+test-fast: $(STAMP)
+	SCIPY_ARRAY_API=1 $(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick

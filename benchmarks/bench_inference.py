@@ -56,7 +56,7 @@ def plain_forward(net, tensors, batch_size: int):
 
 
 def speed(network: str, n: int, repeats: int) -> dict:
-    from skobject2vec.training import INFERENCE_BATCH_SIZE
+    from skobject2vec.inference import INFERENCE_BATCH_SIZE
 
     estimator = fitted(network)
     records, _ = ragged_pairs(n, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=2)

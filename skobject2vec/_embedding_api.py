@@ -6,7 +6,6 @@ and :class:`~skobject2vec.Object2VecRegressor`. It adds
 
 * ``transform`` with ``set_output`` (pandas/polars) and ``get_feature_names_out``;
 * ``encode`` / ``similarity`` / ``most_similar``, after sentence-transformers;
-* ``partial_fit`` (one epoch from the current weights) and the ``warm_start`` hook;
 * ``n_iter_``, ``loss_curve_``, ``validation_scores_``, ``best_epoch_``, read from
   ``history_`` (scikit-learn's MLP names).
 """
@@ -16,12 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _SetOutputMixin
-from sklearn.base import _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from ._auto import DataShape, resolve_auto
-from . import training
+from .inference import INFERENCE_BATCH_SIZE, embed
 from .data.batching import inference_batches
 
 __all__ = ["EmbeddingMixin", "similarity", "most_similar"]
@@ -150,7 +146,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         """``[(side, embeddings)]`` for the sides the records of ``X`` hold."""
         pairs = self._predict_pairs(X, single_side_ok=True)
         batcher = self._batcher()
-        return [(side, training.embed(self.net_, ragged, side, batcher))
+        return [(side, embed(self.net_, ragged, side, batcher))
                 for side, ragged in enumerate((pairs.in0, pairs.in1)) if ragged is not None]
 
     def _wrap_output(self, Z, X, names):
@@ -236,7 +232,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         if convert_to not in ("numpy", "torch"):
             raise ValueError(f"convert_to={convert_to!r}: expected 'numpy' or 'torch'.")
         records, sides = self._encode_records(X, side)
-        batch_size = training.INFERENCE_BATCH_SIZE if batch_size is None else int(batch_size)
+        batch_size = INFERENCE_BATCH_SIZE if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: expected a positive integer.")
         show = bool(self.verbose) if show_progress_bar is None else bool(show_progress_bar)
@@ -352,90 +348,6 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         return most_similar(embeddings(query), embeddings(corpus), k, metric=metric, chunk_size=chunk_size)
 
     # ---------------------------------------------------- incremental training
-    def _reusable_net(self, config):
-        """The fitted network to continue from (``warm_start=True`` and the same
-        architecture, vocabulary sizes aside), or None."""
-        if not getattr(self, "warm_start", False) or getattr(self, "net_", None) is None:
-            return None
-        old = self.net_.config
-        same = all(old.get(key) == value for key, value in config.items() if key != "vocab_sizes")
-        return self.net_ if same else None
-
-    def _continued_history(self, history):
-        """``history_`` of the previous fit followed by ``history``, epochs renumbered."""
-        previous = list(getattr(self, "history_", []))
-        start = previous[-1]["epoch"] if previous else 0
-        for record in previous:  # the weights are now those of the last epoch run
-            record.pop("best", None)
-        for record in history:
-            record["epoch"] += start
-        return previous + history
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch of training from the current weights (scikit-learn's incremental learning).
-
-        The first call (or a call on an unfitted estimator) fits one epoch from
-        scratch and must see every class (or use ``num_classes``); later calls
-        continue from ``net_`` with the fitted classes, vocabulary sizes, sequence
-        lengths and target scaling. Each call makes a fresh optimizer (its moments
-        are not kept between calls) and appends one record to ``history_``. To continue
-        a model loaded with :func:`skobject2vec.load` (SageMaker's incremental
-        training), call ``partial_fit`` or ``set_params(warm_start=True).fit``.
-
-        Parameters
-        ----------
-        X, y, sample_weight
-            As in ``fit`` (in-memory data).
-        classes : array-like or None, default=None
-            Classifier: all the classes. Checked against those seen (first call) or
-            fitted (later calls).
-
-        Returns
-        -------
-        self : object
-            The estimator, trained one more epoch.
-        """
-        if getattr(self, "net_", None) is None:
-            if classes is not None and self._task == "classification":
-                seen = np.unique(np.asarray(y))
-                if not np.array_equal(np.sort(np.asarray(classes)), seen) and self.num_classes is None:
-                    raise ValueError(f"The first partial_fit call must see every class of classes={list(classes)}"
-                                     f" (got {seen.tolist()}), or set num_classes.")
-            epochs, self.epochs = self.epochs, 1
-            try:
-                return self.fit(X, y, sample_weight=sample_weight)
-            finally:
-                self.epochs = epochs
-        if classes is not None and self._task == "classification" and not np.array_equal(
-                np.sort(np.asarray(classes)), np.asarray(self.classes_)):
-            raise ValueError(f"classes={list(classes)} differ from the fitted classes {self.classes_.tolist()}.")
-        from sklearn.utils.validation import _check_sample_weight
-
-        p = self._validated_params()
-        data, y = self._pairs(X, reset=False, y=y)
-        pairs = self._finish_pairs(data)
-        targets = self._transform_targets(y)
-        n = len(targets)
-        # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
-        p = resolve_auto(p, DataShape(n, tuple(self.max_seq_lens_)))
-        weight = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True)
-        settings = self._train_settings(dict(p, epochs=1))
-        # A fresh stream per call, reproducible for an int random_state.
-        base = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        seed = int(np.random.default_rng([base, len(self.history_)]).integers(np.iinfo(np.int32).max))
-        net = self.net_
-        batcher = self._batcher()
-        dtype = next(net.parameters()).dtype
-        epoch_data = self._epoch_data_factory(np.arange(n), targets, weight, p)
-        with torch.random.fork_rng(devices=[batcher.device.index or 0] if batcher.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            history = training.train(net, pairs, epoch_data, batcher, settings, rng=np.random.default_rng(seed),
-                                     dtype=dtype, sparse=net.config["sparse"])
-        self.history_ = self._continued_history(history)
-        self.n_epochs_ = len(self.history_)
-        return self
-
     # ------------------------------------------------------ history views
     @property
     def _loss_key(self):

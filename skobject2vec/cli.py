@@ -12,11 +12,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import sys
 from itertools import islice
 from pathlib import Path
+
+import numpy as np
+
+from . import sagemaker_env
+from ._fit import ClassTargets
+from ._version import __version__
+from .data.jsonlines import dumps, iter_numbered_records, open_text, read_records
+from .estimators import from_sagemaker_hyperparameters
+from .hyperparameters import HYPERPARAMETERS, SAGEMAKER_ONLY
+from .inference import task_of
+from .io.artifact import load
+from .parallel import fit_stream, is_main_process
+from .sagemaker_env import failure_reporting
 
 __all__ = ["main", "build_parser"]
 
@@ -92,9 +106,6 @@ def _metric_lines(prefix, scores, epoch=None):
 
 
 def cmd_train(args):
-    from . import sagemaker_env
-    from .data.jsonlines import read_records
-
     sagemaker_hps = sagemaker_env.apply_training_environment(args)  # no --train: SageMaker's container contract
     if args.model_dir is None:
         raise CLIError("--model-dir is required (or run without --train to read SageMaker's environment)")
@@ -114,7 +125,6 @@ def cmd_train(args):
         X_test, y_test = read_records(args.test, label=task)
     with sagemaker_env.EpochLines(_metric_lines, summary=epoch_lines).attached():  # printed as each epoch ends
         _fit(args, estimator, task)
-    from .parallel import is_main_process
 
     if not is_main_process():
         return 0  # every rank holds the same model; rank 0 prints the metrics and writes the one artifact
@@ -144,12 +154,9 @@ def _train_verbosity(args, hp):
 
 def _initial_estimator(args, hp, overrides):
     """A new estimator, or (a ``model`` channel) the previous artifact, warm-started."""
-    from . import from_sagemaker_hyperparameters
-
     estimator = from_sagemaker_hyperparameters(hp, **overrides)
     if getattr(args, "initial_model", None) is None:
         return estimator
-    from . import load
 
     previous = load(args.initial_model, device=overrides.get("device"))
     if type(previous) is not type(estimator):
@@ -160,9 +167,6 @@ def _initial_estimator(args, hp, overrides):
 
 
 def _fit(args, estimator, task):
-    from .data.jsonlines import read_records
-    from .parallel import fit_stream
-
     if args.streaming or Path(args.train).is_dir() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Larger than memory, a folder of shards, or data parallel under torchrun.
         fit_stream(estimator, args.train, X_val=args.validation, buffer_size=args.buffer_size)
@@ -178,17 +182,16 @@ def _fit(args, estimator, task):
 
 def test_metrics(estimator, X, y) -> dict:
     """SageMaker's test-channel metrics: accuracy + cross_entropy, or mean_squared_error."""
-    import numpy as np
-
-    if hasattr(estimator, "predict_proba"):
+    if task_of(estimator) == "classification":
+        targets = ClassTargets(estimator.classes_)
+        bad = targets.first_unknown(y)
+        if bad is not None:
+            raise CLIError(f"test record {bad}: label {_plain(y[bad])!r} is not one of the training classes "
+                           f"{estimator.classes_.tolist()}")
+        index = targets.transform(y)
         log_proba = estimator.predict_log_proba(X)
-        index = np.searchsorted(estimator.classes_, y)
-        known = (index < len(estimator.classes_)) & (estimator.classes_[np.minimum(index, len(estimator.classes_) - 1)] == y)
-        if not known.all():
-            raise CLIError(f"test record {int(np.flatnonzero(~known)[0])}: label {_plain(y[~known][0])!r} is not one of "
-                           f"the training classes {estimator.classes_.tolist()}")
         return {"cross_entropy": float(-log_proba[np.arange(len(y)), index].mean()),
-                "accuracy": float(np.mean(estimator.classes_[log_proba.argmax(1)] == y))}
+                "accuracy": float(np.mean(log_proba.argmax(1) == index))}
     return {"mean_squared_error": float(np.mean((estimator.predict(X) - y) ** 2))}
 
 
@@ -197,7 +200,6 @@ def _output(path):
     if path in (None, "-"):
         yield sys.stdout
         return
-    from .data.jsonlines import open_text
 
     # Written under a temporary name in the same folder and renamed at the end: a failure (a bad
     # record, a damaged input, Ctrl-C) leaves no partial output, and an earlier output stays intact.
@@ -223,9 +225,6 @@ def _chunks(iterator, size):
 
 def _batch_transform(args, fields, respond):
     """Stream ``--input`` in chunks of ``--batch-size`` records: memory stays bounded."""
-    from . import load
-    from .data.jsonlines import dumps, iter_numbered_records
-
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     estimator = load(args.model_dir, device=args.device)
@@ -263,8 +262,6 @@ def cmd_predict(args):
 
 
 def cmd_embed(args):
-    import numpy as np
-
     def respond(estimator, records):
         if args.side != "auto":
             records = [{args.side: r[args.side]} if args.side in r else r for r in records]
@@ -286,8 +283,6 @@ def cmd_embed(args):
 
 def _payload_bytes(mb: float) -> int:
     """``--max-payload-mb`` in bytes; inf, NaN, 0 or negative is a one-line error, not a traceback."""
-    import math
-
     if not (math.isfinite(mb) and 0 < mb <= 1024 * 1024):
         raise CLIError(f"--max-payload-mb must be a number of megabytes in (0, 1048576], got {mb!r}")
     return max(int(mb * 1024 * 1024), 1)
@@ -295,7 +290,7 @@ def _payload_bytes(mb: float) -> int:
 
 def cmd_serve(args):
     try:
-        from .serving import serve
+        from .serving import serve  # the [serve] extra (starlette, uvicorn): imported only to serve
     except ModuleNotFoundError as exc:  # the serve extra is not installed
         raise CLIError(f'serve needs the "serve" extra (missing module {exc.name!r}): '
                        f'pip install "skobject2vec[serve]"') from None
@@ -309,8 +304,6 @@ def cmd_serve(args):
 
 
 def _hyperparameter_help():
-    from .hyperparameters import HYPERPARAMETERS, SAGEMAKER_ONLY
-
     rows = [f"  {hp.name} ({hp.describe_range()}; default {hp.default!r}): {hp.doc}"
             for hp in list(HYPERPARAMETERS) + list(SAGEMAKER_ONLY.values())]
     return "hyperparameters (SageMaker names, values as strings or JSON types):\n" + "\n".join(rows)
@@ -397,8 +390,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_version(parser):
-    from ._version import __version__
-
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
 
@@ -408,8 +399,6 @@ def _plain(value):
 
 
 def _failure_reporting(args):
-    from .sagemaker_env import failure_reporting
-
     return failure_reporting(args)
 
 

@@ -38,6 +38,19 @@ def make_topic_pairs(n: int, seed=0, n_topics: int = 4, tokens_per_topic: int = 
     pairs share the topic. A dual encoder can represent this rule (each side's
     topic is in its own tokens), unlike rules about the two sides' exact tokens.
 
+    Parameters
+    ----------
+    n : int
+        Number of pairs.
+    seed : int or None, default=0
+        Seed of :func:`numpy.random.default_rng`.
+    n_topics : int, default=4
+        Number of topics.
+    tokens_per_topic : int, default=25
+        Token ids per topic (ids ``0 .. n_topics * tokens_per_topic - 1``).
+    min_len, max_len : int, default=2, 8
+        Each side holds ``min_len`` to ``max_len - 1`` tokens.
+
     Returns
     -------
     X : list of dict
@@ -59,6 +72,17 @@ def make_topic_pairs(n: int, seed=0, n_topics: int = 4, tokens_per_topic: int = 
 
 def make_score_pairs(n: int, seed=0, n_topics: int = 5, tokens_per_topic: int = 20):
     """Planted regression pairs: in0 from topic a, in1 from topic b, target a + 2 b plus N(0, 0.1) noise.
+
+    Parameters
+    ----------
+    n : int
+        Number of pairs.
+    seed : int or None, default=0
+        Seed of :func:`numpy.random.default_rng`.
+    n_topics : int, default=5
+        Number of topics.
+    tokens_per_topic : int, default=20
+        Token ids per topic.
 
     Returns
     -------

@@ -20,6 +20,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .nn.comparator import parse_comparator_list
+
 __all__ = [
     "HyperParameter",
     "HYPERPARAMETERS",
@@ -260,6 +262,16 @@ NUM_CLASSES_PARAMETER = dataclasses.replace(
     doc="Classifier: labels are then the integers 0 .. num_classes - 1 (SageMaker's convention) even if "
         "some are absent from the training data. None infers the classes (of any type) from y. Ignored "
         "by the regressor, as in SageMaker.")
+#: The estimators' ``callbacks`` (not a SageMaker hyperparameter, not in artifacts).
+CALLBACKS_PARAMETER = HyperParameter(
+    "callbacks", "callbacks", None, none_ok=True, sagemaker=False,
+    doc="Extra callbacks of the epoch loop (:mod:`skobject2vec.callbacks`), as (name, callback) pairs "
+        "or bare callbacks; one named like a default ('early_stopping', 'progress_bar', 'epoch_log') "
+        "replaces it, (name, None) turns a default off. Their parameters are settable as "
+        "callbacks__NAME__PARAM (set_params, GridSearchCV). Each fit uses clones. Not stored in artifacts.")
+#: Every parameter of the estimators, in ``__init__`` order.
+ESTIMATOR_ROWS = HYPERPARAMETERS + (NUM_CLASSES_PARAMETER, CALLBACKS_PARAMETER)
+ESTIMATOR_BY_NAME = {hp.name: hp for hp in ESTIMATOR_ROWS}
 #: MXNet plumbing that SageMaker's notebooks send; accepted and ignored.
 SAGEMAKER_IGNORED = ("_kvstore", "_num_gpus", "_num_kv_servers")
 
@@ -281,6 +293,8 @@ def _constraints(hp: HyperParameter):
         allowed = [str, tuple, list]  # parsed (and checked) by nn.comparator.parse_comparator_list
     elif hp.name == "device":
         return "no_validation"  # a str or a torch.device, checked by training.resolve_device
+    elif hp.kind == "callbacks":
+        allowed = [list, tuple]  # items checked by callbacks.resolve_callbacks
     else:  # file names
         allowed = [str, os.PathLike]
     if hp.auto:
@@ -292,8 +306,7 @@ def _constraints(hp: HyperParameter):
 
 def parameter_constraints() -> dict:
     """The estimators' ``_parameter_constraints``, generated from the table (one source)."""
-    rows = HYPERPARAMETERS + (NUM_CLASSES_PARAMETER,)
-    return {hp.name: _constraints(hp) for hp in rows}
+    return {hp.name: _constraints(hp) for hp in ESTIMATOR_ROWS}
 
 
 def _numpydoc_type(hp: HyperParameter) -> str:
@@ -303,6 +316,8 @@ def _numpydoc_type(hp: HyperParameter) -> str:
         kind = "str or tuple of str"
     elif hp.kind == "random_state":
         return "int, RandomState instance or None"
+    elif hp.kind == "callbacks":
+        return "list of (str, Callback) or None"
     elif hp.kind in ("int", "float"):
         kind = f"{hp.kind} in [{_fmt(hp.low)}, {'inf' if hp.high is None else _fmt(hp.high)}]"
     else:
@@ -315,7 +330,7 @@ def numpydoc_parameters(rows=None) -> str:
     with ``num_classes``), from the table: each parameter is described once, here."""
     import textwrap
 
-    rows = rows if rows is not None else HYPERPARAMETERS + (NUM_CLASSES_PARAMETER,)
+    rows = rows if rows is not None else ESTIMATOR_ROWS
     out = []
     for hp in rows:
         out.append(f"    {hp.name} : {_numpydoc_type(hp)}, default={hp.default!r}")
@@ -338,6 +353,11 @@ def validate_value(name: str, value: Any) -> Any:
     hp = BY_NAME.get(name) or SAGEMAKER_ONLY.get(name)
     if hp is None:
         raise ValueError(f"Unknown hyperparameter {name!r}.")
+    return _check(hp, value)
+
+
+def _check(hp: HyperParameter, value: Any) -> Any:
+    name = hp.name
     if value is None:
         if hp.none_ok:
             return None
@@ -345,8 +365,8 @@ def validate_value(name: str, value: Any) -> Any:
     if hp.auto and isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     kind = hp.kind
-    if kind == "random_state":
-        return value  # checked by sklearn.utils.check_random_state
+    if kind in ("random_state", "callbacks"):
+        return value  # checked by sklearn.utils.check_random_state / callbacks.resolve_callbacks
     if kind == "bool":
         if isinstance(value, (bool, numbers.Integral)) and value in (0, 1):
             return bool(value)
@@ -370,7 +390,6 @@ def validate_value(name: str, value: Any) -> Any:
             raise _bad(name, value, hp)
         return value.strip().lower()
     if kind == "comparator":
-        from .nn.comparator import parse_comparator_list
 
         return parse_comparator_list(value)
     if kind == "str":
@@ -381,8 +400,9 @@ def validate_value(name: str, value: Any) -> Any:
 
 
 def validate_params(params: dict) -> dict:
-    """Validate a whole ``get_params()`` dict; return the normalised values."""
-    return {name: validate_value(name, value) for name, value in params.items() if name in BY_NAME}
+    """Validate an estimator's ``get_params(deep=False)`` dict; return the normalised values."""
+    return {name: _check(ESTIMATOR_BY_NAME[name], value) for name, value in params.items()
+            if name in ESTIMATOR_BY_NAME}
 
 
 _TRUE = ("true", "1", "yes")

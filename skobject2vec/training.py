@@ -1,4 +1,4 @@
-"""The training loop and batched inference, shared by the estimators, the CLI and the server.
+"""The training loop, shared by in-memory, streamed and data-parallel fits (and so by the CLI).
 
 A training set is described by index arrays rather than copies: record ``i`` of
 an epoch pairs ``in0[left[i]]`` with ``in1[right[i]]``. Plain data has
@@ -8,22 +8,19 @@ padded straight from the stored sequences, to that batch's longest record.
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .callbacks import Callback, resolve_callbacks
 from .data.batching import PairData, batch_indices, inference_batches
+from .inference import INFERENCE_BATCH_SIZE
 
 logger = logging.getLogger("skobject2vec")
-
-#: Records per forward pass at predict/transform time: bounds memory for any n.
-INFERENCE_BATCH_SIZE = 1024
 
 SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")
 
@@ -207,8 +204,8 @@ def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, setting
 
 
 def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSettings, *, rng: np.random.Generator,
-          dtype, sparse: bool, validation=None):
-    """Train ``net`` in place.
+          dtype, sparse: bool, validation=None, callbacks=None):
+    """Train ``net`` in place on in-memory pairs.
 
     Parameters
     ----------
@@ -217,6 +214,8 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
         sampling draws fresh negatives here).
     validation : (PairData, EpochData) or None
         Held-out records for early stopping; the best weights are restored.
+    callbacks : list of Callback or None
+        The fit's callbacks (:func:`skobject2vec.callbacks.resolve_callbacks`); None: the defaults.
 
     Returns
     -------
@@ -232,128 +231,108 @@ def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSet
         def validate():
             return evaluate(net, *validation, batcher, settings, dtype)
 
-    return run_epochs(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate)
+    return run_epochs(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate,
+                      callbacks=callbacks)
+
+
+def _identity(values):
+    return values
+
+
+@dataclass
+class Loop:
+    """The state of a running fit that callbacks see and may change (``stop``)."""
+
+    net: torch.nn.Module
+    optimizers: list
+    settings: TrainSettings
+    metric: str  #: the loss's SageMaker name: "cross_entropy" or "mean_squared_error"
+    main_process: bool = True
+    history: list = field(default_factory=list)
+    stop: bool = False
+
+
+def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
+    """One epoch's optimisation steps; the weighted loss sum and weight sum (floats)."""
+    task = loop.settings.task
+    # Running sums stay on the device: no host synchronisation per step unless a bar shows them.
+    running = seen = None
+    show = any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
+    for inputs, target, weight in batches:
+        for opt in loop.optimizers:
+            opt.zero_grad(set_to_none=True)
+        if embedding_l2 > 0:
+            outputs, penalty = loop.net(*inputs, with_row_penalty=True)
+            loss = _loss(outputs, target, weight, task)
+            objective = loss + embedding_l2 * _weighted_mean(penalty, weight)
+        else:
+            loss = objective = _loss(loop.net(*inputs), target, weight, task)
+        objective.backward()
+        for opt in loop.optimizers:
+            opt.step()
+        batch_weight = weight.detach().sum()
+        weighted = loss.detach() * batch_weight
+        running = weighted if running is None else running + weighted
+        seen = batch_weight if seen is None else seen + batch_weight
+        if show:
+            mean = float(running) / max(float(seen), 1e-12) if loop.settings.verbose else None
+            for c in callbacks:
+                c.on_batch_end(loop, mean)
+    return (0.0, 0.0) if running is None else (float(running), float(seen))
 
 
 def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate=None,
-               reduce_sums=None, main_process: bool = True):
+               reduce_sums=_identity, main_process: bool = True, callbacks=None):
     """The epoch loop shared by in-memory, streamed and data-parallel training.
+
+    The loop runs the batches and computes each epoch's metrics; early stopping,
+    progress bars, log lines, schedules and checkpoints are callbacks
+    (:mod:`skobject2vec.callbacks`).
 
     Parameters
     ----------
     epoch_batches : callable
         ``epoch_batches(epoch)`` -> iterable of ``(inputs, target, weight)`` training batches.
     validate : callable or None
-        ``validate()`` -> validation scores (:func:`evaluation_scores`); early stopping
-        watches them and the best epoch's weights are restored.
-    reduce_sums : callable or None
-        Data parallel: sums a small float64 array across ranks, so the train metric
-        covers every rank's records. ``validate`` must return reduced scores, so that
-        all ranks take the same early-stopping decision.
+        ``validate()`` -> validation scores (:func:`evaluation_scores`), which go into
+        the epoch's history record (early stopping watches them).
+    reduce_sums : callable
+        The data-parallel hook: sums a small float64 array across ranks, so the train
+        metric covers every rank's records (identity in one process). ``validate`` must
+        return reduced scores, so that all ranks take the same early-stopping decision.
     main_process : bool
-        Only the main process prints per-epoch lines.
+        Only the main process shows bars and prints lines.
+    callbacks : list of Callback or None
+        None: :func:`~skobject2vec.callbacks.default_callbacks` of ``settings``.
     """
-    from tqdm.auto import tqdm
-
-    optimizers = make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse)
-    metric = "cross_entropy" if settings.task == "classification" else "mean_squared_error"
-    history, best_state, best_epoch, stale = [], None, None, 0
-    best_loss = reference = math.inf
+    if callbacks is None:
+        callbacks = resolve_callbacks(None, settings)
+    loop = Loop(net, make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse),
+                settings, "cross_entropy" if settings.task == "classification" else "mean_squared_error",
+                main_process)
+    for c in callbacks:
+        c.on_train_begin(loop)
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
         net.train()
-        # Running sums stay on the device: no host synchronisation per step unless a bar shows them.
-        running = seen = None
         batches = epoch_batches(epoch)
-        # verbose=1 keeps each finished bar (with the validation metrics) as the epoch's line;
-        # verbose=2 prints a line instead. The bar is updated by hand, because iterating a
-        # bar closes it before the validation metrics are known.
-        bar = tqdm(total=len(batches) if hasattr(batches, "__len__") else None,
-                   desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=settings.verbose == 1,
-                   disable=settings.verbose < 1 or not main_process, dynamic_ncols=True)
-        for inputs, target, weight in batches:
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            if settings.embedding_l2 > 0:
-                outputs, penalty = net(*inputs, with_row_penalty=True)
-                loss = _loss(outputs, target, weight, settings.task)
-                objective = loss + settings.embedding_l2 * _weighted_mean(penalty, weight)
-            else:
-                loss = objective = _loss(net(*inputs), target, weight, settings.task)
-            objective.backward()
-            for opt in optimizers:
-                opt.step()
-            batch_weight = weight.detach().sum()
-            weighted = loss.detach() * batch_weight
-            running = weighted if running is None else running + weighted
-            seen = batch_weight if seen is None else seen + batch_weight
-            if settings.verbose:
-                bar.set_postfix(loss=f"{float(running) / max(float(seen), 1e-12):.4f}", refresh=False)
-            bar.update()
-        running, seen = (0.0, 0.0) if running is None else (float(running), float(seen))
-        if reduce_sums is not None:
-            running, seen = (float(v) for v in reduce_sums(np.array([running, seen])))
-        train_loss = running / max(seen, 1e-12)
-        record = {"epoch": epoch, f"train:{metric}": train_loss * (settings.target_scale ** 2
-                                                                      if settings.task == "regression" else 1.0)}
+        for c in callbacks:
+            c.on_epoch_begin(loop, epoch, len(batches) if hasattr(batches, "__len__") else None)
+        running, seen = (float(v) for v in reduce_sums(np.array(_run_batches(loop, batches, callbacks,
+                                                                             settings.embedding_l2))))
+        scale = settings.target_scale ** 2 if settings.task == "regression" else 1.0
+        record = {"epoch": epoch, f"train:{loop.metric}": running / max(seen, 1e-12) * scale}
         if validate is not None:
-            scores = validate()
-            record.update({f"validation:{k}": v for k, v in scores.items()})
-            val_loss = scores[metric]
-            if val_loss < best_loss:  # keep the best weights, as SageMaker keeps the best model
-                best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
-            if val_loss < reference - settings.tolerance:
-                reference, stale = val_loss, 0
-            else:
-                stale += 1
+            record.update({f"validation:{k}": v for k, v in validate().items()})
         record["seconds"] = time.perf_counter() - started
-        history.append(record)
-        if settings.verbose and validate is not None:
-            bar.set_postfix(loss=f"{train_loss:.4f}", **{f"val_{k}": f"{v:.4f}" for k, v in scores.items()})
-        bar.close()
-        message = "epoch %d/%d " % (epoch, settings.epochs) + " ".join(
-            f"{k}={v:.6g}" for k, v in record.items() if k not in ("epoch",))
-        logger.info(message, extra={"epoch_record": record, "main_process": main_process})  # live CLI lines
-        if settings.verbose > 1 and main_process:
-            print(message, flush=True)
-        if validate is not None and stale >= settings.patience:
-            logger.info("early stopping after epoch %d: no improvement of validation:%s by %g for %d epochs",
-                        epoch, metric, settings.tolerance, settings.patience)
+        loop.history.append(record)
+        for c in callbacks:
+            c.on_epoch_end(loop, record)
+        if loop.stop:
             break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-        for record in history:
-            record["best"] = record["epoch"] == best_epoch
-    for opt in optimizers:  # the last step's gradients (a dense vocab x dim table each) must not outlive fit
+    for c in callbacks:
+        c.on_train_end(loop)
+    for opt in loop.optimizers:  # the last step's gradients (a dense vocab x dim table each) must not outlive fit
         opt.zero_grad(set_to_none=True)
     net.eval()
-    return history
-
-
-def predict_outputs(net, pairs: PairData, batcher: Batcher, task: str) -> np.ndarray:
-    """Class log-probabilities (n, k) or scores (n,), float64, in bounded-size batches."""
-    net.eval()
-    n = len(pairs)
-    lengths = np.maximum(pairs.in0.lengths, pairs.in1.lengths)
-    out = None
-    with torch.inference_mode():
-        for index in inference_batches(lengths, INFERENCE_BATCH_SIZE):
-            raw = net(*batcher.pair(pairs, index)).double()
-            raw = torch.log_softmax(raw, dim=1) if task == "classification" else raw[:, 0]
-            raw = raw.cpu().numpy()
-            if out is None:
-                out = np.empty((n,) + raw.shape[1:], dtype=np.float64)
-            out[index] = raw
-    return out
-
-
-def embed(net, ragged, side: int, batcher: Batcher) -> np.ndarray:
-    """Encoder outputs (n, enc_dim) for one side, in the network's dtype, in bounded-size batches."""
-    net.eval()
-    dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
-    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=dtype)
-    with torch.inference_mode():
-        for index in inference_batches(ragged.lengths, INFERENCE_BATCH_SIZE):
-            ids, lengths = batcher.side(ragged, index, side)
-            out[index] = net.encode(side, ids, lengths).cpu().numpy()
-    return out
+    return loop.history

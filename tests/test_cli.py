@@ -116,6 +116,7 @@ def test_predict_errors(tmp_path, capsys, channels):
     assert "is not a skobject2vec model folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_help_lists_every_option(tmp_path):
     out = subprocess.run([sys.executable, "-m", "skobject2vec", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

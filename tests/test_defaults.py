@@ -42,6 +42,7 @@ def test_sagemaker_defaults_have_no_auto_left():
     assert BY_NAME["optimizer"].default == "auto"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
 def test_every_encoder_learns_a_planted_rule_with_defaults(network):
     X, y = make_topic_pairs(1400, seed=5)

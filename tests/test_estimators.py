@@ -17,7 +17,7 @@ from support import FAST
 
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
-from skobject2vec import training
+from skobject2vec import inference, training
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_predict_works_in_bounded_batches(fitted_classifier, monkeypatch):
         seen.append(len(left))
         return original(self, pairs, left, right)
 
-    monkeypatch.setattr(training, "INFERENCE_BATCH_SIZE", 64)
+    monkeypatch.setattr(inference, "INFERENCE_BATCH_SIZE", 64)
     monkeypatch.setattr(training.Batcher, "pair", spy)
     np.testing.assert_allclose(fitted_classifier.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
     assert max(seen) == 64 and sum(seen) == 250
@@ -208,6 +208,7 @@ def test_clone_is_unfitted_with_equal_params(fitted_classifier):
     assert not hasattr(copy, "net_")
 
 
+@pytest.mark.slow
 def test_grid_search_over_records_in_parallel(topic_data):
     X, y, _, _ = topic_data
     grid = GridSearchCV(Object2VecClassifier(**dict(FAST, epochs=5)),

@@ -163,6 +163,7 @@ def test_bad_test_channel_is_found_before_training(tmp_path, capsys):
     assert time.perf_counter() - start < 30
 
 
+@pytest.mark.slow
 def test_test_metric_failure_keeps_the_saved_model(tmp_path, capsys):
     X, y = make_topic_pairs(60)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
@@ -212,6 +213,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_killed_saves_never_lose_the_model(fitted, tmp_path):
     clf, _ = fitted
     target = tmp_path / "model"

@@ -105,6 +105,7 @@ def test_no_failure_file_outside_sagemaker_mode(tmp_path, monkeypatch):
     assert not (tmp_path / "output").exists()
 
 
+@pytest.mark.slow
 def test_metric_lines_appear_as_each_epoch_ends(tmp_path):
     """A scraper reading the log as it grows sees epoch 1's line before epoch 2 has ended."""
     X, y = make_topic_pairs(400, seed=1)

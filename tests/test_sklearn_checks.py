@@ -6,6 +6,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
+
 # hcnn: the regressor check needs a position-aware encoder (see docs: R^2 > 0.5 on
 # one informative column). float64 makes batch-1 and batch-20 predictions identical.
 # No dropout: the sample-weight checks compare two fits whose batches differ.

@@ -28,6 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from .._fit import MAX_SEQ_LEN
+from .._version import __version__
+from ..nn.model import Object2VecNet
+from ..text import TextPairTokenizer
+from ..training import resolve_device
 
 FORMAT = "skobject2vec"
 FORMAT_VERSION = 1
@@ -37,9 +47,22 @@ WEIGHTS_FILE = "model.safetensors"
 __all__ = ["save", "load", "CONFIG_FILE", "WEIGHTS_FILE"]
 
 
+#: The estimator classes an artifact may name. They register themselves
+#: (:func:`register_estimator`), so this module does not import the estimators.
+ESTIMATOR_CLASSES: dict[str, type] = {}
+
+
+def register_estimator(cls):
+    """Class decorator: artifacts naming ``cls.__name__`` load as ``cls``."""
+    ESTIMATOR_CLASSES[cls.__name__] = cls
+    return cls
+
+
 def _json_param(name, value):
     if name == "random_state" and not (value is None or isinstance(value, (int, np.integer))):
         return None  # a RandomState instance cannot be stored; the fit is done anyway
+    if name == "callbacks":
+        return None  # training-time objects (documented): the fitted model does not need them
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, np.generic):
@@ -84,9 +107,6 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
     ending in an Object2Vec estimator: the steps are stored as JSON and
     :func:`load` returns the Pipeline. ``extras`` is stored in the config (JSON).
     """
-    from sklearn.utils.validation import check_is_fitted
-    from safetensors.torch import save_file
-
     pipeline, estimator = _pipeline_spec(estimator)
     check_is_fitted(estimator, "net_")
     path = Path(path)
@@ -103,14 +123,12 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
         fitted["y_mean"], fitted["y_scale"] = float(estimator.y_mean_), float(estimator.y_scale_)
     if hasattr(estimator, "n_features_in_"):
         fitted["n_features_in"] = int(estimator.n_features_in_)
-    from .._version import __version__
-
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "estimator": type(estimator).__name__,
-        "params": {k: _json_param(k, v) for k, v in estimator.get_params().items()},
+        "params": {k: _json_param(k, v) for k, v in estimator.get_params(deep=False).items()},
         "fitted": fitted,
         "network": net.config,
         "dtype": str(next(net.parameters()).dtype).replace("torch.", ""),
@@ -171,8 +189,6 @@ def _check_target(path: Path, overwrite: bool) -> bool:
 
 def _write_in_place(path: Path, state: dict, text: str) -> None:
     """overwrite=True into a foreign folder: each of our files atomically; nothing else is touched."""
-    from safetensors.torch import save_file
-
     for name, write in ((WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": FORMAT})),
                         (CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))):
         temporary = path / f".{name}.staging-{os.getpid()}"
@@ -294,10 +310,9 @@ def read_config(path) -> dict:
 
 
 # ------------------------------------------------------------------ artifact checks
-_ESTIMATORS = ("Object2VecClassifier", "Object2VecRegressor")
 _DTYPES = ("float32", "float64")
 _MAX_VOCAB = 2 ** 31 - 1
-_MAX_SEQ_LEN = 5000
+
 
 
 class _Checker:
@@ -342,15 +357,13 @@ def check_artifact(path, config: dict) -> dict:
     Nothing is allocated: the network is built on PyTorch's ``meta`` device and the
     safetensors header is read without the data. Raises ValueError naming the file and field.
     """
-    from safetensors import SafetensorError, safe_open
 
-    from ..nn.model import Object2VecNet
 
     path = Path(path)
     c = _Checker(path)
     estimator = c.get(config, "estimator", (str,), "estimator")
-    if estimator not in _ESTIMATORS:
-        c.fail(CONFIG_FILE, "estimator", f"expected one of {list(_ESTIMATORS)}, got {estimator!r:.60}")
+    if estimator not in ESTIMATOR_CLASSES:
+        c.fail(CONFIG_FILE, "estimator", f"expected one of {sorted(ESTIMATOR_CLASSES)}, got {estimator!r:.60}")
     params = c.get(config, "params", (dict,), "params")
     fitted = c.get(config, "fitted", (dict,), "fitted")
     network = c.get(config, "network", (dict,), "network")
@@ -360,7 +373,7 @@ def check_artifact(path, config: dict) -> dict:
     if params.get("dtype", dtype) != dtype:
         c.fail(CONFIG_FILE, "dtype", f"{dtype!r} differs from params.dtype {params.get('dtype')!r:.40}")
     vocab = c.int_pair(fitted, "vocab_sizes", "fitted.vocab_sizes", 1, _MAX_VOCAB)
-    c.int_pair(fitted, "max_seq_lens", "fitted.max_seq_lens", 1, _MAX_SEQ_LEN)
+    c.int_pair(fitted, "max_seq_lens", "fitted.max_seq_lens", 1, MAX_SEQ_LEN)
     c.get(fitted, "history", (list,), "fitted.history")
     c.integer(c.get(fitted, "n_epochs", (int,), "fitted.n_epochs"), "fitted.n_epochs", 0, 2 ** 31)
     net_vocab = c.int_pair(network, "vocab_sizes", "network.vocab_sizes", 1, _MAX_VOCAB)
@@ -432,19 +445,12 @@ def load(path, device: str | None = None):
         Fitted; the artifact's ``extras`` are in ``estimator.artifact_extras_``. A
         Pipeline when a Pipeline was saved.
     """
-    from safetensors.torch import load_file
-
-    from .. import estimators
-    from ..nn.model import Object2VecNet
-    from ..training import resolve_device
-
     path = Path(path)
     config = read_config(path)
     check_artifact(path, config)  # before anything is built or allocated
-    cls = {"Object2VecClassifier": estimators.Object2VecClassifier,
-           "Object2VecRegressor": estimators.Object2VecRegressor}[config["estimator"]]
+    cls = ESTIMATOR_CLASSES[config["estimator"]]
     params = dict(config["params"])
-    unknown = sorted(set(params) - set(cls().get_params()))
+    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
     if unknown:
         raise ValueError(f"{path / CONFIG_FILE}: params: unknown parameter {unknown[0]!r:.60}; the artifact is "
                          f"damaged or was written by a newer version; refusing to load it.")
@@ -488,15 +494,11 @@ def load(path, device: str | None = None):
 
 def _safe_steps() -> dict:
     """Pipeline steps an artifact may hold: rebuilt from JSON, never imported by name."""
-    from ..text import TextPairTokenizer
-
     return {"TextPairTokenizer": TextPairTokenizer}
 
 
 def _pipeline_spec(estimator):
     """``(spec, final estimator)``: the JSON of a Pipeline's leading steps, or ``(None, estimator)``."""
-    from sklearn.pipeline import Pipeline
-
     if not isinstance(estimator, Pipeline):
         return None, estimator
     allowed = _safe_steps()
@@ -533,8 +535,6 @@ def check_token_pattern(pattern, where: str) -> None:
 
 
 def _rebuild_pipeline(spec: dict, estimator):
-    from sklearn.pipeline import Pipeline
-
     allowed = _safe_steps()
     steps = []
     for step in spec["steps"]:

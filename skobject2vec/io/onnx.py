@@ -42,6 +42,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .._validation import records_to_pairs
+from ..inference import OutputSpec, postprocess
 from ..nn.encoders import BiLSTMEncoder
 
 __all__ = ["to_onnx", "onnx_inputs", "PARTS"]
@@ -112,20 +113,16 @@ class _Side(nn.Module):
 
 
 class _PairModel(nn.Module):
-    def __init__(self, net, sides, task: str, y_mean: float, y_scale: float):
+    def __init__(self, net, sides, spec: OutputSpec):
         super().__init__()
         self.side0, self.side1 = sides
         self.comparator, self.mlp, self.output = net.comparator, net.mlp, net.output
-        self.task = task
-        self.y_mean, self.y_scale = float(y_mean), float(y_scale)
+        self.spec = spec
 
     def forward(self, in0_ids, in0_lengths, in1_ids, in1_lengths):
         e0 = self.side0(in0_ids, in0_lengths)
         e1 = self.side1(in1_ids, in1_lengths)
-        raw = self.output(self.mlp(self.comparator(e0, e1)))
-        if self.task == "classification":
-            return torch.softmax(raw, dim=1)
-        return raw[:, 0] * self.y_scale + self.y_mean
+        return postprocess(self.output(self.mlp(self.comparator(e0, e1))), self.spec)  # as predict_proba / predict
 
 
 def _export_module(estimator, part: str):
@@ -133,10 +130,9 @@ def _export_module(estimator, part: str):
     net = copy.deepcopy(estimator.net_).cpu().eval()
     sides = [_Side(net, i, estimator.vocab_sizes_[i], estimator.max_seq_lens_[i]) for i in (0, 1)]
     if part == "model":
-        task = "classification" if hasattr(estimator, "classes_") else "regression"
-        module = _PairModel(net, sides, task, getattr(estimator, "y_mean_", 0.0), getattr(estimator, "y_scale_", 1.0))
+        spec = OutputSpec.of(estimator)
         names = ["in0_ids", "in0_lengths", "in1_ids", "in1_lengths"]
-        return module, names, "probabilities" if task == "classification" else "score"
+        return _PairModel(net, sides, spec), names, "probabilities" if spec.task == "classification" else "score"
     side = int(part[-1])
     return sides[side].eval(), [f"in{side}_ids", f"in{side}_lengths"], "embeddings"
 

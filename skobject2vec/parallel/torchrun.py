@@ -24,18 +24,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from .. import _fit as plan_fit
 from .. import training
-from .._auto import DataShape, resolve_auto
+from ..callbacks import resolve_callbacks
+from ..hyperparameters import validate_params
+from ..inference import INFERENCE_BATCH_SIZE, task_of
 from ..data.streaming import (DEFAULT_BUFFER_SIZE, StreamStats, chunk_size, chunks, is_stream_source, list_shards,
                              rank_records, scan, shuffle_buffer)
 
-__all__ = ["fit_stream", "is_main_process", "rank_batch_size"]
+__all__ = ["fit_stream", "train_stream", "is_main_process", "rank_batch_size"]
 
 logger = logging.getLogger("skobject2vec")
 
 #: Records per chunk when evaluating a streamed validation set.
-_EVAL_CHUNK = 8 * training.INFERENCE_BATCH_SIZE
+_EVAL_CHUNK = 8 * INFERENCE_BATCH_SIZE
 #: Streamed classification labels are ids 0..k-1 (SageMaker); this bounds the count vector.
 _MAX_LABEL = 100_000
 
@@ -121,22 +125,10 @@ def _check_vocab(stats: StreamStats, sides, name: str):
     """Given vocabulary sizes must exceed every id; all ranks fail together (none waits in a collective)."""
     for side, s in enumerate(sides):
         top = stats.global_max_ids[side]
-        if s["vocab_size"] is not None and top >= s["vocab_size"]:
+        if s.vocab_size is not None and top >= s.vocab_size:
             where = stats.max_id_where[side] if stats.max_ids[side] == top else "a record of another rank"
             raise ValueError(f"{name}: {where}, field 'in{side}': token id {top} is not less than "
-                             f"vocab_size={s['vocab_size']} (enc{side}_vocab_size).")
-
-
-def _fit_stream_targets(estimator, stats: StreamStats, p):
-    """Set ``classes_`` (or ``y_mean_``/``y_scale_``) from the pre-pass, as ``fit`` does from ``y``."""
-    if estimator._task == "classification":
-        labels = np.array(sorted(stats.label_counts), dtype=np.int64)
-        encoded = estimator._fit_targets(labels, p)
-        estimator._check_enough_targets(encoded, np.ones(len(labels)), p)
-        return
-    mean = stats.label_sum / stats.n_records
-    variance = max(stats.label_sum_sq / stats.n_records - mean ** 2, 0.0)
-    estimator.y_mean_, estimator.y_scale_ = mean, (float(np.sqrt(variance)) or 1.0)
+                             f"vocab_size={s.vocab_size} (enc{side}_vocab_size).")
 
 
 def _in_lockstep(batches, ranks: _Ranks):
@@ -181,14 +173,18 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
     ``estimator.fit(path)`` calls this. Memory holds the shuffle buffer and one
     chunk, whatever the size of the data. Under torchrun (``WORLD_SIZE`` > 1) the
     fit is data parallel; every rank returns the same fitted estimator, and only
-    :func:`is_main_process` should save it.
+    :func:`is_main_process` should save it. A fit that fails leaves the
+    estimator's previous fitted state as it was.
 
     Parameters
     ----------
     estimator : Object2VecClassifier or Object2VecRegressor
+        The estimator to fit (its parameters say what to train).
     X : str or Path
         JSON Lines records with a ``label`` field; plain or gzip; a folder is read
         as its ``*.jsonl``/``*.json`` (``.gz``) shards in name order.
+    y, sample_weight, y_val, sample_weight_val : None
+        Must be None: labels are read from the records, and records weigh 1.
     X_val : str or Path, optional
         Validation records (same format), streamed for the validation metrics and
         early stopping.
@@ -202,11 +198,6 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
         Fitted. Vocabulary sizes, maximum lengths and the classes (or the target's
         mean and scale) come from one streaming pre-pass over ``X``.
     """
-    from sklearn.utils import check_random_state
-    from ..estimators import _MAX_SEQ_LEN
-    from ..data.batching import PairData, Ragged
-    from ..nn.model import Object2VecNet
-
     name = type(estimator).__name__
     if y is not None or sample_weight is not None or y_val is not None or sample_weight_val is not None:
         raise ValueError(f"{name}.fit(path): labels are read from each record's 'label' field and records weigh "
@@ -216,97 +207,87 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
                          f"{type(X_val).__name__}.")
     if int(buffer_size) < 1:
         raise ValueError(f"buffer_size must be a positive number of records, got {buffer_size!r}.")
-    p = estimator._validated_params()
+    params = estimator.get_params(deep=False)
+    with plan_fit.fitted_state_restored_on_error(estimator):
+        result = train_stream(task_of(estimator), validate_params(params), X, X_val, name=name,
+                              device=params["device"], random_state=params["random_state"],
+                              callbacks=params["callbacks"], buffer_size=int(buffer_size))
+        return plan_fit.apply_result(estimator, result, from_records=True)
+
+
+def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random_state, callbacks=None,
+                 buffer_size: int = DEFAULT_BUFFER_SIZE) -> plan_fit.FitResult:
+    """Plan, build and train from streamed records (the body of :func:`fit_stream`); nothing is set on an estimator."""
     if p["validation_fraction"] not in (None, 0, "auto"):
         raise ValueError(f"{name}.fit(path): validation_fraction needs in-memory data; pass X_val=<path to "
                          f"validation records> instead.")
-    if estimator._task == "regression" and p["negative_sampling_rate"] > 0:
-        raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only.")
-    label = "classification" if estimator._task == "classification" else "regression"
     shards = list_shards(X)
     val_shards = list_shards(X_val) if X_val is not None else None
-    ranks = _Ranks.join(estimator.device)
+    ranks = _Ranks.join(device)
     try:
-        stats = _reduced_scan(shards, label, ranks, str(X))
-        _fit_stream_targets(estimator, stats, p)
-        p = resolve_auto(p, DataShape(stats.n_records, tuple(int(n) for n in stats.max_lens), streamed=True))
-        sides = estimator._encoder_settings(p)
-        _check_vocab(stats, sides, name)
-        top = PairData(*(Ragged(np.array([v]), np.array([0, 1])) for v in stats.global_max_ids))
-        vocab = estimator._resolve_vocab(top, sides, np.ones(1), p["tied_token_embedding_weight"])
-        max_lens = tuple(int(s["max_seq_len"]) if s["max_seq_len"] is not None
-                         else int(min(max(length, 1), _MAX_SEQ_LEN)) for s, length in zip(sides, stats.max_lens))
-        seed = int(check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max))
-        dtype = torch.float64 if p["dtype"] == "float64" else torch.float32
-        config = estimator._network_config(p, sides, vocab)
-        if config["sparse"] and ranks.backend == "nccl":
+        stats = _reduced_scan(shards, task, ranks, str(X))
+        targets = plan_fit.targets_from_counts(task, p, label_counts=stats.label_counts, n=stats.n_records,
+                                               label_sum=stats.label_sum, label_sum_sq=stats.label_sum_sq)
+        summary = plan_fit.DataSummary(stats.n_records, tuple(int(n) for n in stats.max_lens),
+                                       tuple(stats.global_max_ids), streamed=True)
+        plan = plan_fit.make_plan(task, p, summary, targets, random_state=random_state, name=name)
+        _check_vocab(stats, plan.sides, name)
+        if plan.config["sparse"] and ranks.backend == "nccl":
             message = ("token_embedding_storage_type='row_sparse': NCCL cannot all-reduce sparse gradients, "
                        "so this data-parallel fit uses dense token gradients.")
             logger.warning(message)
             warnings.warn(message, UserWarning)
-            config["sparse"] = False
-        settings = estimator._train_settings(p)
+            plan = dataclasses.replace(plan, config=dict(plan.config, sparse=False))
+        settings = plan.settings
         if ranks.world_size > 1:
             settings = dataclasses.replace(
                 settings, batch_size=rank_batch_size(settings.batch_size, ranks.rank, ranks.world_size))
-        batcher = training.Batcher(max_lens, vocab, ranks.device)
-        rng = np.random.default_rng([seed, ranks.rank])  # each rank its own stream, all fixed by the seed
-        size = chunk_size(settings.batch_size, int(buffer_size))
+        batcher = training.Batcher(plan.max_lens, plan.vocab_sizes, ranks.device)
+        rng = np.random.default_rng([plan.seed, ranks.rank])  # each rank its own stream, all fixed by the seed
+        size = chunk_size(settings.batch_size, buffer_size)
+        negatives = (plan.params["negative_sampling_rate"], getattr(targets, "negative_index", None))
 
         def epoch_batches(epoch):
-            records = shuffle_buffer(rank_records(shards, label=label, rank=ranks.rank,
-                                                  world_size=ranks.world_size), int(buffer_size), rng)
-            batches = _chunk_batches(estimator, chunks(records, size, estimator._transform_targets), p, epoch,
-                                     batcher, settings, rng, dtype)
+            records = shuffle_buffer(rank_records(shards, label=task, rank=ranks.rank,
+                                                  world_size=ranks.world_size), buffer_size, rng)
+            batches = _chunk_batches(chunks(records, size, targets.transform), negatives, epoch, batcher,
+                                     settings, rng, plan.dtype)
             return batches if ranks.world_size == 1 else _in_lockstep(batches, ranks)
 
         validate = None
         if val_shards is not None:
             def validate():
                 sums = np.zeros(3)
-                records = rank_records(val_shards, label=label, rank=ranks.rank, world_size=ranks.world_size)
-                for pairs, targets in chunks(records, _EVAL_CHUNK, estimator._transform_targets):
-                    index = np.arange(len(targets))
-                    data = training.EpochData(index, index, targets, np.ones(len(targets)))
+                records = rank_records(val_shards, label=task, rank=ranks.rank, world_size=ranks.world_size)
+                for pairs, val_targets in chunks(records, _EVAL_CHUNK, targets.transform):
+                    index = np.arange(len(val_targets))
+                    data = training.EpochData(index, index, val_targets, np.ones(len(val_targets)))
                     sums += training.evaluation_sums(
-                        net, training.evaluation_batches(pairs, data, batcher, settings.task, dtype), settings)
+                        net, training.evaluation_batches(pairs, data, batcher, settings.task, plan.dtype), settings)
                 return training.evaluation_scores(ranks.reduce(sums), settings)
 
-        fork_devices = [ranks.device.index or 0] if ranks.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)  # the same initial weights on every rank
-            net = Object2VecNet(config)
-            estimator._load_pretrained(net, sides)
-            net.to(device=ranks.device, dtype=dtype)
-            torch.manual_seed(seed + ranks.rank)  # but each rank its own dropout masks
+        with plan_fit.seeded(plan.seed, ranks.device):  # the same initial weights on every rank
+            net = plan_fit.build_network(plan, ranks.device)
+            torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
             model = net
             if ranks.world_size > 1:
-                from torch.nn.parallel import DistributedDataParallel
-
                 model = DistributedDataParallel(
                     net, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
-            history = training.run_epochs(model, epoch_batches, settings, dtype=dtype, sparse=config["sparse"],
-                                          validate=validate, main_process=ranks.rank == 0,
-                                          reduce_sums=ranks.reduce if ranks.world_size > 1 else None)
+            history = training.run_epochs(model, epoch_batches, settings, dtype=plan.dtype,
+                                          sparse=plan.config["sparse"], validate=validate,
+                                          main_process=ranks.rank == 0, callbacks=resolve_callbacks(callbacks, settings),
+                                          reduce_sums=ranks.reduce)
     finally:
         ranks.leave()
-    for attr in ("n_features_in_", "feature_names_in_"):  # records from a file have no feature columns
-        if hasattr(estimator, attr):
-            delattr(estimator, attr)
-    estimator.net_ = net
-    estimator.vocab_sizes_ = vocab
-    estimator.max_seq_lens_ = max_lens
-    estimator.history_ = history
-    estimator.n_epochs_ = len(history)
-    estimator.n_records_ = stats.n_records
-    return estimator
+    return plan_fit.FitResult(net, plan.vocab_sizes, plan.max_lens, history, targets, n_records=stats.n_records)
 
 
-def _chunk_batches(estimator, chunk_iter, p, epoch, batcher, settings, rng, dtype):
+def _chunk_batches(chunk_iter, negatives, epoch, batcher, settings, rng, dtype):
     """Mini-batches of streamed chunks: in-memory batching, bucketing and negatives within each chunk."""
+    rate, negative_index = negatives
     for pairs, targets in chunk_iter:
         n = len(targets)
         index = np.arange(n)
-        make_data = estimator._epoch_data_factory(index, targets, np.ones(n), p)
+        make_data = plan_fit.epoch_data_factory(index, targets, np.ones(n), rate, negative_index)
         data = make_data(epoch, rng) if n >= 2 else training.EpochData(index, index, targets, np.ones(n))
         yield from training.training_batches(pairs, data, batcher, settings, rng=rng, dtype=dtype)

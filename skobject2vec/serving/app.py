@@ -27,6 +27,7 @@ from .guard import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S
 from .protocol import (JSON, PayloadError, error_body, iter_response, parse_body, request_format,
                        response_media_type, write_response)
 from .runner import ModelRunner, preferred_mode_from_env
+from ..io.artifact import load, read_config
 
 __all__ = ["create_app", "app_from_env", "serve", "default_model_dir", "check_serve_options",
            "DEFAULT_MAX_PAYLOAD_BYTES", "DEFAULT_MAX_REPLY_VALUES", "DEFAULT_READ_TIMEOUT_S",
@@ -154,7 +155,6 @@ def create_app(model_dir=None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTE
     -------
     app : starlette.applications.Starlette
     """
-    from .. import load
 
     check_serve_options(max_payload_bytes=max_payload_bytes, max_reply_values=max_reply_values)
     model_dir = Path(model_dir if model_dir is not None else default_model_dir())
@@ -268,7 +268,6 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
     """
     import uvicorn
 
-    from ..io.artifact import read_config
 
     check_serve_options(port=port, workers=workers, max_payload_bytes=max_payload_bytes,
                         max_reply_values=max_reply_values, read_timeout_s=read_timeout_s,

@@ -71,7 +71,7 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skobject2vec-inference")
         self._receiving = 0
-        #: Batch sizes (records) of recent forward passes, for tests and logs.
+        #: Forward passes run and records they held, so far (for tests and logs).
         self.batches_run = 0
         self.records_run = 0
 

@@ -15,9 +15,9 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from sklearn.base import is_classifier
 
 from .. import training
+from ..inference import OutputSpec, embed, predict_outputs, task_of
 from ..data.batching import PairData, Ragged
 
 __all__ = ["ModelRunner", "preferred_mode_from_env", "PREFERRED_MODES"]
@@ -58,7 +58,8 @@ class ModelRunner:
         self.estimator = estimator
         self.net = estimator.net_.eval()
         self.device = next(self.net.parameters()).device
-        self.task = "classification" if is_classifier(estimator) else "regression"
+        self.task = task_of(estimator)
+        self.spec = OutputSpec.of(estimator)
         self.max_lens = tuple(int(n) for n in estimator.max_seq_lens_)
         self.preferred_mode = preferred_mode
         self._batcher = lru_cache(maxsize=64)(self._make_batcher)
@@ -83,11 +84,10 @@ class ModelRunner:
         batcher = self._batcher(tuple(max_lens))
         with torch.inference_mode():
             if side is not None:
-                return training.embed(self.net, pairs.in0 if side == 0 else pairs.in1, side, batcher)
-            outputs = training.predict_outputs(self.net, pairs, batcher, self.task)
-        if self.task == "classification":
-            return np.exp(outputs)  # as Object2VecClassifier.predict_proba
-        return (outputs * self.estimator.y_scale_ + self.estimator.y_mean_)[:, None]  # as Regressor.predict
+                return embed(self.net, pairs.in0 if side == 0 else pairs.in1, side, batcher)
+            if self.task == "classification":  # as Object2VecClassifier.predict_proba
+                return np.exp(predict_outputs(self.net, pairs, batcher, self.spec, log=True))
+            return predict_outputs(self.net, pairs, batcher, self.spec)[:, None]  # as Object2VecRegressor.predict
 
     def warm_up(self) -> None:
         """One tiny forward pass per mode, the preferred mode first."""

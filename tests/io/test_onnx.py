@@ -13,6 +13,8 @@ pytest.importorskip("onnxscript")
 from skobject2vec import Object2VecClassifier, Object2VecRegressor  # noqa: E402
 from skobject2vec.io.onnx import onnx_inputs, to_onnx  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
+
 # Small, quick fits: parity does not need a good model, only a trained one.
 SMALL = {k: v for k, v in dict(FAST, epochs=2).items() if k != "enc0_network"}
 

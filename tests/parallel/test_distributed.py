@@ -20,6 +20,8 @@ from skobject2vec.data.jsonlines import write_records
 from skobject2vec.io import export_token_tables
 from skobject2vec.parallel import TorchThreads, fit_stream, rank_batch_size
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
+
 TIMEOUT = 240  # seconds for one torchrun job: 2 processes importing torch on 2 busy cores
 
 #: The same small model everywhere; ``mini_batch_size`` is the global batch.

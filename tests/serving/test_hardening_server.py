@@ -27,6 +27,8 @@ from support import FAST
 
 from skobject2vec.datasets import make_topic_pairs  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
+
 JSON, JSONL = "application/json", "application/jsonlines"
 
 

@@ -24,6 +24,8 @@ from support import FAST
 
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
+
 JSON, JSONL = "application/json", "application/jsonlines"
 # float32 networks: a record's outputs move by ~1e-7 with the batch it is computed in.
 TOL = dict(rtol=1e-5, atol=1e-6)

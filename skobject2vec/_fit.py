@@ -1,0 +1,433 @@
+"""The fit plan: what a fit will build and train, decided before anything is allocated.
+
+Every fit path (in-memory ``fit``, streamed ``fit(path)``, torchrun, ``partial_fit``)
+runs the same three steps:
+
+1. **summary**: a :class:`DataSummary` of the training data (from ``PairData`` in
+   memory, or from the streaming pre-pass) and the encoded targets
+   (:func:`encode_targets` / :func:`targets_from_counts`: pure functions that return
+   the encoded labels and their state, :class:`ClassTargets` or :class:`ScoreTargets`);
+2. **plan**: :func:`make_plan` turns the validated parameters and the summary into
+   a frozen :class:`FitPlan` (per-side :class:`SideSettings`, vocabulary sizes, max
+   lengths, network config, train settings, seed, dtype);
+3. **build and train**: :func:`build_network` under :func:`seeded`, then the loop of
+   :mod:`.training`. The result is a :class:`FitResult`; the estimator sets its fitted
+   attributes from it once, at the end (:func:`apply_result`), so a fit that fails
+   leaves the previous fitted state untouched (:func:`fitted_state_restored_on_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+
+from . import training
+from ._auto import DataShape, resolve_auto
+from .data.negatives import sample_negatives
+from .hyperparameters import BY_NAME
+from .nn.encoders import resolve_layers
+from .nn.model import Object2VecNet
+from .text.pretrained import PretrainedInfo, apply_pretrained_settings, load_pretrained_table
+
+__all__ = ["SideSettings", "DataSummary", "ClassTargets", "ScoreTargets", "FitPlan", "FitResult", "encode_targets",
+           "targets_from_counts", "make_plan", "build_network", "seeded", "epoch_data_factory", "apply_result",
+           "fitted_state_restored_on_error", "reusable_net", "continued_history", "MAX_SEQ_LEN"]
+
+#: Longest sequence a side keeps when ``enc*_max_seq_len`` is not given (longer ones are truncated).
+MAX_SEQ_LEN = 5000
+# enc1 settings copied from enc0 when enc1_network == "enc0" (its configuration, not its weights).
+_INHERITED = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
+
+
+# ----------------------------------------------------------------- per side
+@dataclass(frozen=True)
+class SideSettings:
+    """One encoder's settings after enc1 inherits from enc0 and pretrained files fix dims."""
+
+    network: str
+    layers: int
+    cnn_filter_width: int
+    token_embedding_dim: int
+    max_seq_len: int | None
+    vocab_size: int | None
+    pretrained_embedding_file: str | None
+    vocab_file: str | None
+    freeze_pretrained_embedding: bool
+    pretrained: PretrainedInfo | None
+    token_dim_from_file: bool
+
+
+def encoder_settings(p: dict) -> tuple[SideSettings, SideSettings]:
+    """Per-side settings, enc1 inheriting enc0's configuration when enc1_network == 'enc0'."""
+    if p["shared_encoder"] and p["enc1_network"] not in ("enc0", p["enc0_network"]):
+        raise ValueError(f"shared_encoder=True makes enc1 the very encoder of enc0, but enc1_network="
+                         f"{p['enc1_network']!r} differs from enc0_network={p['enc0_network']!r}; set "
+                         f"enc1_network='enc0' or shared_encoder=False.")
+    sides = [{k: p[f"enc{i}_{k}"] for k in _INHERITED + (
+        "pretrained_embedding_file", "vocab_file", "freeze_pretrained_embedding")} for i in (0, 1)]
+    if p["enc1_network"] == "enc0" or p["shared_encoder"]:
+        ignored = [f"enc1_{k}" for k in _INHERITED[1:] if p[f"enc1_{k}"] != BY_NAME[f"enc1_{k}"].default]
+        if ignored:
+            warnings.warn(f"{', '.join(ignored)} ignored: enc1_network='enc0' copies enc0's configuration "
+                          f"(as SageMaker does). Set enc1_network explicitly to configure enc1.", UserWarning)
+        for k in _INHERITED:
+            sides[1][k] = sides[0][k]
+    # A pretrained file fixes its side's token dim (both sides' when tied).
+    apply_pretrained_settings(sides, tied=p["tied_token_embedding_weight"],
+                              default_token_dim=BY_NAME["enc0_token_embedding_dim"].default)
+    for s in sides:
+        s["layers"] = resolve_layers(s["network"], s["layers"])
+        if s["network"] == "pooled_embedding" and not s["token_dim_from_file"]:
+            s["token_embedding_dim"] = p["enc_dim"]  # SageMaker forces this
+    return tuple(SideSettings(**s) for s in sides)
+
+
+# ----------------------------------------------------------------- data
+@dataclass(frozen=True)
+class DataSummary:
+    """What the plan needs to know about the training data, in memory or streamed."""
+
+    n_records: int
+    max_lens: tuple[int, int]
+    #: Largest id per side among the training records (those with positive weight).
+    max_ids: tuple[int, int]
+    #: Where each side's largest id sits ("record 17", "file.jsonl:3"), for error messages.
+    max_id_where: tuple[str, str] = ("", "")
+    streamed: bool = False
+
+    @property
+    def shape(self) -> DataShape:
+        return DataShape(self.n_records, self.max_lens, streamed=self.streamed)
+
+
+def summarize_pairs(pairs, weight) -> DataSummary:
+    """:class:`DataSummary` of in-memory :class:`~.data.batching.PairData`."""
+    used = np.flatnonzero(weight > 0)
+    max_ids, where = [], []
+    for ragged in (pairs.in0, pairs.in1):
+        max_ids.append(int(ragged.take(used).max_id()))
+        token = int(np.argmax(ragged.values))
+        where.append(f"record {int(np.searchsorted(ragged.offsets, token, side='right')) - 1}")
+    return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())), tuple(max_ids),
+                       tuple(where))
+
+
+# ----------------------------------------------------------------- targets
+@dataclass(frozen=True)
+class ClassTargets:
+    """Classification targets: the classes (``classes_``) and label encoding."""
+
+    classes: np.ndarray
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes)
+
+    @property
+    def negative_index(self) -> int | None:
+        """Index of class 0, the label of sampled negatives (None without it)."""
+        found = np.flatnonzero(self.classes == 0)
+        return int(found[0]) if found.size else None
+
+    def first_unknown(self, y) -> int | None:
+        """Position of the first label that is not a class, or None."""
+        y = np.asarray(y)
+        index = np.clip(np.searchsorted(self.classes, y), 0, len(self.classes) - 1)
+        unknown = np.flatnonzero(self.classes[index] != y)
+        return int(unknown[0]) if unknown.size else None
+
+    def transform(self, y, what: str = "y_val") -> np.ndarray:
+        """Class indices of labels; a label not among the classes is an error naming ``what[i]``."""
+        y = np.asarray(y)
+        bad = self.first_unknown(y)
+        if bad is not None:
+            raise ValueError(f"{what}[{bad}] = {y[bad].item()!r} is not one of the training classes "
+                             f"{self.classes.tolist()}.")
+        return np.searchsorted(self.classes, y).astype(np.int64)
+
+    def attributes(self) -> dict:
+        return {"classes_": self.classes}
+
+
+@dataclass(frozen=True)
+class ScoreTargets:
+    """Regression targets: standardised for training, reported in the user's units."""
+
+    mean: float = 0.0
+    scale: float = 1.0
+    n_outputs = 1
+
+    def transform(self, y, what: str = "y_val") -> np.ndarray:
+        return (np.asarray(y, dtype=np.float64) - self.mean) / self.scale
+
+    def attributes(self) -> dict:
+        return {"y_mean_": self.mean, "y_scale_": self.scale}
+
+
+def _check_two_classes(targets: ClassTargets, encoded, weight, negative_sampling_rate):
+    present = np.unique(encoded[weight > 0])
+    if len(present) < 2 and not (negative_sampling_rate > 0 and len(targets.classes) >= 2):
+        raise ValueError(
+            f"Classifier can't train when only one class is present: y holds only {targets.classes[present]!r}"
+            " (among records with positive sample_weight). Pass at least two classes, or all-positive data "
+            "with negative_sampling_rate > 0.")
+
+
+def encode_targets(task: str, y, weight, p: dict):
+    """``(targets, encoded)``: the target state and ``y`` encoded for training (class
+    indices, or standardised scores). ``y`` is not modified."""
+    if task == "regression":
+        y = np.asarray(y, dtype=np.float64)
+        # Weighted standardisation, so zero-weight records do not move the scale.
+        mean = float(np.average(y, weights=weight))
+        scale = float(np.sqrt(np.average((y - mean) ** 2, weights=weight)))
+        targets = ScoreTargets(mean, scale if scale > 0 else 1.0)
+        return targets, targets.transform(y)
+    check_classification_targets(y)
+    y = np.asarray(y)
+    if p["num_classes"] is not None:
+        k = p["num_classes"]
+        ok = np.array([isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in y.ravel()])
+        values = y.astype(np.int64) if ok.all() else None
+        if values is None or (values < 0).any() or (values >= k).any():
+            bad = int(np.flatnonzero(~ok)[0]) if not ok.all() else int(
+                np.flatnonzero((values < 0) | (values >= k))[0])
+            raise ValueError(f"y[{bad}] = {y.ravel()[bad]!r}: with num_classes={k}, labels must be the "
+                             f"integers 0..{k - 1}.")
+        targets, encoded = ClassTargets(np.arange(k)), values
+    else:
+        classes = np.unique(y)
+        if p["negative_sampling_rate"] > 0:
+            if classes.dtype.kind not in "iub":
+                raise ValueError("negative_sampling_rate > 0 labels sampled negatives 0, so y must hold integer "
+                                 f"labels (SageMaker's convention); got labels of type {classes.dtype}.")
+            classes = np.union1d(classes, [0]).astype(classes.dtype)
+        targets = ClassTargets(classes)
+        encoded = np.searchsorted(classes, y).astype(np.int64)
+    _check_two_classes(targets, encoded, weight, p["negative_sampling_rate"])
+    return targets, encoded
+
+
+def targets_from_counts(task: str, p: dict, *, label_counts=None, n=0, label_sum=0.0, label_sum_sq=0.0):
+    """The target state from a streaming pre-pass: class counts, or the labels' sum and sum of squares."""
+    if task == "classification":
+        labels = np.array(sorted(label_counts), dtype=np.int64)
+        targets, _ = encode_targets(task, labels, np.ones(len(labels)), p)
+        return targets
+    mean = label_sum / n
+    variance = max(label_sum_sq / n - mean ** 2, 0.0)
+    return ScoreTargets(mean, float(np.sqrt(variance)) or 1.0)
+
+
+# ----------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class FitPlan:
+    """Everything a fit builds and trains, fixed before training starts."""
+
+    task: str
+    params: dict  #: validated parameters with every "auto" resolved
+    sides: tuple[SideSettings, SideSettings]
+    vocab_sizes: tuple[int, int]
+    max_lens: tuple[int, int]
+    config: dict  #: :class:`~.nn.model.Object2VecNet` configuration
+    settings: training.TrainSettings
+    targets: ClassTargets | ScoreTargets
+    seed: int
+    dtype: torch.dtype = field(default=torch.float32)
+
+
+def _resolve_vocab(summary: DataSummary, sides, tied: bool, name: str) -> tuple[int, int]:
+    """Vocabulary sizes: given ones as given (checked against the data by the caller),
+    missing ones max id + 1 of the training records and of the side's pretrained
+    vocabulary, so that words met only at predict time keep their pretrained vectors
+    instead of the unknown-token row."""
+    sizes = []
+    for i, s in enumerate(sides):
+        if s.vocab_size is not None:
+            sizes.append(s.vocab_size)
+            continue
+        from_data = summary.max_ids[i] + 1
+        inferred = max(from_data, 2, s.pretrained.max_id + 1 if s.pretrained is not None else 0)
+        limit = BY_NAME[f"enc{i}_vocab_size"].high
+        if inferred > limit:  # checked before a table of that many rows is allocated
+            where = f"field 'in{i}'"
+            if from_data == inferred and summary.max_id_where[i]:  # the id is in the data, not only a vocab file
+                where = f"{summary.max_id_where[i]}, " + where
+            raise ValueError(
+                f"{name}: {where} holds token id {inferred - 1}, which would need a vocabulary of "
+                f"{inferred:,} rows, above SageMaker's limit of {int(limit):,}. Re-number the ids densely "
+                f"from 0 (e.g. with sklearn.preprocessing.OrdinalEncoder or TextPairTokenizer).")
+        sizes.append(inferred)
+    if tied:
+        given = [s.vocab_size for s in sides]
+        if None not in given and given[0] != given[1]:
+            raise ValueError(f"tied_token_embedding_weight=True needs one vocabulary, but enc0_vocab_size="
+                             f"{given[0]} and enc1_vocab_size={given[1]} differ.")
+        if sides[0].token_embedding_dim != sides[1].token_embedding_dim:
+            raise ValueError(
+                f"tied_token_embedding_weight=True needs one token table, but the token embedding dims "
+                f"differ: enc0 {sides[0].token_embedding_dim} vs enc1 {sides[1].token_embedding_dim}.")
+        sizes = [max(sizes)] * 2
+    return tuple(int(s) for s in sizes)
+
+
+def network_config(p: dict, sides, vocab, n_outputs: int) -> dict:
+    return {
+        "vocab_sizes": list(vocab),
+        "token_dims": [int(s.token_embedding_dim) for s in sides],
+        "networks": [s.network for s in sides],
+        "layers": [int(s.layers) for s in sides],
+        "filter_widths": [int(s.cnn_filter_width) for s in sides],
+        "enc_dim": p["enc_dim"],
+        "comparator": list(p["comparator_list"]),
+        "mlp_layers": p["mlp_layers"],
+        "mlp_dim": p["mlp_dim"],
+        "mlp_activation": p["mlp_activation"],
+        "dropout": p["dropout"],
+        "n_outputs": int(n_outputs),
+        "tied": p["tied_token_embedding_weight"],
+        "shared": p["shared_encoder"],
+        "sparse": p["token_embedding_storage_type"] == "row_sparse",
+    }
+
+
+def train_settings(task: str, p: dict, targets) -> training.TrainSettings:
+    return training.TrainSettings(
+        task=task, epochs=p["epochs"], batch_size=p["mini_batch_size"], optimizer=p["optimizer"],
+        learning_rate=p["learning_rate"], weight_decay=p["weight_decay"],
+        patience=p["early_stopping_patience"], tolerance=p["early_stopping_tolerance"],
+        bucket_width=p["bucket_width"], verbose=p["verbose"], embedding_l2=p["embedding_l2"],
+        target_scale=getattr(targets, "scale", 1.0),
+    )
+
+
+def make_seed(random_state) -> int:
+    """The one integer seed a fit derives every random stream from."""
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def make_plan(task: str, p: dict, summary: DataSummary, targets, *, random_state, name: str) -> FitPlan:
+    """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
+    p = resolve_auto(p, summary.shape)
+    if task == "regression" and p["negative_sampling_rate"] > 0:
+        raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
+                         "a regressor cannot label sampled negatives. Set negative_sampling_rate=0.")
+    sides = encoder_settings(p)
+    vocab = _resolve_vocab(summary, sides, p["tied_token_embedding_weight"], name)
+    max_lens = tuple(int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
+                     for s, length in zip(sides, summary.max_lens))
+    return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
+                   config=network_config(p, sides, vocab, targets.n_outputs),
+                   settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),
+                   dtype=torch.float64 if p["dtype"] == "float64" else torch.float32)
+
+
+# ----------------------------------------------------------------- build
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Torch's global RNG seeded for the fit and restored afterwards (the caller's stream is untouched)."""
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_network(plan: FitPlan, device: torch.device) -> Object2VecNet:
+    """A new network for the plan, pretrained rows loaded (and frozen), on ``device``; call under :func:`seeded`."""
+    net = Object2VecNet(plan.config)
+    for i, s in enumerate(plan.sides):
+        if s.pretrained_embedding_file is not None:
+            load_pretrained_table(net.token_table(i), s.pretrained_embedding_file, s.vocab_file,
+                                  freeze=s.freeze_pretrained_embedding, side=f"enc{i}")
+    return net.to(device=device, dtype=plan.dtype)
+
+
+def epoch_data_factory(train_index, targets, weight, negative_sampling_rate: float, negative_index: int | None):
+    """``epoch_data(epoch, rng) -> EpochData``: the training records, plus fresh sampled negatives per epoch."""
+    base = training.EpochData(train_index, train_index, targets[train_index], weight[train_index])
+    if negative_sampling_rate == 0:
+        return lambda epoch, rng: base
+    # Positions within train_index: negatives pair training records only, so a
+    # held-out (validation_fraction) record's in1 never enters training.
+    positives = np.flatnonzero(targets[train_index] != negative_index)
+
+    def with_negatives(epoch, rng):
+        left, right = sample_negatives(positives, len(train_index), negative_sampling_rate, rng)
+        left, right = train_index[left], train_index[right]
+        return training.EpochData(
+            np.concatenate([base.left, left]), np.concatenate([base.right, right]),
+            np.concatenate([base.target, np.full(len(left), negative_index, dtype=base.target.dtype)]),
+            np.concatenate([base.weight, weight[left]]),
+        )
+
+    return with_negatives
+
+
+# ----------------------------------------------------------------- result
+@dataclass(frozen=True)
+class FitResult:
+    """What a successful fit hands to the estimator."""
+
+    net: Object2VecNet
+    vocab_sizes: tuple[int, int]
+    max_lens: tuple[int, int]
+    history: list
+    targets: ClassTargets | ScoreTargets
+    #: Streamed fits: the number of training records (``n_records_``); None in memory.
+    n_records: int | None = None
+
+    def attributes(self) -> dict:
+        state = {"net_": self.net, "vocab_sizes_": tuple(self.vocab_sizes), "max_seq_lens_": tuple(self.max_lens),
+                 "history_": self.history, "n_epochs_": len(self.history), **self.targets.attributes()}
+        if self.n_records is not None:
+            state["n_records_"] = self.n_records
+        return state
+
+
+def apply_result(estimator, result: FitResult, *, from_records: bool = False):
+    """Set the fitted attributes, all at once; records read from files have no feature columns."""
+    if from_records:
+        for attr in ("n_features_in_", "feature_names_in_"):
+            vars(estimator).pop(attr, None)
+    vars(estimator).update(result.attributes())
+    return estimator
+
+
+@contextlib.contextmanager
+def fitted_state_restored_on_error(estimator):
+    """A fit that fails leaves the previous fitted state (``classes_``, ``net_``, ...) as it was,
+    so a failed refit never pairs new classes with the old network (input checks set
+    ``n_features_in_`` early; this undoes that too)."""
+    def fitted():
+        return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("__")}
+
+    before = fitted()
+    try:
+        yield
+    except BaseException:
+        for key in fitted().keys() - before.keys():
+            delattr(estimator, key)
+        vars(estimator).update(before)
+        raise
+
+
+def reusable_net(old_net, config: dict, warm_start: bool):
+    """The fitted network to continue from (``warm_start`` and the same architecture,
+    vocabulary sizes aside), or None."""
+    if not warm_start or old_net is None:
+        return None
+    same = all(old_net.config.get(key) == value for key, value in config.items() if key != "vocab_sizes")
+    return old_net if same else None
+
+
+def continued_history(previous: list, history: list) -> list:
+    """``previous`` followed by ``history`` with epochs renumbered (new records; the inputs are not changed)."""
+    start = previous[-1]["epoch"] if previous else 0
+    # The weights are now those of the last epoch run, so no earlier epoch is "best".
+    return ([{k: v for k, v in r.items() if k != "best"} for r in previous]
+            + [dict(r, epoch=r["epoch"] + start) for r in history])

@@ -1,0 +1,272 @@
+"""Callbacks of the epoch loop, skorch-style.
+
+The loop (:func:`skobject2vec.training.run_epochs`) runs batches and computes
+the epoch's metrics; everything else is a callback: early stopping with the best
+weights restored, the progress bar, the per-epoch log lines (which the CLI turns
+into SageMaker's ``#quality_metric`` lines), a learning-rate schedule and
+checkpoints.
+
+Every estimator builds the default callbacks from its parameters
+(``early_stopping_patience``, ``early_stopping_tolerance``, ``verbose``); the
+``callbacks`` parameter adds more, or replaces a default of the same name::
+
+    clf = Object2VecClassifier(callbacks=[("early_stopping", EarlyStopping(patience=2)),
+                                          ("lr", LRScheduler(gamma=0.9))])
+    clf.set_params(callbacks__early_stopping__patience=10)   # also in GridSearchCV grids
+
+Callbacks are scikit-learn estimators as far as parameters go (``get_params``,
+``set_params``, ``clone``), so a fit never changes the callback objects the user
+passed: each fit works on clones.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from sklearn.base import BaseEstimator, clone
+from tqdm.auto import tqdm
+
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "EpochLog", "LRScheduler", "Checkpoint", "default_callbacks",
+           "resolve_callbacks", "named_callbacks", "as_named_list", "DEFAULT_NAMES"]
+
+logger = logging.getLogger("skobject2vec")
+
+
+class Callback(BaseEstimator):
+    """Base class: override the hooks you need. ``loop`` is the running :class:`~skobject2vec.training.Loop`
+    (``loop.net``, ``loop.optimizers``, ``loop.history``, ``loop.settings``, ``loop.main_process``;
+    set ``loop.stop = True`` to end training after this epoch)."""
+
+    def on_train_begin(self, loop):
+        pass
+
+    def on_epoch_begin(self, loop, epoch: int, n_batches):
+        pass
+
+    def on_batch_end(self, loop, running_loss: float | None):
+        pass
+
+    def on_epoch_end(self, loop, record: dict):
+        """``record`` is the epoch's history entry (metrics, ``seconds``); callbacks may add keys."""
+
+    def on_train_end(self, loop):
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation loss has not improved by ``tolerance`` for ``patience``
+    epochs, and restore the weights of the best epoch (as SageMaker keeps the best model).
+
+    Needs validation data (``validation_fraction`` or ``X_val``); without it, it does nothing.
+
+    Parameters
+    ----------
+    patience : int, default=5
+        Epochs without improvement before stopping.
+    tolerance : float, default=0.001
+        Smallest decrease of the validation loss that counts as an improvement.
+    restore_best : bool, default=True
+        Load the best epoch's weights at the end of training.
+    """
+
+    def __init__(self, patience=5, tolerance=0.001, restore_best=True):
+        self.patience = patience
+        self.tolerance = tolerance
+        self.restore_best = restore_best
+
+    def on_train_begin(self, loop):
+        self._best_loss = self._reference = math.inf
+        self._best_state, self._best_epoch, self._stale = None, None, 0
+
+    def on_epoch_end(self, loop, record):
+        key = f"validation:{loop.metric}"
+        if key not in record:
+            return
+        val_loss = record[key]
+        if val_loss < self._best_loss:
+            self._best_loss, self._best_epoch = val_loss, record["epoch"]
+            self._best_state = copy.deepcopy(loop.net.state_dict()) if self.restore_best else None
+        if val_loss < self._reference - self.tolerance:
+            self._reference, self._stale = val_loss, 0
+        else:
+            self._stale += 1
+        if self._stale >= self.patience:
+            loop.stop = True
+
+    def on_train_end(self, loop):
+        if loop.stop and self._stale >= self.patience:
+            logger.info("early stopping after epoch %d: no improvement of validation:%s by %g for %d epochs",
+                        loop.history[-1]["epoch"], loop.metric, self.tolerance, self.patience)
+        if self._best_epoch is None:
+            return
+        if self._best_state is not None:
+            loop.net.load_state_dict(self._best_state)
+            self._best_state = None
+        for record in loop.history:
+            record["best"] = record["epoch"] == self._best_epoch
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch (``verbose=1`` keeps each finished bar, with the validation
+    metrics, as the epoch's line). Shown on the main process only."""
+
+    def __init__(self, leave=True):
+        self.leave = leave
+
+    def on_epoch_begin(self, loop, epoch, n_batches):
+        # Updated by hand, because iterating a bar closes it before the validation metrics are known.
+        self._bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{loop.settings.epochs}", unit="batch",
+                         leave=self.leave, disable=not loop.main_process, dynamic_ncols=True)
+
+    def on_batch_end(self, loop, running_loss):
+        if running_loss is not None:
+            self._bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
+        self._bar.update()
+
+    def on_epoch_end(self, loop, record):
+        train = record.get(f"train:{loop.metric}")
+        shown = {k.replace("validation:", "val_"): f"{v:.4f}" for k, v in record.items()
+                 if k.startswith("validation:")}
+        if shown:
+            self._bar.set_postfix(loss=f"{train:.4f}", **shown)
+        self._bar.close()
+
+
+class EpochLog(Callback):
+    """One log record per epoch on the ``skobject2vec`` logger (the CLI prints it as
+    SageMaker metric lines); ``print_lines=True`` also prints it (``verbose=2``)."""
+
+    def __init__(self, print_lines=False):
+        self.print_lines = print_lines
+
+    def on_epoch_end(self, loop, record):
+        message = "epoch %d/%d " % (record["epoch"], loop.settings.epochs) + " ".join(
+            f"{k}={v:.6g}" for k, v in record.items() if k != "epoch" and isinstance(v, (int, float)))
+        logger.info(message, extra={"epoch_record": record, "main_process": loop.main_process})
+        if self.print_lines and loop.main_process:
+            print(message, flush=True)
+
+
+class LRScheduler(Callback):
+    """Multiply the learning rate by ``gamma`` after every ``step_size`` epochs
+    (:class:`torch.optim.lr_scheduler.StepLR` on every optimizer of the fit).
+
+    Parameters
+    ----------
+    gamma : float, default=0.5
+        Factor applied to the learning rate.
+    step_size : int, default=1
+        Epochs between two decays.
+    """
+
+    def __init__(self, gamma=0.5, step_size=1):
+        self.gamma = gamma
+        self.step_size = step_size
+
+    def on_train_begin(self, loop):
+        if not 0 < self.gamma <= 1 or int(self.step_size) < 1:
+            raise ValueError(f"LRScheduler needs 0 < gamma <= 1 and step_size >= 1; got gamma={self.gamma!r}, "
+                             f"step_size={self.step_size!r}.")
+        self._schedulers = [torch.optim.lr_scheduler.StepLR(opt, step_size=int(self.step_size), gamma=self.gamma)
+                            for opt in loop.optimizers]
+
+    def on_epoch_end(self, loop, record):
+        record["learning_rate"] = loop.optimizers[0].param_groups[0]["lr"]
+        for scheduler in self._schedulers:
+            scheduler.step()
+
+
+class Checkpoint(Callback):
+    """Write the network's weights (safetensors) after each epoch that improves the
+    validation loss (every epoch without validation data) to ``path``.
+
+    The file holds the state dict of :class:`~skobject2vec.nn.model.Object2VecNet`,
+    for resuming or inspecting a long fit; the complete model is saved with
+    ``estimator.save`` after the fit.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write (replaced at each checkpoint).
+    """
+
+    def __init__(self, path="checkpoint.safetensors"):
+        self.path = path
+
+    def on_train_begin(self, loop):
+        self._best = math.inf
+
+    def on_epoch_end(self, loop, record):
+        if not loop.main_process:
+            return
+        loss = record.get(f"validation:{loop.metric}", -math.inf)
+        if loss > self._best:
+            return
+        self._best = loss
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in loop.net.state_dict().items()}, str(tmp))
+        tmp.replace(path)  # atomic: a killed fit leaves the previous checkpoint whole
+        record["checkpoint"] = True
+
+
+#: Names of the callbacks every fit has; a user callback of the same name replaces the default.
+DEFAULT_NAMES = ("early_stopping", "progress_bar", "epoch_log")
+
+
+def default_callbacks(settings) -> list[tuple[str, Callback]]:
+    """The callbacks a fit has without the ``callbacks`` parameter, from its settings."""
+    return [
+        ("early_stopping", EarlyStopping(patience=settings.patience, tolerance=settings.tolerance)),
+        ("progress_bar", ProgressBar(leave=settings.verbose == 1) if settings.verbose >= 1 else None),
+        ("epoch_log", EpochLog(print_lines=settings.verbose > 1)),
+    ]
+
+
+def as_named_list(callbacks) -> list[tuple[str, Callback | None]]:
+    """``callbacks`` as (name, callback) pairs: a bare callback is named after its class."""
+    named = []
+    for item in callbacks or ():
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            name, callback = item
+        else:
+            name, callback = type(item).__name__, item
+        if callback is not None and not isinstance(callback, Callback):
+            raise TypeError(f"callbacks: {name!r} is a {type(callback).__name__}, not a skobject2vec.callbacks."
+                            f"Callback (or None to turn a default off).")
+        named.append((name, callback))
+    names = [n for n, _ in named]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"callbacks: the name {duplicated[0]!r} is used twice; give each callback its own name.")
+    return named
+
+
+def resolve_callbacks(callbacks, settings) -> list[Callback]:
+    """The callbacks of one fit, in order: the defaults (each replaced by a user callback of
+    its name, or turned off by ``(name, None)``), then the user's other callbacks. Clones,
+    so a fit never changes the user's objects."""
+    user = dict(as_named_list(callbacks))
+    chosen = [user.pop(name, default) for name, default in default_callbacks(settings)]
+    chosen += list(user.values())
+    return [clone(c) for c in chosen if c is not None]
+
+
+def named_callbacks(callbacks) -> dict:
+    """``{name: callback}`` of the ``callbacks`` parameter (for ``callbacks__name__param``).
+
+    Lenient (``get_params`` must not raise, whatever was set): a value that is not a
+    list of callbacks gives ``{}``; ``fit`` reports it (:func:`resolve_callbacks`).
+    """
+    if not isinstance(callbacks, (list, tuple)):
+        return {}
+    try:
+        return {name: cb for name, cb in as_named_list(callbacks) if cb is not None}
+    except (TypeError, ValueError):
+        return {}

@@ -1,0 +1,98 @@
+"""Inference: network outputs in the user's units, one function for every consumer.
+
+:func:`postprocess` is the single place that turns the network's raw outputs into
+what a user sees: class probabilities (or their logarithm) for a classifier, scores
+in the target's units for a regressor. The estimators (``predict_proba``,
+``predict``), the server, the ONNX graph and the CLI's test metrics all go
+through it, so they cannot disagree. :func:`predict_outputs` and :func:`embed`
+run a network over any number of records in bounded-size batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.base import is_classifier
+
+from .data.batching import PairData, inference_batches
+
+__all__ = ["OutputSpec", "task_of", "postprocess", "predict_outputs", "embed", "INFERENCE_BATCH_SIZE"]
+
+#: Records per forward pass at predict/transform time: bounds memory for any n.
+INFERENCE_BATCH_SIZE = 1024
+
+
+def task_of(estimator) -> str:
+    """``"classification"`` or ``"regression"``: the one way the package asks what an estimator is."""
+    return "classification" if is_classifier(estimator) else "regression"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What :func:`postprocess` needs to know about a fitted estimator."""
+
+    task: str
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+
+    @classmethod
+    def of(cls, estimator) -> "OutputSpec":
+        task = task_of(estimator)
+        if task == "classification":
+            return cls(task)
+        return cls(task, float(estimator.y_mean_), float(estimator.y_scale_))
+
+
+def postprocess(raw: torch.Tensor, spec: OutputSpec, *, log: bool = False) -> torch.Tensor:
+    """Raw network outputs to the user's units.
+
+    Pure torch, so the ONNX export traces the very same function.
+
+    Parameters
+    ----------
+    raw : torch.Tensor of shape (batch, n_outputs)
+        The network's output layer.
+    spec : OutputSpec
+        The task and, for a regressor, the target's mean and scale.
+    log : bool, default=False
+        Classifier: return log-probabilities (computed stably) instead.
+
+    Returns
+    -------
+    torch.Tensor
+        Classifier: probabilities (batch, n_classes), columns in the order of
+        ``classes_``. Regressor: scores (batch,) in the target's units
+        (``raw * y_scale_ + y_mean_``).
+    """
+    if spec.task == "classification":
+        return torch.log_softmax(raw, dim=1) if log else torch.softmax(raw, dim=1)
+    return raw[:, 0] * spec.y_scale + spec.y_mean
+
+
+def predict_outputs(net, pairs: PairData, batcher, spec: OutputSpec, *, log: bool = False) -> np.ndarray:
+    """:func:`postprocess` of the network's outputs for ``pairs``, float64, in bounded-size batches."""
+    net.eval()
+    n = len(pairs)
+    lengths = np.maximum(pairs.in0.lengths, pairs.in1.lengths)
+    out = None
+    with torch.inference_mode():
+        for index in inference_batches(lengths, INFERENCE_BATCH_SIZE):
+            values = postprocess(net(*batcher.pair(pairs, index)).double(), spec, log=log).cpu().numpy()
+            if out is None:
+                out = np.empty((n,) + values.shape[1:], dtype=np.float64)
+            out[index] = values
+    return out
+
+
+def embed(net, ragged, side: int, batcher) -> np.ndarray:
+    """Encoder outputs (n, enc_dim) for one side, in the network's dtype, in bounded-size batches."""
+    net.eval()
+    dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
+    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=dtype)
+    with torch.inference_mode():
+        for index in inference_batches(ragged.lengths, INFERENCE_BATCH_SIZE):
+            ids, lengths = batcher.side(ragged, index, side)
+            out[index] = net.encode(side, ids, lengths).cpu().numpy()
+    return out

@@ -1,0 +1,112 @@
+"""The package's layering: no import cycles, and no import inside a function to hide one."""
+
+import ast
+from pathlib import Path
+
+import skobject2vec
+
+PACKAGE = Path(skobject2vec.__file__).resolve().parent
+#: Imports inside a function, allowed because they load an optional extra, not to dodge a cycle.
+OPTIONAL_EXTRAS = {("cli", "serving")}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _target(module: str, is_package: bool, node: ast.ImportFrom, alias: str, modules) -> str | None:
+    """The package module an import statement loads (None: a third-party or stdlib import)."""
+    if node.level == 0:
+        base = node.module or ""
+        if not base.startswith("skobject2vec"):
+            return None
+    else:
+        parts = module.split(".")
+        parent = parts if is_package else parts[:-1]
+        parent = parent[: len(parent) - (node.level - 1)]
+        base = ".".join(parent + ([node.module] if node.module else []))
+    candidate = f"{base}.{alias}"
+    return candidate if candidate in modules else base
+
+
+def _imports(modules):
+    """(importer, imported, inside a function) for every intra-package import."""
+    edges = []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        nested = {id(n) for f in functions for n in ast.walk(f) if n is not f}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    target = _target(name, path.name == "__init__.py", node, alias.name, modules)
+                    if target is not None and target != name:
+                        edges.append((name, target, id(node) in nested))
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("skobject2vec"):
+                        edges.append((name, alias.name, id(node) in nested))
+    return edges
+
+
+def _cycle(graph):
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_import_graph_has_no_cycles():
+    modules = _modules()
+    graph = {}
+    for source, target, _ in _imports(modules):
+        # A package's __init__ importing its own submodules is how packages re-export; a
+        # submodule importing a *sibling* through the package is what a cycle would look like.
+        if source.startswith(target + ".") and target in modules and modules[target].name == "__init__.py":
+            continue
+        graph.setdefault(source, set()).add(target)
+    assert len(graph) > 20  # the walk found the package's imports
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_no_import_inside_a_function_except_optional_extras():
+    hidden = sorted({(s, t) for s, t, inside in _imports(_modules()) if inside})
+    allowed = {(f"skobject2vec.{a}", f"skobject2vec.{b}") for a, b in OPTIONAL_EXTRAS}
+    assert [edge for edge in hidden if edge not in allowed] == []
+
+
+def test_network_knows_no_sklearn_and_no_records():
+    """``nn/`` imports only torch, numpy and itself: no scikit-learn, no records, no estimators."""
+    modules = _modules()
+    outside = [(s, t) for s, t, _ in _imports(modules) if s.startswith("skobject2vec.nn") and
+               not t.startswith("skobject2vec.nn")]
+    assert outside == []
+    for name, path in modules.items():
+        if name.startswith("skobject2vec.nn"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            third_party = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+            third_party |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            assert "sklearn" not in third_party, name
