@@ -65,6 +65,11 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         default, as scikit-learn's HistGradientBoosting), otherwise None.
     mini_batch_size
         :func:`auto_batch_size`.
+    pooling
+        "max" when both sides hold sequences (``shape.sequences``), else "mean" (with
+        one token per side both are the identity). Measured on STS-B from scratch,
+        pooled_embedding: test Pearson 0.715-0.727 (dev 0.754-0.767) with max vs
+        0.65-0.67 (dev 0.68-0.69) with mean, over 3 seeds.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits: RMSE 0.877 vs 0.875), else 1.
@@ -80,6 +85,8 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     if p["validation_fraction"] == "auto":
         big = not shape.streamed and shape.n_records >= AUTO_VALIDATION_MIN_RECORDS
         p["validation_fraction"] = AUTO_VALIDATION_FRACTION if big else None
+    if p.get("pooling", "auto") == "auto":  # .get: estimators that predate the row
+        p["pooling"] = "max" if shape.sequences else "mean"
     if p["mlp_layers"] == "auto":
         p["mlp_layers"] = 0 if shape.single_ids else 1
     if p["mini_batch_size"] == "auto":
