@@ -11,22 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_VALIDATION_FRACTION",
-           "AUTO_VALIDATION_MIN_RECORDS"]
+           "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
 #: Below this many training records no hold-out is made (too few to spare; the
 #: estimator checks of scikit-learn fit on 20-30 records).
 AUTO_VALIDATION_MIN_RECORDS = 1000
+#: ``pooling="auto"`` max-pools sequence pairs over a vocabulary of at least this many
+#: token ids (words), and mean-pools small alphabets of features (digit pairs' 256 pixel tokens).
+AUTO_MAX_POOLING_MIN_VOCAB = 1000
 
 
 @dataclass(frozen=True)
 class DataShape:
-    """What the ``"auto"`` rules look at: the training data's size and longest sequences."""
+    """What the ``"auto"`` rules look at: the training data's size, longest sequences and
+    vocabulary (``vocab_size``: max token id + 1 over both sides; None when unknown)."""
 
     n_records: int
     max_lens: tuple[int, int]
     streamed: bool = False
+    vocab_size: int | None = None
 
     @property
     def single_ids(self) -> bool:
@@ -65,12 +70,20 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         default, as scikit-learn's HistGradientBoosting), otherwise None.
     mini_batch_size
         :func:`auto_batch_size`.
+    pooling
+        "max" when both sides hold sequences (``shape.sequences``) over a vocabulary of
+        at least :data:`AUTO_MAX_POOLING_MIN_VOCAB` token ids, else "mean" (with one
+        token per side both are the identity). Measured with pooled_embedding: on STS-B
+        from scratch (11,472 word ids) test Pearson 0.715-0.727 (dev 0.754-0.767) with
+        max vs 0.65-0.67 (dev 0.68-0.69) with mean, over 3 seeds; on digit pairs (256
+        pixel tokens, up to 64 per image) max loses (test accuracy 0.840 vs 0.888, 5,000
+        pairs) and trains 6x longer.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits: RMSE 0.877 vs 0.875), else 1.
     optimizer, learning_rate, weight_decay
         :data:`AUTO_OPTIMIZATION`: Adam for sequence pairs, Adagrad with weight decay
-        when a side is a single id.
+        when a side is a single id (decay 0.002 when both are, 0.0005 otherwise).
     """
     p = dict(p)
     if p["shared_encoder"] == "auto":
@@ -80,11 +93,14 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     if p["validation_fraction"] == "auto":
         big = not shape.streamed and shape.n_records >= AUTO_VALIDATION_MIN_RECORDS
         p["validation_fraction"] = AUTO_VALIDATION_FRACTION if big else None
+    if p.get("pooling", "auto") == "auto":  # .get: estimators that predate the row
+        words = shape.vocab_size is not None and shape.vocab_size >= AUTO_MAX_POOLING_MIN_VOCAB
+        p["pooling"] = "max" if shape.sequences and words else "mean"
     if p["mlp_layers"] == "auto":
         p["mlp_layers"] = 0 if shape.single_ids else 1
     if p["mini_batch_size"] == "auto":
         p["mini_batch_size"] = auto_batch_size(shape.n_records)
-    family = "sequences" if shape.sequences else "ids"
+    family = "sequences" if shape.sequences else "single_ids" if shape.single_ids else "ids"
     for name, value in AUTO_OPTIMIZATION[family].items():
         if p[name] == "auto":
             p[name] = value
@@ -110,4 +126,8 @@ def auto_batch_size(n_records: int) -> int:
 AUTO_OPTIMIZATION = {
     "sequences": {"optimizer": "adam", "learning_rate": 0.001, "weight_decay": 0.0},
     "ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.0005},
+    # One id per side (user, item): 4x the decay. MovieLens subset, 90/10 split and 2 of the
+    # 5 folds: RMSE 0.866 / 0.8746 / 0.8800 with 0.002 vs 0.874 / 0.8849 / 0.8874 with 0.0005
+    # (0.001: 0.872 / 0.882 / 0.884); best epoch 17-19 instead of 5.
+    "single_ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.002},
 }

@@ -5,7 +5,7 @@ import pytest
 
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
-from skobject2vec._auto import AUTO_OPTIMIZATION, DataShape, auto_batch_size, resolve_auto
+from skobject2vec._auto import AUTO_MAX_POOLING_MIN_VOCAB, AUTO_OPTIMIZATION, DataShape, auto_batch_size, resolve_auto
 from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
 
 
@@ -20,10 +20,11 @@ def test_resolve_auto_rules_by_data_shape():
     assert sentences["mlp_layers"] == 1 and sentences["validation_fraction"] == 0.1
     ratings = resolve_auto(_auto_params(), DataShape(90000, (1, 1)))
     assert not ratings["shared_encoder"] and not ratings["tied_token_embedding_weight"]
-    assert {k: ratings[k] for k in AUTO_OPTIMIZATION["ids"]} == AUTO_OPTIMIZATION["ids"]
+    assert {k: ratings[k] for k in AUTO_OPTIMIZATION["single_ids"]} == AUTO_OPTIMIZATION["single_ids"]
     assert ratings["mlp_layers"] == 0 and ratings["mini_batch_size"] == 256
     links = resolve_auto(_auto_params(), DataShape(500, (2, 1)))  # in0 = [head, relation], in1 = [tail]
     assert not links["shared_encoder"] and links["optimizer"] == "adagrad" and links["mlp_layers"] == 1
+    assert links["weight_decay"] == AUTO_OPTIMIZATION["ids"]["weight_decay"] < ratings["weight_decay"]
     assert links["validation_fraction"] is None and links["mini_batch_size"] == 32  # small: no hold-out
     streamed = resolve_auto(_auto_params(), DataShape(10 ** 6, (5, 5), streamed=True))
     assert streamed["validation_fraction"] is None  # streams early-stop on X_val only
@@ -32,6 +33,37 @@ def test_resolve_auto_rules_by_data_shape():
     assert (explicit["optimizer"], explicit["learning_rate"], explicit["mlp_layers"]) == ("sgd", 0.1, 3)
     assert not explicit["shared_encoder"] and explicit["validation_fraction"] == 0.2
     assert [auto_batch_size(n) for n in (10, 16000, 40000, 10 ** 7)] == [32, 32, 128, 256]
+
+
+def test_pooling_auto_rule_max_pools_words_only():
+    words = AUTO_MAX_POOLING_MIN_VOCAB
+    assert resolve_auto(_auto_params(), DataShape(5000, (30, 25), vocab_size=11472))["pooling"] == "max"
+    assert resolve_auto(_auto_params(), DataShape(5000, (64, 64), vocab_size=256))["pooling"] == "mean"  # pixels
+    assert resolve_auto(_auto_params(), DataShape(5000, (30, 25)))["pooling"] == "mean"  # vocabulary unknown
+    assert resolve_auto(_auto_params(), DataShape(90000, (1, 1), vocab_size=10 ** 4))["pooling"] == "mean"
+    assert resolve_auto(_auto_params(), DataShape(500, (2, 1), vocab_size=words))["pooling"] == "mean"
+    explicit = resolve_auto(_auto_params(pooling="mean"), DataShape(5000, (30, 25), vocab_size=words))
+    assert explicit["pooling"] == "mean"
+    assert BY_NAME["pooling"].sagemaker_default == "mean"  # SageMaker's pooled_embedding is a mean
+
+
+def test_max_pooling_ignores_padding_and_adds_no_weights():
+    import torch
+
+    from skobject2vec.nn import Object2VecNet
+    from skobject2vec.nn.encoders import PooledEmbeddingEncoder
+
+    x = torch.tensor([[[1.0, -2.0], [3.0, -5.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, True, False]])  # the third token is padding
+    out = PooledEmbeddingEncoder(2, 2, "max")(x, mask, torch.tensor([2]))
+    assert out.tolist() == [[3.0, -2.0]]
+    assert PooledEmbeddingEncoder(2, 2)(x, mask, torch.tensor([2])).tolist() == [[2.0, -3.5]]  # mean
+    config = dict(vocab_sizes=[10, 10], token_dims=[4, 4], networks=["pooled_embedding"] * 2, layers=[1, 1],
+                  filter_widths=[3, 3], enc_dim=4, comparator=["hadamard"], mlp_layers=0, mlp_dim=4,
+                  mlp_activation="relu", dropout=0.0, n_outputs=1, tied=True, shared=True, sparse=False)
+    old, new = Object2VecNet(config), Object2VecNet({**config, "pooling": "max"})
+    assert old.encoder0.pooling == "mean" and new.encoder0.pooling == "max"  # no key: mean (old artifacts)
+    assert old.state_dict().keys() == new.state_dict().keys()
 
 
 def test_sagemaker_defaults_have_no_auto_left():

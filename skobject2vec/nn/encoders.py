@@ -14,19 +14,36 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
 
 
-class PooledEmbeddingEncoder(nn.Module):
-    """Masked mean of the token embeddings (SageMaker's ``pooled_embedding``)."""
+POOLINGS = ("mean", "max")
 
-    def __init__(self, token_dim: int, enc_dim: int):
+
+class PooledEmbeddingEncoder(nn.Module):
+    """Masked mean (SageMaker's ``pooled_embedding``) or masked max of the token embeddings.
+
+    ``pooling="max"`` takes each dimension's largest value over the valid tokens
+    (InferSent's max pooling, here over the raw token vectors); it has no weights,
+    so a mean- and a max-pooled network have the same parameters.
+    """
+
+    def __init__(self, token_dim: int, enc_dim: int, pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; expected one of {POOLINGS}.")
+        self.pooling = pooling
         # SageMaker forces token_dim == enc_dim; a projection only appears when a
         # pretrained table of another width is used.
         self.proj = nn.Identity() if token_dim == enc_dim else nn.Linear(token_dim, enc_dim)
 
     def forward(self, x, mask, lengths):
-        weights = mask.unsqueeze(-1).to(x.dtype)
-        pooled = (x * weights).sum(dim=1) / weights.sum(dim=1)
+        if self.pooling == "max":
+            pooled = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        else:
+            weights = mask.unsqueeze(-1).to(x.dtype)
+            pooled = (x * weights).sum(dim=1) / weights.sum(dim=1)
         return self.proj(pooled)
+
+    def extra_repr(self) -> str:
+        return f"pooling={self.pooling!r}"
 
 
 class HCNNEncoder(nn.Module):
@@ -77,10 +94,11 @@ def resolve_layers(network: str, layers) -> int:
     return AUTO_LAYERS[network] if layers in (None, "auto") else int(layers)
 
 
-def build_encoder(network: str, token_dim: int, enc_dim: int, layers="auto", filter_width: int = 3) -> nn.Module:
-    """Make the encoder named by SageMaker's ``enc*_network`` value."""
+def build_encoder(network: str, token_dim: int, enc_dim: int, layers="auto", filter_width: int = 3,
+                  pooling: str = "mean") -> nn.Module:
+    """Make the encoder named by SageMaker's ``enc*_network`` value (``pooling``: pooled_embedding only)."""
     if network == "pooled_embedding":
-        return PooledEmbeddingEncoder(token_dim, enc_dim)
+        return PooledEmbeddingEncoder(token_dim, enc_dim, pooling)
     if network == "hcnn":
         return HCNNEncoder(token_dim, enc_dim, resolve_layers(network, layers), filter_width)
     if network == "bilstm":

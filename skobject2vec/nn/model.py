@@ -40,6 +40,9 @@ class Object2VecNet(nn.Module):
         one embedding space (a Siamese / bi-encoder). Implies ``tied``.
     sparse : bool
         Sparse gradients on the token tables.
+    pooling : {"mean", "max"}, optional (default "mean")
+        How pooled_embedding encoders pool the token vectors (artifacts written
+        before 0.2 have no key: mean, SageMaker's pooling).
     """
 
     def __init__(self, config: dict):
@@ -53,11 +56,12 @@ class Object2VecNet(nn.Module):
             None if self.tied
             else nn.Embedding(c["vocab_sizes"][1] + 1, c["token_dims"][1], sparse=c["sparse"])
         )
+        pooling = c.get("pooling", "mean")
         self.encoder0 = build_encoder(c["networks"][0], c["token_dims"][0], c["enc_dim"],
-                                      c["layers"][0], c["filter_widths"][0])
+                                      c["layers"][0], c["filter_widths"][0], pooling)
         # A shared encoder is registered once (state_dict and safetensors hold each tensor once).
         self.encoder1 = None if self.shared else build_encoder(
-            c["networks"][1], c["token_dims"][1], c["enc_dim"], c["layers"][1], c["filter_widths"][1])
+            c["networks"][1], c["token_dims"][1], c["enc_dim"], c["layers"][1], c["filter_widths"][1], pooling)
         self.comparator = Comparator(c["comparator"], c["enc_dim"])
         layers, width = [], self.comparator.out_dim
         if c["dropout"] > 0:
