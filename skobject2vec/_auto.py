@@ -93,7 +93,7 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     if p["validation_fraction"] == "auto":
         big = not shape.streamed and shape.n_records >= AUTO_VALIDATION_MIN_RECORDS
         p["validation_fraction"] = AUTO_VALIDATION_FRACTION if big else None
-    if p.get("pooling", "auto") == "auto":  # .get: estimators that predate the row
+    if p["pooling"] == "auto":
         words = shape.vocab_size is not None and shape.vocab_size >= AUTO_MAX_POOLING_MIN_VOCAB
         p["pooling"] = "max" if shape.sequences and words else "mean"
     if p["mlp_layers"] == "auto":

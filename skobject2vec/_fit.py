@@ -103,7 +103,8 @@ class DataSummary:
 
     @property
     def shape(self) -> DataShape:
-        return DataShape(self.n_records, self.max_lens, streamed=self.streamed)
+        return DataShape(self.n_records, self.max_lens, streamed=self.streamed,
+                         vocab_size=max(self.max_ids) + 1)
 
 
 def summarize_pairs(pairs, weight) -> DataSummary:
@@ -294,6 +295,7 @@ def network_config(p: dict, sides, vocab, n_outputs: int) -> dict:
         "tied": p["tied_token_embedding_weight"],
         "shared": p["shared_encoder"],
         "sparse": p["token_embedding_storage_type"] == "row_sparse",
+        "pooling": p["pooling"],
     }
 
 

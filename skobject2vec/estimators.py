@@ -84,6 +84,7 @@ class _Object2VecBase(BaseEstimator):
         token_embedding_storage_type=_default("token_embedding_storage_type"),
         bucket_width=_default("bucket_width"),
         shared_encoder=_default("shared_encoder"),
+        pooling=_default("pooling"),
         embedding_l2=_default("embedding_l2"),
         num_classes=_default("num_classes"),
         validation_fraction=_default("validation_fraction"),
@@ -130,6 +131,7 @@ class _Object2VecBase(BaseEstimator):
         self.token_embedding_storage_type = token_embedding_storage_type
         self.bucket_width = bucket_width
         self.shared_encoder = shared_encoder
+        self.pooling = pooling
         self.embedding_l2 = embedding_l2
         self.num_classes = num_classes
         self.validation_fraction = validation_fraction
@@ -390,7 +392,7 @@ class _Object2VecBase(BaseEstimator):
         encoded = targets.transform(y, what="y")
         n = len(encoded)
         # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
-        p = resolve_auto(p, plan_fit.DataShape(n, tuple(self.max_seq_lens_)))
+        p = resolve_auto(p, plan_fit.DataShape(n, tuple(self.max_seq_lens_), vocab_size=max(self.vocab_sizes_)))
         weight = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True)
         settings = plan_fit.train_settings(self._task, dict(p, epochs=1), targets)
         # A fresh stream per call, reproducible for an int random_state.

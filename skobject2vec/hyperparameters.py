@@ -255,7 +255,7 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
 BY_NAME = {hp.name: hp for hp in HYPERPARAMETERS}
 #: Filled by :func:`sagemaker_defaults`: SageMaker's own rows, plus ours that change the model.
 _SAGEMAKER_FILLED = {hp.name for hp in HYPERPARAMETERS if hp.sagemaker} | {
-    "shared_encoder", "embedding_l2", "validation_fraction"}  # + "pooling" once the estimators take it
+    "shared_encoder", "embedding_l2", "validation_fraction", "pooling"}
 ESTIMATOR_PARAMETERS = tuple(hp.name for hp in HYPERPARAMETERS)
 
 #: SageMaker hyperparameters that choose the estimator rather than configure it.
