@@ -34,6 +34,7 @@ LOWEST_VENV := .venv-lowest
 LOWEST_PY := $(LOWEST_VENV)/bin/python
 LOWEST_EXTRAS := serve,onnx,dev,docs
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
+LOWEST_PYTEST_ARGS ?= tests
 
 $(LOWEST_STAMP): pyproject.toml .ci/lowest_constraints.py
 	rm -rf $(LOWEST_VENV)
@@ -48,7 +49,7 @@ $(LOWEST_STAMP): pyproject.toml .ci/lowest_constraints.py
 
 test-lowest: $(LOWEST_STAMP)
 	$(LOWEST_PY) .ci/lowest_constraints.py --check --extras $(LOWEST_EXTRAS)
-	SCIPY_ARRAY_API=1 $(LOWEST_PY) -m pytest -q tests
+	SCIPY_ARRAY_API=1 $(LOWEST_PY) -m pytest -q $(LOWEST_PYTEST_ARGS)
 	rm -rf $(LOWEST_VENV)/docs-src && mkdir -p $(LOWEST_VENV)/docs-src
 	git ls-files -co --exclude-standard docs examples | tar -cf - -T - | tar -xf - -C $(LOWEST_VENV)/docs-src
 	$(LOWEST_VENV)/bin/sphinx-build -q -n -W --keep-going -D plot_gallery=0 -b html \
