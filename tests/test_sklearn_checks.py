@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
@@ -24,6 +25,10 @@ def expected_failed_checks(estimator):
             "test_sample_weight_equivalence_on_token_ids."
         ),
     }
+    if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 8):  # the lowest-versions CI job runs 1.6
+        expected["check_positive_only_tag_during_fit"] = (
+            "scikit-learn < 1.8's check subtracts a float mean in place from the int32 X it builds for "
+            "categorical estimators (a bug in the check, fixed in 1.8), before anything reaches fit.")
     if estimator.enc0_network == "pooled_embedding" and not hasattr(estimator, "predict_proba"):
         reason = ("The check's target depends on which column holds a value; the default pooled_embedding "
                   "encoder reads each side as a bag of tokens, not positions (the hcnn configuration passes it).")
@@ -37,8 +42,7 @@ def expected_failed_checks(estimator):
     # the small float64 configuration, and the estimators exactly as a user constructs them (float32)
     [Object2VecClassifier(**CHECK_CONFIG), Object2VecRegressor(**CHECK_CONFIG),
      Object2VecClassifier(random_state=0), Object2VecRegressor(random_state=0)],
-    expected_failed_checks=expected_failed_checks,
-    xfail_strict=True,
+    expected_failed_checks=expected_failed_checks,  # strict: pytest's xfail_strict (pyproject.toml)
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
