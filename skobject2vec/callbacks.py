@@ -1,6 +1,6 @@
 """Callbacks of the epoch loop, skorch-style.
 
-The loop (:func:`skobject2vec.training.run_epochs`) runs batches and computes
+The loop (``skobject2vec.training.run_epochs``) runs batches and computes
 the epoch's metrics; everything else is a callback: early stopping with the best
 weights restored, the progress bar, the per-epoch log lines (which the CLI turns
 into SageMaker's ``#quality_metric`` lines), a learning-rate schedule and
@@ -38,7 +38,7 @@ logger = logging.getLogger("skobject2vec")
 
 
 class Callback(BaseEstimator):
-    """Base class: override the hooks you need. ``loop`` is the running :class:`~skobject2vec.training.Loop`
+    """Base class: override the hooks you need. ``loop`` is the running ``skobject2vec.training.Loop``
     (``loop.net``, ``loop.optimizers``, ``loop.history``, ``loop.settings``, ``loop.main_process``;
     set ``loop.stop = True`` to end training after this epoch)."""
 
@@ -154,7 +154,7 @@ class EpochLog(Callback):
 
 class LRScheduler(Callback):
     """Multiply the learning rate by ``gamma`` after every ``step_size`` epochs
-    (:class:`torch.optim.lr_scheduler.StepLR` on every optimizer of the fit).
+    (``torch.optim.lr_scheduler.StepLR`` on every optimizer of the fit).
 
     Parameters
     ----------

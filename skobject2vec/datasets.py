@@ -43,7 +43,7 @@ def make_topic_pairs(n: int, seed=0, n_topics: int = 4, tokens_per_topic: int = 
     n : int
         Number of pairs.
     seed : int or None, default=0
-        Seed of :func:`numpy.random.default_rng`.
+        Seed of ``numpy.random.default_rng``.
     n_topics : int, default=4
         Number of topics.
     tokens_per_topic : int, default=25
@@ -78,7 +78,7 @@ def make_score_pairs(n: int, seed=0, n_topics: int = 5, tokens_per_topic: int = 
     n : int
         Number of pairs.
     seed : int or None, default=0
-        Seed of :func:`numpy.random.default_rng`.
+        Seed of ``numpy.random.default_rng``.
     n_topics : int, default=5
         Number of topics.
     tokens_per_topic : int, default=20
