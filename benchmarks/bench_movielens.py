@@ -129,7 +129,9 @@ def run_model(name: str, data, train, test, *, epochs=None) -> dict:
         side = recipe["side_features"]
         model = Object2VecRegressor(**params).fit(data.records(train, side_features=side), data.rating[train])
         predict = lambda rows: model.predict(data.records(rows, side_features=side))  # noqa: E731
-        info = {"epochs": model.n_epochs_}
+        best = next((r["epoch"] for r in model.history_ if r.get("best")), model.n_epochs_)
+        info = {"epochs": model.n_epochs_, "best_epoch": best,  # seconds of training up to the best epoch
+                "seconds_to_best": round(sum(r["seconds"] for r in model.history_[:best]), 1)}
         if name == "defaults":
             name = "Object2VecRegressor, defaults"
     seconds = time.perf_counter() - started  # fit, including the baselines' tuning
