@@ -305,6 +305,7 @@ def train_settings(task: str, p: dict, targets) -> training.TrainSettings:
         learning_rate=p["learning_rate"], weight_decay=p["weight_decay"],
         patience=p["early_stopping_patience"], tolerance=p["early_stopping_tolerance"],
         bucket_width=p["bucket_width"], verbose=p["verbose"], embedding_l2=p["embedding_l2"],
+        learning_rate_decay=p["learning_rate_decay"],
         target_scale=getattr(targets, "scale", 1.0),
     )
 

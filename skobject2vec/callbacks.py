@@ -224,6 +224,7 @@ def default_callbacks(settings) -> list[tuple[str, Callback]]:
     """The callbacks a fit has without the ``callbacks`` parameter, from its settings."""
     return [
         ("early_stopping", EarlyStopping(patience=settings.patience, tolerance=settings.tolerance)),
+        ("lr_scheduler", LRScheduler(gamma=settings.learning_rate_decay) if settings.learning_rate_decay < 1 else None),
         ("progress_bar", ProgressBar(leave=settings.verbose == 1) if settings.verbose >= 1 else None),
         ("epoch_log", EpochLog(print_lines=settings.verbose > 1)),
     ]

@@ -85,6 +85,7 @@ class _Object2VecBase(BaseEstimator):
         bucket_width=_default("bucket_width"),
         shared_encoder=_default("shared_encoder"),
         pooling=_default("pooling"),
+        learning_rate_decay=_default("learning_rate_decay"),
         embedding_l2=_default("embedding_l2"),
         num_classes=_default("num_classes"),
         validation_fraction=_default("validation_fraction"),
@@ -132,6 +133,7 @@ class _Object2VecBase(BaseEstimator):
         self.bucket_width = bucket_width
         self.shared_encoder = shared_encoder
         self.pooling = pooling
+        self.learning_rate_decay = learning_rate_decay
         self.embedding_l2 = embedding_l2
         self.num_classes = num_classes
         self.validation_fraction = validation_fraction

@@ -249,13 +249,19 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "scratch test Pearson 0.715-0.727 with max vs 0.65-0.67 with mean (3 seeds); digit "
                            "pairs (256 pixel tokens) accuracy 0.840 with max vs 0.888 with mean. Ignored by hcnn and bilstm "
                            "(bilstm always max-pools its states, hcnn its feature maps)."),
+        HyperParameter("learning_rate_decay", "float", "auto", low=0.01, high=1.0, auto=True, sagemaker=False,
+                       sagemaker_default=1.0,
+                       doc="Factor the learning rate is multiplied by after every epoch (an LRScheduler "
+                           "callback named 'lr_scheduler'; 1: constant). 'auto': 0.8 when both sides are "
+                           "single ids (user-item), else 1. Measured on MovieLens (5-fold RMSE): 0.874 with "
+                           "0.8 vs 0.877 constant (tuned SVD 0.8775), better on every fold."),
     ]
 )
 
 BY_NAME = {hp.name: hp for hp in HYPERPARAMETERS}
 #: Filled by :func:`sagemaker_defaults`: SageMaker's own rows, plus ours that change the model.
 _SAGEMAKER_FILLED = {hp.name for hp in HYPERPARAMETERS if hp.sagemaker} | {
-    "shared_encoder", "embedding_l2", "validation_fraction", "pooling"}
+    "shared_encoder", "embedding_l2", "validation_fraction", "pooling", "learning_rate_decay"}
 ESTIMATOR_PARAMETERS = tuple(hp.name for hp in HYPERPARAMETERS)
 
 #: SageMaker hyperparameters that choose the estimator rather than configure it.
@@ -277,7 +283,7 @@ NUM_CLASSES_PARAMETER = dataclasses.replace(
 CALLBACKS_PARAMETER = HyperParameter(
     "callbacks", "callbacks", None, none_ok=True, sagemaker=False,
     doc="Extra callbacks of the epoch loop (:mod:`skobject2vec.callbacks`), as (name, callback) pairs "
-        "or bare callbacks; one named like a default ('early_stopping', 'progress_bar', 'epoch_log') "
+        "or bare callbacks; one named like a default ('early_stopping', 'lr_scheduler', 'progress_bar', 'epoch_log') "
         "replaces it, (name, None) turns a default off. Their parameters are settable as "
         "callbacks__NAME__PARAM (set_params, GridSearchCV). Each fit uses clones. Not stored in artifacts.")
 #: Every parameter of the estimators, in ``__init__`` order.

@@ -81,6 +81,7 @@ class TrainSettings:
     verbose: int = 0
     target_scale: float = 1.0  # regression: losses are reported in the user's units
     embedding_l2: float = 0.0  # L2 on the token rows each batch uses (see Object2VecNet.forward)
+    learning_rate_decay: float = 1.0  # per-epoch factor (the default "lr_scheduler" callback); 1: constant
 
 
 def _fused(name: str) -> dict:

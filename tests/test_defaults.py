@@ -47,6 +47,22 @@ def test_pooling_auto_rule_max_pools_words_only():
     assert BY_NAME["pooling"].sagemaker_default == "mean"  # SageMaker's pooled_embedding is a mean
 
 
+def test_learning_rate_decay_auto_rule_and_default_callback():
+    assert resolve_auto(_auto_params(), DataShape(90000, (1, 1)))["learning_rate_decay"] == 0.8  # ratings
+    for shape in (DataShape(5000, (30, 25)), DataShape(500, (2, 1))):  # sentences, [head, relation] -> tail
+        assert resolve_auto(_auto_params(), shape)["learning_rate_decay"] == 1.0
+    assert resolve_auto(_auto_params(learning_rate_decay=0.5), DataShape(90000, (1, 1)))["learning_rate_decay"] == 0.5
+    assert BY_NAME["learning_rate_decay"].sagemaker_default == 1.0  # SageMaker keeps the learning rate
+    rng = np.random.default_rng(0)
+    pairs, y = rng.integers(0, 30, (1200, 2)), rng.normal(size=1200)
+    decayed = Object2VecRegressor(epochs=3, early_stopping_patience=5, random_state=0).fit(pairs, y)
+    assert [round(r["learning_rate"], 6) for r in decayed.history_] == [0.05, 0.04, 0.032]
+    off = Object2VecRegressor(epochs=2, random_state=0, callbacks=[("lr_scheduler", None)]).fit(pairs, y)
+    assert "learning_rate" not in off.history_[0]  # (name, None) turns the default off
+    constant = Object2VecRegressor(epochs=2, learning_rate_decay=1.0, random_state=0).fit(pairs, y)
+    assert "learning_rate" not in constant.history_[0]
+
+
 def test_max_pooling_ignores_padding_and_adds_no_weights():
     import torch
 
