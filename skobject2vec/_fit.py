@@ -112,9 +112,12 @@ def summarize_pairs(pairs, weight) -> DataSummary:
     used = np.flatnonzero(weight > 0)
     max_ids, where = [], []
     for ragged in (pairs.in0, pairs.in1):
-        max_ids.append(int(ragged.take(used).max_id()))
-        token = int(np.argmax(ragged.values))
-        where.append(f"record {int(np.searchsorted(ragged.offsets, token, side='right')) - 1}")
+        taken = ragged.take(used)
+        max_ids.append(taken.max_id())
+        token = int(np.argmax(taken.values)) if taken.values.size else None
+        # the record (in the caller's numbering) that holds the largest id of the training records
+        where.append("" if token is None else
+                     f"record {int(used[np.searchsorted(taken.offsets, token, side='right') - 1])}")
     return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())), tuple(max_ids),
                        tuple(where))
 
@@ -163,6 +166,7 @@ class ScoreTargets:
     mean: float = 0.0
     scale: float = 1.0
     n_outputs = 1
+    negative_index = None  # regression samples no negatives
 
     def transform(self, y, what: str = "y_val") -> np.ndarray:
         return (np.asarray(y, dtype=np.float64) - self.mean) / self.scale

@@ -216,18 +216,19 @@ class Checkpoint(Callback):
         record["checkpoint"] = True
 
 
-#: Names of the callbacks every fit has; a user callback of the same name replaces the default.
-DEFAULT_NAMES = ("early_stopping", "progress_bar", "epoch_log")
+#: Names of the callbacks every fit has, in the order they run; a user callback of the same
+#: name replaces the default, ``(name, None)`` turns it off.
+DEFAULT_NAMES = ("early_stopping", "lr_scheduler", "progress_bar", "epoch_log")
 
 
-def default_callbacks(settings) -> list[tuple[str, Callback]]:
-    """The callbacks a fit has without the ``callbacks`` parameter, from its settings."""
-    return [
-        ("early_stopping", EarlyStopping(patience=settings.patience, tolerance=settings.tolerance)),
-        ("lr_scheduler", LRScheduler(gamma=settings.learning_rate_decay) if settings.learning_rate_decay < 1 else None),
-        ("progress_bar", ProgressBar(leave=settings.verbose == 1) if settings.verbose >= 1 else None),
-        ("epoch_log", EpochLog(print_lines=settings.verbose > 1)),
-    ]
+def default_callbacks(settings) -> list[tuple[str, Callback | None]]:
+    """The callbacks a fit has without the ``callbacks`` parameter, from its settings (None: off)."""
+    return list(zip(DEFAULT_NAMES, (
+        EarlyStopping(patience=settings.patience, tolerance=settings.tolerance),
+        LRScheduler(gamma=settings.learning_rate_decay) if settings.learning_rate_decay < 1 else None,
+        ProgressBar(leave=settings.verbose == 1) if settings.verbose >= 1 else None,
+        EpochLog(print_lines=settings.verbose > 1),
+    )))
 
 
 def as_named_list(callbacks) -> list[tuple[str, Callback | None]]:

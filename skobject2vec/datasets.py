@@ -29,6 +29,11 @@ from sklearn.utils import Bunch
 __all__ = ["digit_tokens", "load_digit_pairs", "load_kg", "load_movielens", "load_movielens_small",
            "load_sts", "make_score_pairs", "make_topic_pairs", "movielens_records"]
 
+def _topic_tokens(rng, topic: int, tokens_per_topic: int, min_len: int, max_len: int) -> list[int]:
+    """``min_len`` to ``max_len - 1`` ids drawn from ``topic``'s block (the length first, then the ids)."""
+    return (topic * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(min_len, max_len))).tolist()
+
+
 def make_topic_pairs(n: int, seed=0, n_topics: int = 4, tokens_per_topic: int = 25, min_len: int = 2,
                      max_len: int = 8):
     """Planted classification pairs: label 1 iff in0 and in1 come from the same topic.
@@ -62,11 +67,8 @@ def make_topic_pairs(n: int, seed=0, n_topics: int = 4, tokens_per_topic: int = 
     t0 = rng.integers(0, n_topics, n)
     same = rng.random(n) < 0.5
     t1 = np.where(same, t0, (t0 + rng.integers(1, n_topics, n)) % n_topics)
-    X = [
-        {"in0": (a * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(min_len, max_len))).tolist(),
-         "in1": (b * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(min_len, max_len))).tolist()}
-        for a, b in zip(t0, t1)
-    ]
+    X = [{"in0": _topic_tokens(rng, a, tokens_per_topic, min_len, max_len),
+          "in1": _topic_tokens(rng, b, tokens_per_topic, min_len, max_len)} for a, b in zip(t0, t1)]
     return X, same.astype(int)
 
 
@@ -94,11 +96,8 @@ def make_score_pairs(n: int, seed=0, n_topics: int = 5, tokens_per_topic: int = 
     rng = np.random.default_rng(seed)
     a = rng.integers(0, n_topics, n)
     b = rng.integers(0, n_topics, n)
-    X = [
-        {"in0": (i * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(1, 6))).tolist(),
-         "in1": (j * tokens_per_topic + rng.integers(0, tokens_per_topic, rng.integers(1, 6))).tolist()}
-        for i, j in zip(a, b)
-    ]
+    X = [{"in0": _topic_tokens(rng, i, tokens_per_topic, 1, 6), "in1": _topic_tokens(rng, j, tokens_per_topic, 1, 6)}
+         for i, j in zip(a, b)]
     return X, (a + 2.0 * b + rng.normal(0, 0.1, n))
 
 

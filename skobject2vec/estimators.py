@@ -315,7 +315,7 @@ class _Object2VecBase(BaseEstimator):
             vocab, max_lens = self.vocab_sizes_, self.max_seq_lens_
         batcher = training.Batcher(max_lens, vocab, device)
         epoch_data = plan_fit.epoch_data_factory(train_index, encoded, weight, plan.params["negative_sampling_rate"],
-                                                 getattr(targets, "negative_index", None))
+                                                 targets.negative_index)
         with plan_fit.seeded(plan.seed, device):
             net = plan_fit.build_network(plan, device) if warm is None else warm.to(device=device, dtype=plan.dtype)
             history = training.train(net, pairs, epoch_data, batcher, plan.settings,
@@ -403,7 +403,7 @@ class _Object2VecBase(BaseEstimator):
         net = self.net_
         batcher = self._batcher()
         epoch_data = plan_fit.epoch_data_factory(np.arange(n), encoded, weight, p["negative_sampling_rate"],
-                                                 getattr(targets, "negative_index", None))
+                                                 targets.negative_index)
         with plan_fit.seeded(seed, batcher.device):
             history = training.train(net, pairs, epoch_data, batcher, settings, rng=np.random.default_rng(seed),
                                      dtype=next(net.parameters()).dtype, sparse=net.config["sparse"],

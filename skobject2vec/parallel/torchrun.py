@@ -245,7 +245,7 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
         batcher = training.Batcher(plan.max_lens, plan.vocab_sizes, ranks.device)
         rng = np.random.default_rng([plan.seed, ranks.rank])  # each rank its own stream, all fixed by the seed
         size = chunk_size(settings.batch_size, buffer_size)
-        negatives = (plan.params["negative_sampling_rate"], getattr(targets, "negative_index", None))
+        negatives = (plan.params["negative_sampling_rate"], targets.negative_index)
 
         def epoch_batches(epoch):
             records = shuffle_buffer(rank_records(shards, label=task, rank=ranks.rank,

@@ -108,6 +108,10 @@ def test_device_errors_are_clear():
 def test_ids_beyond_the_vocabulary_limit_are_refused_before_allocating():
     with pytest.raises(ValueError, match=r"field 'in1' holds token id 9999999999.*above SageMaker's limit"):
         fit([GOOD[0], {"in0": [4], "in1": [9_999_999_999]}])
+    # The record named is the training record holding the id, not a larger id's zero-weight record.
+    X = [{"in0": [1], "in1": [9_999_999_999]}, {"in0": [2], "in1": [5_000_000_000]}, {"in0": [3], "in1": [4]}]
+    with pytest.raises(ValueError, match=r"record 1, field 'in1' holds token id 5000000000"):
+        Object2VecClassifier(epochs=1).fit(X, [0, 1, 0], sample_weight=[0.0, 1.0, 1.0])
 
 
 def test_conversion_in_chunks_locates_errors_and_keeps_values(monkeypatch):
