@@ -136,6 +136,8 @@ class ClassTargets:
     @property
     def negative_index(self) -> int | None:
         """Index of class 0, the label of sampled negatives (None without it)."""
+        if self.classes.dtype.kind not in "iufb":  # string labels hold no 0 (old numpy warns on the comparison)
+            return None
         found = np.flatnonzero(self.classes == 0)
         return int(found[0]) if found.size else None
 
