@@ -299,8 +299,8 @@ def _literal(text: str):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graphs", nargs="+", default=list(GRAPHS), choices=GRAPHS)
-    parser.add_argument("--recipes", nargs="+", default=None, choices=list(RECIPES),
-                        help="RECIPES to run on every graph (default: the graph's BEST)")
+    parser.add_argument("--recipes", nargs="*", default=None, choices=list(RECIPES),
+                        help="RECIPES to run on every graph (default: the graph's BEST; none: defaults only)")
     parser.add_argument("--no-defaults", action="store_true", help="skip the defaults row")
     parser.add_argument("--cache-dir", default=None, help="where the pykeen wheel is kept")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -331,7 +331,8 @@ def main(argv=None):
         args.graphs = ["nations"]
 
     def chosen(graph):
-        names = args.recipes or (list(QUICK_RECIPES) if args.quick else [BEST[graph]])
+        names = args.recipes if args.recipes is not None else (
+            list(QUICK_RECIPES) if args.quick else [BEST[graph]])
         return {n: RECIPES[n] for n in names}
 
     recipes = {n: r for g in args.graphs for n, r in chosen(g).items()}

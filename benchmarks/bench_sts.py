@@ -1,6 +1,8 @@
 """STS Benchmark: sentence-pair similarity regression trained from scratch.
 
-Text goes through ``TextPairTokenizer`` (vocabulary of the training sentences);
+Text goes through ``TextPairTokenizer`` (vocabulary of the training sentences; its
+defaults add character 3-grams and hashed buckets for unseen words, and one row
+shows the same regressor on words alone);
 ``Object2VecRegressor`` trains on train and early-stops on dev. Reported: dev and
 test Pearson, test Spearman. Baselines of the same run: word overlap (Jaccard of
 the two token sets) and TF-IDF cosine (``TfidfVectorizer`` fitted on the training
@@ -26,6 +28,8 @@ from _common import REPO_ROOT, format_table, machine_line, report, write_results
 
 DEFAULT_FOLDER = REPO_ROOT.parent / "shared" / "data" / "stsbenchmark"
 DEFAULTS = dict(random_state=0)
+#: The tokenizer of the "words only" row: no character n-grams, every unknown word the same id.
+WORDS_ONLY = dict(char_ngrams=None, oov_buckets=0)
 #: One recipe per encoder: one shared encoder (a Siamese / bi-encoder, one vocabulary for both sides),
 #: the defaults' relu MLP and dropout, Adam at 0.001, up to 40 epochs with early stopping on dev.
 _COMMON = dict(shared_encoder=True, enc_dim=128, mlp_layers=1, mlp_dim=128, mlp_activation="relu",
@@ -95,10 +99,18 @@ def main(argv=None):
     cap = min(args.epochs or QUICK_EPOCHS, QUICK_EPOCHS) if args.quick else args.epochs
 
     data = load_sts(Path(args.folder))
-    tokenizer = TextPairTokenizer().fit(data.X_train)
-    X = {s: tokenizer.transform(data[f"X_{s}"]) for s in ("train", "dev", "test")}
-    print(f"{len(X['train'])} train, {len(X['dev'])} dev, {len(X['test'])} test pairs; "
-          f"vocabulary {tokenizer.vocab_size_:,} tokens", flush=True)
+    tokenized = {}
+
+    def tokenize(**tokenizer_params):
+        key = tuple(sorted(tokenizer_params.items()))
+        if key not in tokenized:
+            fitted = TextPairTokenizer(**tokenizer_params).fit(data.X_train)
+            tokenized[key] = {s: fitted.transform(data[f"X_{s}"]) for s in ("train", "dev", "test")}
+            print(f"TextPairTokenizer({tokenizer_params or ''}): vocabulary {fitted.vocab_size_:,} ids", flush=True)
+        return tokenized[key]
+
+    tokenizer = TextPairTokenizer().fit(data.X_train)  # its words, for the overlap baseline
+    print(f"{len(data.X_train)} train, {len(data.X_dev)} dev, {len(data.X_test)} test pairs", flush=True)
 
     results = {}
     tfidf = tfidf_cosine(data.X_train)
@@ -107,23 +119,28 @@ def main(argv=None):
         dev = correlations(score(data.X_dev), data.y_dev)[0]
         test = correlations(score(data.X_test), data.y_test)
         results[label] = {"dev_pearson": dev, "pearson": test[0], "spearman": test[1], "epochs": 0, "seconds": 0.0}
-    runs = ([] if args.no_defaults else [("Object2VecRegressor, defaults", DEFAULTS)]) + [
-        (f"recipe: {n}", RECIPES[n]) for n in names]
-    for label, params in runs:
+    runs = ([] if args.no_defaults else [("Object2VecRegressor, defaults", DEFAULTS, {}),
+                                         ("defaults on words only (tokenizer without n-grams, buckets)", DEFAULTS,
+                                          WORDS_ONLY)])
+    runs += [(f"recipe: {n}", RECIPES[n], {}) for n in names]
+    for label, params, tokenizer_params in runs:
+        X = tokenize(**tokenizer_params)
         params = dict(params) if cap is None else dict(params, epochs=min(cap, params.get("epochs", 30)))
         started = time.perf_counter()
         model = Object2VecRegressor(**params).fit(X["train"], data.y_train, X_val=X["dev"], y_val=data.y_dev)
         seconds = time.perf_counter() - started
         test = correlations(model.predict(X["test"]), data.y_test)
         results[label] = {"dev_pearson": correlations(model.predict(X["dev"]), data.y_dev)[0], "pearson": test[0],
-                          "spearman": test[1], "epochs": model.n_epochs_, "seconds": seconds, "params": params}
+                          "spearman": test[1], "epochs": model.n_epochs_, "seconds": seconds, "params": params,
+                          "tokenizer": tokenizer_params}
         print(f"  {label}: {results[label]}", flush=True)
     rows = [[k, r["dev_pearson"], r["pearson"], r["spearman"], r["epochs"], r["seconds"]] for k, r in results.items()]
     rows += [[*ref, "", ""] for ref in REFERENCES]
     table = format_table(["model", "dev Pearson", "test Pearson", "test Spearman", "epochs", "fit s"], rows)
     report("STS Benchmark (trained from scratch; early stopping on dev)", table, [
         machine_line(),
-        "tokenizer: TextPairTokenizer() fitted on the training sentences",
+        "tokenizer: TextPairTokenizer() fitted on the training sentences (words only: "
+        + ", ".join(f"{k}={v}" for k, v in WORDS_ONLY.items()) + ")",
         "defaults: Object2VecRegressor(random_state=0)" + (f", epochs <= {cap}" if cap else ""),
         *(f"recipe {n}: " + ", ".join(f"{k}={v}" for k, v in RECIPES[n].items()) for n in names),
     ])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_VALIDATION_FRACTION",
-           "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB"]
+           "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB", "AUTO_TUPLE_MAX_LEN", "INHERITED_SETTINGS"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
@@ -21,6 +21,11 @@ AUTO_VALIDATION_MIN_RECORDS = 1000
 #: ``pooling="auto"`` max-pools sequence pairs over a vocabulary of at least this many
 #: token ids (words), and mean-pools small alphabets of features (digit pairs' 256 pixel tokens).
 AUTO_MAX_POOLING_MIN_VOCAB = 1000
+#: A side is a tuple of fields (``[head, relation]``) when every record holds the same number of
+#: tokens, from 2 to this many, and the other side is a single id.
+AUTO_TUPLE_MAX_LEN = 8
+#: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
+INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class DataShape:
     max_lens: tuple[int, int]
     streamed: bool = False
     vocab_size: int | None = None
+    min_lens: tuple[int, int] | None = None  #: shortest sequence per side (None: not known)
 
     @property
     def single_ids(self) -> bool:
@@ -42,6 +48,28 @@ class DataShape:
     def sequences(self) -> bool:
         """Both sides hold sequences (not single ids): the symmetric, sentence-like case."""
         return min(self.max_lens) > 1
+
+    @property
+    def tuple_side(self) -> int | None:
+        """The side that holds a tuple of fields against single ids on the other: every record
+        the same 2 to :data:`AUTO_TUPLE_MAX_LEN` tokens (``[head, relation]`` vs ``[tail]``);
+        None for any other shape."""
+        if self.min_lens is None:
+            return None
+        for side, other in ((0, 1), (1, 0)):
+            length = self.max_lens[side]
+            if self.max_lens[other] == 1 and self.min_lens[side] == length and 2 <= length <= AUTO_TUPLE_MAX_LEN:
+                return side
+        return None
+
+    @property
+    def family(self) -> str:
+        """The key of :data:`AUTO_OPTIMIZATION` for this shape."""
+        if self.sequences:
+            return "sequences"
+        if self.single_ids:
+            return "single_ids"
+        return "ids" if self.tuple_side is None else "tuples"
 
 
 def _shared(p: dict, shape: DataShape) -> bool:
@@ -60,6 +88,14 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
 
     Rules
     -----
+    enc0_network, enc0_cnn_filter_width
+        pooled_embedding (width 3 for an explicit hcnn), except for a tuple of fields
+        against single ids (``shape.tuple_side``: ``[head, relation]`` vs ``[tail]``):
+        one hcnn layer as wide as the tuple, so that the encoder reads which token
+        sits in which field, which a pooled mean cannot. With ``enc1_network="enc0"``
+        the single-id side keeps pooled_embedding (enc0's other settings copied).
+        Measured on Kinships link prediction (filtered test MRR, Adam): 0.746 with
+        the tuple hcnn vs 0.642 pooled; with Adagrad the tuple hcnn does not learn.
     shared_encoder
         True when both sides hold sequences (``shape.sequences``), enc1 copies enc0's
         configuration and nothing forces two tables (two vocabulary sizes, two
@@ -82,14 +118,16 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits: RMSE 0.877 vs 0.875), else 1.
     optimizer, learning_rate, weight_decay, learning_rate_decay
-        :data:`AUTO_OPTIMIZATION`: Adam for sequence pairs, Adagrad with weight decay
-        when a side is a single id (decay 0.002 when both are, 0.0005 otherwise); the
+        :data:`AUTO_OPTIMIZATION`: Adam for sequence pairs and for tuples of fields,
+        Adagrad with weight decay for other shapes with a single-id side (decay 0.002
+        when both are single ids, 0.0005 otherwise); the
         learning rate is multiplied by 0.8 after every epoch when both sides are single
         ids, else kept constant.
     """
     p = dict(p)
     if p["shared_encoder"] == "auto":
         p["shared_encoder"] = _shared(p, shape)
+    _encoders(p, shape)
     if p["shared_encoder"]:
         p["tied_token_embedding_weight"] = True  # one encoder reads one token table
     if p["validation_fraction"] == "auto":
@@ -102,11 +140,33 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         p["mlp_layers"] = 0 if shape.single_ids else 1
     if p["mini_batch_size"] == "auto":
         p["mini_batch_size"] = auto_batch_size(shape.n_records)
-    family = "sequences" if shape.sequences else "single_ids" if shape.single_ids else "ids"
-    for name, value in AUTO_OPTIMIZATION[family].items():
+    for name, value in AUTO_OPTIMIZATION[shape.family].items():
         if p[name] == "auto":
             p[name] = value
     return p
+
+
+def _encoders(p: dict, shape: DataShape) -> None:
+    """``enc0_network`` and ``enc0_cnn_filter_width`` "auto", in place: pooled_embedding, except one
+    hcnn layer as wide as a tuple of fields (``shape.tuple_side``). With ``enc1_network="enc0"``
+    (and no shared encoder) each side gets the choice for its own shape, enc1 copying the rest."""
+    side = shape.tuple_side
+    if p["enc0_network"] == "auto":
+        own = ["hcnn" if i == side else "pooled_embedding" for i in (0, 1)]
+        if p["enc1_network"] == "enc0" and own[0] != own[1] and not p["shared_encoder"]:
+            for key in INHERITED_SETTINGS:
+                p[f"enc1_{key}"] = p[f"enc0_{key}"]
+            p["enc1_network"] = own[1]
+        p["enc0_network"] = own[0]
+        for i in (0, 1):
+            if i == side and p[f"enc{i}_network"] == "hcnn":  # the tuple's hcnn: one layer over all its fields
+                if p[f"enc{i}_layers"] == "auto":
+                    p[f"enc{i}_layers"] = 1
+                if p[f"enc{i}_cnn_filter_width"] == "auto":
+                    p[f"enc{i}_cnn_filter_width"] = shape.max_lens[side]
+    for i in (0, 1):
+        if p[f"enc{i}_cnn_filter_width"] == "auto":  # enc1 holds "auto" only as a copy of enc0's
+            p[f"enc{i}_cnn_filter_width"] = 3
 
 
 def auto_batch_size(n_records: int) -> int:
@@ -128,6 +188,10 @@ def auto_batch_size(n_records: int) -> int:
 AUTO_OPTIMIZATION = {
     "sequences": {"optimizer": "adam", "learning_rate": 0.001, "weight_decay": 0.0, "learning_rate_decay": 1.0},
     "ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.0005, "learning_rate_decay": 1.0},
+    # A tuple of fields against single ids (knowledge-graph [head, relation] vs tail), with the tuple
+    # hcnn: Adam. Kinships filtered test MRR 0.746 vs 0.051 with the "ids" Adagrad (it does not learn);
+    # with a pooled mean Adam also beats Adagrad (0.642 vs 0.510).
+    "tuples": {"optimizer": "adam", "learning_rate": 0.001, "weight_decay": 0.0, "learning_rate_decay": 1.0},
     # One id per side (user, item): 4x the decay. MovieLens subset, 90/10 split and 2 of the
     # 5 folds: RMSE 0.866 / 0.8746 / 0.8800 with 0.002 vs 0.874 / 0.8849 / 0.8874 with 0.0005
     # (0.001: 0.872 / 0.882 / 0.884); best epoch 17-19 instead of 5.

@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
-from ._auto import DataShape, resolve_auto
+from ._auto import INHERITED_SETTINGS, DataShape, resolve_auto
 from .data.negatives import sample_negatives
 from .hyperparameters import BY_NAME
 from .nn.encoders import resolve_layers
@@ -41,9 +41,6 @@ __all__ = ["SideSettings", "DataSummary", "ClassTargets", "ScoreTargets", "FitPl
 
 #: Longest sequence a side keeps when ``enc*_max_seq_len`` is not given (longer ones are truncated).
 MAX_SEQ_LEN = 5000
-# enc1 settings copied from enc0 when enc1_network == "enc0" (its configuration, not its weights).
-_INHERITED = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
-
 
 # ----------------------------------------------------------------- per side
 @dataclass(frozen=True)
@@ -69,14 +66,14 @@ def encoder_settings(p: dict) -> tuple[SideSettings, SideSettings]:
         raise ValueError(f"shared_encoder=True makes enc1 the very encoder of enc0, but enc1_network="
                          f"{p['enc1_network']!r} differs from enc0_network={p['enc0_network']!r}; set "
                          f"enc1_network='enc0' or shared_encoder=False.")
-    sides = [{k: p[f"enc{i}_{k}"] for k in _INHERITED + (
+    sides = [{k: p[f"enc{i}_{k}"] for k in INHERITED_SETTINGS + (
         "pretrained_embedding_file", "vocab_file", "freeze_pretrained_embedding")} for i in (0, 1)]
     if p["enc1_network"] == "enc0" or p["shared_encoder"]:
-        ignored = [f"enc1_{k}" for k in _INHERITED[1:] if p[f"enc1_{k}"] != BY_NAME[f"enc1_{k}"].default]
+        ignored = [f"enc1_{k}" for k in INHERITED_SETTINGS[1:] if p[f"enc1_{k}"] != BY_NAME[f"enc1_{k}"].default]
         if ignored:
             warnings.warn(f"{', '.join(ignored)} ignored: enc1_network='enc0' copies enc0's configuration "
                           f"(as SageMaker does). Set enc1_network explicitly to configure enc1.", UserWarning)
-        for k in _INHERITED:
+        for k in INHERITED_SETTINGS:
             sides[1][k] = sides[0][k]
     # A pretrained file fixes its side's token dim (both sides' when tied).
     apply_pretrained_settings(sides, tied=p["tied_token_embedding_weight"],
@@ -100,11 +97,13 @@ class DataSummary:
     #: Where each side's largest id sits ("record 17", "file.jsonl:3"), for error messages.
     max_id_where: tuple[str, str] = ("", "")
     streamed: bool = False
+    #: Shortest sequence per side (None: not known).
+    min_lens: tuple[int, int] | None = None
 
     @property
     def shape(self) -> DataShape:
         return DataShape(self.n_records, self.max_lens, streamed=self.streamed,
-                         vocab_size=max(self.max_ids) + 1)
+                         vocab_size=max(self.max_ids) + 1, min_lens=self.min_lens)
 
 
 def summarize_pairs(pairs, weight) -> DataSummary:
@@ -119,7 +118,12 @@ def summarize_pairs(pairs, weight) -> DataSummary:
         where.append("" if token is None else
                      f"record {int(used[np.searchsorted(taken.offsets, token, side='right') - 1])}")
     return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())), tuple(max_ids),
-                       tuple(where))
+                       tuple(where), min_lens=shortest_lengths(pairs))
+
+
+def shortest_lengths(pairs) -> tuple[int, int]:
+    """Shortest sequence of each side of in-memory pairs."""
+    return int(pairs.in0.lengths.min()), int(pairs.in1.lengths.min())
 
 
 # ----------------------------------------------------------------- targets

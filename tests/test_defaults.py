@@ -5,8 +5,12 @@ import pytest
 
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
-from skobject2vec._auto import AUTO_MAX_POOLING_MIN_VOCAB, AUTO_OPTIMIZATION, DataShape, auto_batch_size, resolve_auto
+from skobject2vec._auto import (AUTO_MAX_POOLING_MIN_VOCAB, AUTO_OPTIMIZATION, AUTO_TUPLE_MAX_LEN, DataShape,
+                                auto_batch_size, resolve_auto)
 from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
+from support import relation_pairs
+
+from skobject2vec.data.jsonlines import write_records
 
 
 def _auto_params(**overrides):
@@ -22,10 +26,12 @@ def test_resolve_auto_rules_by_data_shape():
     assert not ratings["shared_encoder"] and not ratings["tied_token_embedding_weight"]
     assert {k: ratings[k] for k in AUTO_OPTIMIZATION["single_ids"]} == AUTO_OPTIMIZATION["single_ids"]
     assert ratings["mlp_layers"] == 0 and ratings["mini_batch_size"] == 256
-    links = resolve_auto(_auto_params(), DataShape(500, (2, 1)))  # in0 = [head, relation], in1 = [tail]
-    assert not links["shared_encoder"] and links["optimizer"] == "adagrad" and links["mlp_layers"] == 1
-    assert links["weight_decay"] == AUTO_OPTIMIZATION["ids"]["weight_decay"] < ratings["weight_decay"]
-    assert links["validation_fraction"] is None and links["mini_batch_size"] == 32  # small: no hold-out
+    # a user id against [item, its genres...]: bags of ids of any length
+    features = resolve_auto(_auto_params(), DataShape(500, (1, 6), min_lens=(1, 2)))
+    assert not features["shared_encoder"] and features["optimizer"] == "adagrad" and features["mlp_layers"] == 1
+    assert features["weight_decay"] == AUTO_OPTIMIZATION["ids"]["weight_decay"] < ratings["weight_decay"]
+    assert features["validation_fraction"] is None and features["mini_batch_size"] == 32  # small: no hold-out
+    assert features["enc0_network"] == "pooled_embedding" and features["enc1_network"] == "enc0"
     streamed = resolve_auto(_auto_params(), DataShape(10 ** 6, (5, 5), streamed=True))
     assert streamed["validation_fraction"] is None  # streams early-stop on X_val only
     explicit = resolve_auto(_auto_params(optimizer="sgd", learning_rate=0.1, mlp_layers=3, shared_encoder=False,
@@ -33,6 +39,42 @@ def test_resolve_auto_rules_by_data_shape():
     assert (explicit["optimizer"], explicit["learning_rate"], explicit["mlp_layers"]) == ("sgd", 0.1, 3)
     assert not explicit["shared_encoder"] and explicit["validation_fraction"] == 0.2
     assert [auto_batch_size(n) for n in (10, 16000, 40000, 10 ** 7)] == [32, 32, 128, 256]
+
+
+def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
+    links = resolve_auto(_auto_params(enc0_vocab_size=50), DataShape(500, (2, 1), min_lens=(2, 1)))
+    assert (links["enc0_network"], links["enc0_layers"], links["enc0_cnn_filter_width"]) == ("hcnn", 1, 2)
+    assert links["enc1_network"] == "pooled_embedding" and links["enc1_vocab_size"] == 50  # enc0's, but the network
+    assert {k: links[k] for k in AUTO_OPTIMIZATION["tuples"]} == AUTO_OPTIMIZATION["tuples"]
+    assert not links["shared_encoder"] and not links["tied_token_embedding_weight"]
+    # the tuple on in1 ([user] vs [item, category, year]): enc1 reads it
+    flipped = resolve_auto(_auto_params(), DataShape(500, (1, 3), min_lens=(1, 3)))
+    assert flipped["enc0_network"] == "pooled_embedding"
+    assert (flipped["enc1_network"], flipped["enc1_layers"], flipped["enc1_cnn_filter_width"]) == ("hcnn", 1, 3)
+    # not tuples: lengths that vary, or longer than AUTO_TUPLE_MAX_LEN, or unknown
+    for shape in (DataShape(500, (3, 1), min_lens=(2, 1)), DataShape(500, (AUTO_TUPLE_MAX_LEN + 1, 1),
+                  min_lens=(AUTO_TUPLE_MAX_LEN + 1, 1)), DataShape(500, (2, 1))):
+        assert resolve_auto(_auto_params(), shape)["enc0_network"] == "pooled_embedding", shape
+    # an explicit encoder is kept (filter width 3 as before); one shared encoder is not split
+    assert resolve_auto(_auto_params(enc0_network="hcnn"), DataShape(500, (2, 1), min_lens=(2, 1)))[
+        "enc0_cnn_filter_width"] == 3
+    shared = resolve_auto(_auto_params(shared_encoder=True), DataShape(500, (2, 1), min_lens=(2, 1)))
+    assert (shared["enc0_network"], shared["enc1_network"]) == ("hcnn", "enc0")
+
+
+def test_defaults_learn_a_planted_relation_through_the_tuple_encoder(tmp_path):
+    X, y = relation_pairs(seed=0)
+    X_test, y_test = relation_pairs(seed=1)
+    clf = Object2VecClassifier(random_state=0).fit(X, y)
+    assert clf.net_.config["networks"] == ["hcnn", "pooled_embedding"]
+    assert clf.net_.config["filter_widths"][0] == 2 and clf.net_.config["layers"][0] == 1
+    majority = max(y_test.mean(), 1 - y_test.mean())
+    assert clf.score(X_test, y_test) >= 0.95 > majority + 0.15
+    # a streamed fit's pre-pass sees the same shape (the shortest records too)
+    path = tmp_path / "train.jsonl"
+    write_records(X, path, labels=y.tolist())
+    streamed = Object2VecClassifier(random_state=0, epochs=1).fit(path)
+    assert streamed.net_.config["networks"] == ["hcnn", "pooled_embedding"]
 
 
 def test_pooling_auto_rule_max_pools_words_only():

@@ -131,6 +131,10 @@ def chunk_size(batch_size: int, buffer_size: int) -> int:
     return max(batch_size, min(buffer_size, BATCHES_PER_CHUNK * batch_size))
 
 
+#: Above any record's length: the shortest length seen before the first record.
+MAX_RECORD_LEN = 2**31 - 1
+
+
 @dataclass
 class StreamStats:
     """What one pass over a rank's records found (summed/maxed across ranks by the caller)."""
@@ -138,6 +142,7 @@ class StreamStats:
     n_records: int = 0
     max_ids: list = field(default_factory=lambda: [-1, -1])
     max_lens: list = field(default_factory=lambda: [0, 0])
+    min_lens: list = field(default_factory=lambda: [MAX_RECORD_LEN, MAX_RECORD_LEN])
     max_id_where: list = field(default_factory=lambda: ["", ""])
     global_max_ids: list = field(default_factory=lambda: [-1, -1])  # across ranks (max_ids: this rank's)
     label_counts: dict = field(default_factory=dict)  # classification: label -> count
@@ -159,8 +164,8 @@ def scan(shards: list[Path], *, label: str, rank: int = 0, world_size: int = 1) 
             top = max(ids)
             if top > stats.max_ids[side]:
                 stats.max_ids[side], stats.max_id_where[side] = int(top), where
-            if len(ids) > stats.max_lens[side]:
-                stats.max_lens[side] = len(ids)
+            stats.max_lens[side] = max(stats.max_lens[side], len(ids))
+            stats.min_lens[side] = min(stats.min_lens[side], len(ids))
         if label == "classification":
             stats.label_counts[value] = stats.label_counts.get(value, 0) + 1
         else:

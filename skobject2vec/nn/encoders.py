@@ -55,10 +55,17 @@ class HCNNEncoder(nn.Module):
     def __init__(self, token_dim: int, enc_dim: int, layers: int, filter_width: int):
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv1d(token_dim if i == 0 else enc_dim, enc_dim, filter_width, padding="same")
-            for i in range(layers)
+            nn.Conv1d(token_dim if i == 0 else enc_dim, enc_dim, filter_width) for i in range(layers)
         )
+        # padding="same" by hand, as torch splits it (the extra zero on the right for an even width):
+        # torch warns on every fit that "same" with an even width copies the input anyway.
+        self.same_padding = ((filter_width - 1) // 2, filter_width // 2)
         self.proj = nn.Linear(layers * enc_dim, enc_dim)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "same_padding" not in self.__dict__:  # pickled when the convolutions padded themselves
+            self.same_padding = (0, 0)
 
     def forward(self, x, mask, lengths):
         keep = mask.unsqueeze(1).to(x.dtype)  # (B, 1, L)
@@ -67,7 +74,7 @@ class HCNNEncoder(nn.Module):
         for conv in self.convs:
             # Zeroing padded positions before each convolution makes them act as
             # the convolution's own zero padding, whatever the batch's max length.
-            hidden = torch.relu(conv(hidden * keep))
+            hidden = torch.relu(conv(nn.functional.pad(hidden * keep, self.same_padding)))
             # ReLU output is >= 0, so zeroed padding never wins the max.
             pools.append((hidden * keep).amax(dim=-1))
         return self.proj(torch.cat(pools, dim=-1))

@@ -104,13 +104,16 @@ def _reduced_scan(shards, label: str, ranks: _Ranks, what: str) -> StreamStats:
     if ranks.reduce([stats.n_records == 0], "max")[0]:
         raise ValueError(f"{what}: no records for rank {ranks.rank} of {ranks.world_size}; give the job at most "
                          f"as many ranks as records (or shards).")
-    maxima = ranks.reduce(stats.max_ids + stats.max_lens + [max(stats.label_counts, default=0)], "max")
+    # the shortest lengths ride along as negated maxima
+    maxima = ranks.reduce(stats.max_ids + stats.max_lens + [-n for n in stats.min_lens]
+                          + [max(stats.label_counts, default=0)], "max")
     stats.n_records, stats.label_sum, stats.label_sum_sq = int(total[0]), float(total[1]), float(total[2])
     stats.max_lens = [int(v) for v in maxima[2:4]]
+    stats.min_lens = [-int(v) for v in maxima[4:6]]
     # max_ids stay per rank (with where they occur) for the vocabulary check; their max is kept apart.
     stats.global_max_ids = [int(v) for v in maxima[0:2]]
     if label == "classification":
-        top = int(maxima[4])
+        top = int(maxima[6])
         if top > _MAX_LABEL:
             raise ValueError(f"{what}: label {top} is too large; classification labels are class ids "
                              f"0..num_classes-1.")
@@ -229,7 +232,8 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
         targets = plan_fit.targets_from_counts(task, p, label_counts=stats.label_counts, n=stats.n_records,
                                                label_sum=stats.label_sum, label_sum_sq=stats.label_sum_sq)
         summary = plan_fit.DataSummary(stats.n_records, tuple(int(n) for n in stats.max_lens),
-                                       tuple(stats.global_max_ids), streamed=True)
+                                       tuple(stats.global_max_ids), streamed=True,
+                                       min_lens=tuple(int(n) for n in stats.min_lens))
         plan = plan_fit.make_plan(task, p, summary, targets, random_state=random_state, name=name)
         _check_vocab(stats, plan.sides, name)
         if plan.config["sparse"] and ranks.backend == "nccl":
