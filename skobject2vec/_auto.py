@@ -21,8 +21,9 @@ AUTO_VALIDATION_MIN_RECORDS = 1000
 #: ``pooling="auto"`` max-pools sequence pairs over a vocabulary of at least this many
 #: token ids (words), and mean-pools small alphabets of features (digit pairs' 256 pixel tokens).
 AUTO_MAX_POOLING_MIN_VOCAB = 1000
-#: A side is a tuple of fields (``[head, relation]``) when every record holds the same number of
-#: tokens, from 2 to this many, and the other side is a single id.
+#: A side is a tuple of fields (``[head, relation]``, the columns of an integer array) when every
+#: record holds the same number of tokens, from 2 to this many, and the other side is a single id
+#: or a tuple too.
 AUTO_TUPLE_MAX_LEN = 8
 #: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
 INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
@@ -50,17 +51,14 @@ class DataShape:
         return min(self.max_lens) > 1
 
     @property
-    def tuple_side(self) -> int | None:
-        """The side that holds a tuple of fields against single ids on the other: every record
-        the same 2 to :data:`AUTO_TUPLE_MAX_LEN` tokens (``[head, relation]`` vs ``[tail]``);
-        None for any other shape."""
+    def tuple_sides(self) -> tuple[bool, bool]:
+        """Which sides hold a tuple of fields: every record the same 2 to :data:`AUTO_TUPLE_MAX_LEN`
+        tokens (``[head, relation]`` vs ``[tail]``; the columns of an integer array), the other
+        side a single id or a tuple too."""
         if self.min_lens is None:
-            return None
-        for side, other in ((0, 1), (1, 0)):
-            length = self.max_lens[side]
-            if self.max_lens[other] == 1 and self.min_lens[side] == length and 2 <= length <= AUTO_TUPLE_MAX_LEN:
-                return side
-        return None
+            return False, False
+        fixed = [self.min_lens[i] == self.max_lens[i] and 2 <= self.max_lens[i] <= AUTO_TUPLE_MAX_LEN for i in (0, 1)]
+        return tuple(fixed[i] and (fixed[1 - i] or self.max_lens[1 - i] == 1) for i in (0, 1))
 
     @property
     def family(self) -> str:
@@ -69,7 +67,7 @@ class DataShape:
             return "sequences"
         if self.single_ids:
             return "single_ids"
-        return "ids" if self.tuple_side is None else "tuples"
+        return "tuples" if any(self.tuple_sides) else "ids"
 
 
 def _shared(p: dict, shape: DataShape) -> bool:
@@ -89,13 +87,16 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     Rules
     -----
     enc0_network, enc0_cnn_filter_width
-        pooled_embedding (width 3 for an explicit hcnn), except for a tuple of fields
-        against single ids (``shape.tuple_side``: ``[head, relation]`` vs ``[tail]``):
-        one hcnn layer as wide as the tuple, so that the encoder reads which token
-        sits in which field, which a pooled mean cannot. With ``enc1_network="enc0"``
-        the single-id side keeps pooled_embedding (enc0's other settings copied).
-        Measured on Kinships link prediction (filtered test MRR, Adam): 0.746 with
-        the tuple hcnn vs 0.642 pooled; with Adagrad the tuple hcnn does not learn.
+        pooled_embedding (width 3 for an explicit hcnn), except for tuples of fields
+        (``shape.tuple_sides``: every record the same 2-8 tokens, against single ids or
+        another tuple: ``[head, relation]`` vs ``[tail]``, the columns of an integer
+        array): one hcnn layer as wide as the tuple, so that the encoder reads which
+        token sits in which field, which a pooled mean cannot. With
+        ``enc1_network="enc0"`` a single-id side keeps pooled_embedding (enc0's other
+        settings copied). Measured on Kinships link prediction (filtered test MRR,
+        Adam, 10 negatives per fact): 0.746 with the tuple hcnn vs 0.642 pooled; with
+        Adagrad the tuple hcnn does not learn. scikit-learn's regression check (5 + 5
+        integer columns): R^2 0.975 vs 0.29 pooled.
     shared_encoder
         True when both sides hold sequences (``shape.sequences``), enc1 copies enc0's
         configuration and nothing forces two tables (two vocabulary sizes, two
@@ -148,22 +149,25 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
 
 def _encoders(p: dict, shape: DataShape) -> None:
     """``enc0_network`` and ``enc0_cnn_filter_width`` "auto", in place: pooled_embedding, except one
-    hcnn layer as wide as a tuple of fields (``shape.tuple_side``). With ``enc1_network="enc0"``
+    hcnn layer as wide as a tuple of fields (``shape.tuple_sides``). With ``enc1_network="enc0"``
     (and no shared encoder) each side gets the choice for its own shape, enc1 copying the rest."""
-    side = shape.tuple_side
+    tuples = shape.tuple_sides
     if p["enc0_network"] == "auto":
-        own = ["hcnn" if i == side else "pooled_embedding" for i in (0, 1)]
+        own = ["hcnn" if tuples[i] else "pooled_embedding" for i in (0, 1)]
         if p["enc1_network"] == "enc0" and own[0] != own[1] and not p["shared_encoder"]:
             for key in INHERITED_SETTINGS:
                 p[f"enc1_{key}"] = p[f"enc0_{key}"]
             p["enc1_network"] = own[1]
         p["enc0_network"] = own[0]
         for i in (0, 1):
-            if i == side and p[f"enc{i}_network"] == "hcnn":  # the tuple's hcnn: one layer over all its fields
-                if p[f"enc{i}_layers"] == "auto":
-                    p[f"enc{i}_layers"] = 1
-                if p[f"enc{i}_cnn_filter_width"] == "auto":
-                    p[f"enc{i}_cnn_filter_width"] = shape.max_lens[side]
+            if p[f"enc{i}_network"] != "hcnn" or not tuples[i]:
+                continue
+            # one layer that sees every field of the tuples it reads (enc0 reads in1 too with enc1_network="enc0")
+            read = [i] + ([1] if i == 0 and p["enc1_network"] == "enc0" else [])
+            if p[f"enc{i}_layers"] == "auto":
+                p[f"enc{i}_layers"] = 1
+            if p[f"enc{i}_cnn_filter_width"] == "auto":
+                p[f"enc{i}_cnn_filter_width"] = max(shape.max_lens[j] for j in read if tuples[j])
     for i in (0, 1):
         if p[f"enc{i}_cnn_filter_width"] == "auto":  # enc1 holds "auto" only as a copy of enc0's
             p[f"enc{i}_cnn_filter_width"] = 3

@@ -51,9 +51,14 @@ def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
     flipped = resolve_auto(_auto_params(), DataShape(500, (1, 3), min_lens=(1, 3)))
     assert flipped["enc0_network"] == "pooled_embedding"
     assert (flipped["enc1_network"], flipped["enc1_layers"], flipped["enc1_cnn_filter_width"]) == ("hcnn", 1, 3)
-    # not tuples: lengths that vary, or longer than AUTO_TUPLE_MAX_LEN, or unknown
+    # integer columns on both sides (a 2-D array): one shared hcnn that sees a whole tuple
+    columns = resolve_auto(_auto_params(), DataShape(500, (3, 5), min_lens=(3, 5)))
+    assert columns["shared_encoder"] and columns["enc1_network"] == "enc0"
+    assert (columns["enc0_network"], columns["enc0_layers"], columns["enc0_cnn_filter_width"]) == ("hcnn", 1, 5)
+    # not tuples: lengths that vary, longer than AUTO_TUPLE_MAX_LEN, against a sentence, or unknown
     for shape in (DataShape(500, (3, 1), min_lens=(2, 1)), DataShape(500, (AUTO_TUPLE_MAX_LEN + 1, 1),
-                  min_lens=(AUTO_TUPLE_MAX_LEN + 1, 1)), DataShape(500, (2, 1))):
+                  min_lens=(AUTO_TUPLE_MAX_LEN + 1, 1)), DataShape(500, (2, 9), min_lens=(2, 1)),
+                  DataShape(500, (2, 1))):
         assert resolve_auto(_auto_params(), shape)["enc0_network"] == "pooled_embedding", shape
     # an explicit encoder is kept (filter width 3 as before); one shared encoder is not split
     assert resolve_auto(_auto_params(enc0_network="hcnn"), DataShape(500, (2, 1), min_lens=(2, 1)))[

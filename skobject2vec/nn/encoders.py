@@ -54,12 +54,15 @@ class HCNNEncoder(nn.Module):
 
     def __init__(self, token_dim: int, enc_dim: int, layers: int, filter_width: int):
         super().__init__()
+        # "same" padding: inside the convolution for an odd width; by hand for an even one, split as
+        # torch splits it (the extra zero on the right), since torch warns that padding="same" with an
+        # even width copies the input anyway.
+        odd = filter_width % 2 == 1
         self.convs = nn.ModuleList(
-            nn.Conv1d(token_dim if i == 0 else enc_dim, enc_dim, filter_width) for i in range(layers)
+            nn.Conv1d(token_dim if i == 0 else enc_dim, enc_dim, filter_width, padding=filter_width // 2 if odd else 0)
+            for i in range(layers)
         )
-        # padding="same" by hand, as torch splits it (the extra zero on the right for an even width):
-        # torch warns on every fit that "same" with an even width copies the input anyway.
-        self.same_padding = ((filter_width - 1) // 2, filter_width // 2)
+        self.same_padding = (0, 0) if odd else ((filter_width - 1) // 2, filter_width // 2)
         self.proj = nn.Linear(layers * enc_dim, enc_dim)
 
     def __setstate__(self, state):
@@ -74,7 +77,10 @@ class HCNNEncoder(nn.Module):
         for conv in self.convs:
             # Zeroing padded positions before each convolution makes them act as
             # the convolution's own zero padding, whatever the batch's max length.
-            hidden = torch.relu(conv(nn.functional.pad(hidden * keep, self.same_padding)))
+            hidden = hidden * keep
+            if any(self.same_padding):
+                hidden = nn.functional.pad(hidden, self.same_padding)
+            hidden = torch.relu(conv(hidden))
             # ReLU output is >= 0, so zeroed padding never wins the max.
             pools.append((hidden * keep).amax(dim=-1))
         return self.proj(torch.cat(pools, dim=-1))
