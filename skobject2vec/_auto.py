@@ -39,6 +39,7 @@ class DataShape:
     streamed: bool = False
     vocab_size: int | None = None
     min_lens: tuple[int, int] | None = None  #: shortest sequence per side (None: not known)
+    task: str | None = None  #: "classification" or "regression" (None: not known)
 
     @property
     def single_ids(self) -> bool:
@@ -53,12 +54,18 @@ class DataShape:
     @property
     def tuple_sides(self) -> tuple[bool, bool]:
         """Which sides hold a tuple of fields: every record the same 2 to :data:`AUTO_TUPLE_MAX_LEN`
-        tokens (``[head, relation]`` vs ``[tail]``; the columns of an integer array), the other
-        side a single id or a tuple too."""
+        tokens, the other side a tuple too (the columns of an integer array) or, for a
+        classifier, a single id (``[head, relation]`` vs ``[tail]``: link prediction)."""
         if self.min_lens is None:
             return False, False
         fixed = [self.min_lens[i] == self.max_lens[i] and 2 <= self.max_lens[i] <= AUTO_TUPLE_MAX_LEN for i in (0, 1)]
-        return tuple(fixed[i] and (fixed[1 - i] or self.max_lens[1 - i] == 1) for i in (0, 1))
+        if all(fixed):
+            return True, True
+        # A regressor on [user] vs [item, year] (ratings with side features) keeps the id-pair
+        # rules: MovieLens 90/10 RMSE 0.864 with them vs 0.872 with the tuple hcnn and Adam.
+        if self.task == "regression":
+            return False, False
+        return tuple(fixed[i] and self.max_lens[1 - i] == 1 for i in (0, 1))
 
     @property
     def family(self) -> str:
@@ -88,15 +95,17 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     -----
     enc0_network, enc0_cnn_filter_width
         pooled_embedding (width 3 for an explicit hcnn), except for tuples of fields
-        (``shape.tuple_sides``: every record the same 2-8 tokens, against single ids or
-        another tuple: ``[head, relation]`` vs ``[tail]``, the columns of an integer
-        array): one hcnn layer as wide as the tuple, so that the encoder reads which
+        (``shape.tuple_sides``: every record the same 2-8 tokens, against another tuple,
+        as the columns of an integer array, or, for a classifier, against single ids:
+        ``[head, relation]`` vs ``[tail]``): one hcnn layer as wide as the tuple, so that the encoder reads which
         token sits in which field, which a pooled mean cannot. With
         ``enc1_network="enc0"`` a single-id side keeps pooled_embedding (enc0's other
         settings copied). Measured on Kinships link prediction (filtered test MRR,
         Adam, 10 negatives per fact): 0.746 with the tuple hcnn vs 0.642 pooled; with
         Adagrad the tuple hcnn does not learn. scikit-learn's regression check (5 + 5
-        integer columns): R^2 0.975 vs 0.29 pooled.
+        integer columns): R^2 0.975 vs 0.29 pooled. Not for a regressor on a tuple
+        against single ids (ratings of ``[item, year]`` by ``[user]``): MovieLens RMSE
+        0.872 with the tuple rule vs 0.864 with the id-pair rules, which it keeps.
     shared_encoder
         True when both sides hold sequences (``shape.sequences``), enc1 copies enc0's
         configuration and nothing forces two tables (two vocabulary sizes, two

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -327,7 +327,7 @@ def make_seed(random_state) -> int:
 
 def make_plan(task: str, p: dict, summary: DataSummary, targets, *, random_state, name: str) -> FitPlan:
     """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
-    p = resolve_auto(p, summary.shape)
+    p = resolve_auto(p, replace(summary.shape, task=task))
     if task == "regression" and p["negative_sampling_rate"] > 0:
         raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
                          "a regressor cannot label sampled negatives. Set negative_sampling_rate=0.")

@@ -395,7 +395,7 @@ class _Object2VecBase(BaseEstimator):
         n = len(encoded)
         # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
         p = resolve_auto(p, plan_fit.DataShape(n, tuple(self.max_seq_lens_), vocab_size=max(self.vocab_sizes_),
-                                               min_lens=plan_fit.shortest_lengths(pairs)))
+                                               min_lens=plan_fit.shortest_lengths(pairs), task=self._task))
         weight = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True)
         settings = plan_fit.train_settings(self._task, dict(p, epochs=1), targets)
         # A fresh stream per call, reproducible for an int random_state.

@@ -130,10 +130,11 @@ def _encoder_rows(i: int) -> list[HyperParameter]:
                             doc="Encoder of in0: hierarchical CNN, bidirectional LSTM or masked mean (or max) of "
                                 "token embeddings. 'auto' (SageMaker: hcnn) is pooled_embedding, the fastest and "
                                 "the best or near-best encoder measured on sentences, ratings and digit pairs, "
-                                "except for a tuple of fields against single ids ([head, relation] vs tail: "
-                                "every record the same 2-8 tokens): one hcnn layer as wide as the tuple, which "
-                                "reads which token sits in which field (Kinships filtered MRR 0.746 vs 0.642 "
-                                "pooled); with enc1_network='enc0' the single-id side keeps pooled_embedding."))
+                                "except for tuples of fields (every record of a side the same 2-8 tokens, "
+                                "against another tuple, or against single ids in a classifier: [head, relation] "
+                                "vs tail): one hcnn layer as wide as the tuple, which reads which token sits in "
+                                "which field (Kinships filtered MRR 0.746 vs 0.642 pooled); with "
+                                "enc1_network='enc0' a single-id side keeps pooled_embedding."))
     else:
         rows.insert(0, _enc(1, "network", kind="choice", choices=("enc0",) + NETWORKS, default="enc0",
                             sagemaker_default="enc0",

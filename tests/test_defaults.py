@@ -51,8 +51,12 @@ def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
     flipped = resolve_auto(_auto_params(), DataShape(500, (1, 3), min_lens=(1, 3)))
     assert flipped["enc0_network"] == "pooled_embedding"
     assert (flipped["enc1_network"], flipped["enc1_layers"], flipped["enc1_cnn_filter_width"]) == ("hcnn", 1, 3)
-    # integer columns on both sides (a 2-D array): one shared hcnn that sees a whole tuple
-    columns = resolve_auto(_auto_params(), DataShape(500, (3, 5), min_lens=(3, 5)))
+    # a regressor on [user] vs [item, year] (ratings with side features) keeps the id-pair rules
+    ratings = resolve_auto(_auto_params(), DataShape(500, (1, 2), min_lens=(1, 2), task="regression"))
+    assert ratings["enc0_network"] == "pooled_embedding" and ratings["enc1_network"] == "enc0"
+    assert ratings["optimizer"] == "adagrad"
+    # integer columns on both sides (a 2-D array): one shared hcnn that sees a whole tuple, for either task
+    columns = resolve_auto(_auto_params(), DataShape(500, (3, 5), min_lens=(3, 5), task="regression"))
     assert columns["shared_encoder"] and columns["enc1_network"] == "enc0"
     assert (columns["enc0_network"], columns["enc0_layers"], columns["enc0_cnn_filter_width"]) == ("hcnn", 1, 5)
     # not tuples: lengths that vary, longer than AUTO_TUPLE_MAX_LEN, against a sentence, or unknown
