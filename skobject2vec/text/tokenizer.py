@@ -54,6 +54,12 @@ def _text_columns(X) -> dict[str, list]:
     return {f: [row[i] for row in X] for i, f in enumerate(_PAIR_FIELDS[:width])}
 
 
+def _char_ngrams(word: str, n: int) -> list[str]:
+    """fastText's subword units of one word: the n-grams of ``<word>``, written ``##...``."""
+    bounded = f"<{word}>"
+    return [f"##{bounded[i:i + n]}" for i in range(len(bounded) - n + 1)]
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -177,9 +183,7 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
         n = self.char_ngrams
         if n is None or self.vocabulary is not None:
             return words
-        grams = [f"##{bounded[i:i + n]}" for word in words if len(word) > n
-                 for bounded in (f"<{word}>",) for i in range(len(bounded) - n + 1)]
-        return words + grams
+        return words + [gram for word in words if len(word) > n for gram in _char_ngrams(word, n)]
 
     def fit(self, X, y=None):
         """Build the vocabulary from the texts of both sides."""
