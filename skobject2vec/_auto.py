@@ -167,6 +167,9 @@ def _encoders(p: dict, shape: DataShape) -> None:
             for key in INHERITED_SETTINGS:
                 p[f"enc1_{key}"] = p[f"enc0_{key}"]
             p["enc1_network"] = own[1]
+            if p["tied_token_embedding_weight"] and not p["enc0_pretrained_embedding_file"]:
+                # one table for both: its width is the pooled side's, which SageMaker fixes at enc_dim
+                p["enc0_token_embedding_dim"] = p["enc1_token_embedding_dim"] = p["enc_dim"]
         p["enc0_network"] = own[0]
         for i in (0, 1):
             if p[f"enc{i}_network"] != "hcnn" or not tuples[i]:

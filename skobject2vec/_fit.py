@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
 from ._auto import INHERITED_SETTINGS, DataShape, resolve_auto
+from ._validation import is_integer
 from .data.negatives import sample_negatives
 from .hyperparameters import BY_NAME
 from .nn.encoders import resolve_layers
@@ -204,7 +205,7 @@ def encode_targets(task: str, y, weight, p: dict):
     y = np.asarray(y)
     if p["num_classes"] is not None:
         k = p["num_classes"]
-        ok = np.array([isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in y.ravel()])
+        ok = np.array([is_integer(v) for v in y.ravel()])
         values = y.astype(np.int64) if ok.all() else None
         if values is None or (values < 0).any() or (values >= k).any():
             bad = int(np.flatnonzero(~ok)[0]) if not ok.all() else int(

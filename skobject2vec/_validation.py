@@ -130,6 +130,11 @@ def looks_like_records(X) -> bool:
     return len(X) > 0 and isinstance(X[0], Mapping)
 
 
+def is_integer(value) -> bool:
+    """A Python or NumPy integer, not a bool (``True`` is an ``int`` to Python, never a count or an id here)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _record_error(what, index, field, message):
     where = f"record {index}" + (f", field {field!r}" if field else "")
     return ValueError(f"{what}: {where}: {message}")

@@ -69,6 +69,21 @@ def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
         "enc0_cnn_filter_width"] == 3
     shared = resolve_auto(_auto_params(shared_encoder=True), DataShape(500, (2, 1), min_lens=(2, 1)))
     assert (shared["enc0_network"], shared["enc1_network"]) == ("hcnn", "enc0")
+    # one tied table for the hcnn and the pooled side: as wide as the pooled side's vectors (enc_dim)
+    tied = resolve_auto(_auto_params(tied_token_embedding_weight=True, enc_dim=64), DataShape(500, (2, 1),
+                                                                                             min_lens=(2, 1)))
+    assert (tied["enc0_network"], tied["enc1_network"]) == ("hcnn", "pooled_embedding")
+    assert tied["enc0_token_embedding_dim"] == tied["enc1_token_embedding_dim"] == 64
+
+
+def test_a_tied_table_fits_with_the_tuple_encoder():
+    """tied_token_embedding_weight=True on [head, relation] vs [tail] used to fail: the auto hcnn's
+    300-dim tokens against the pooled side's enc_dim."""
+    X, y = relation_pairs(seed=0)
+    clf = Object2VecClassifier(tied_token_embedding_weight=True, enc_dim=32, epochs=2, random_state=0).fit(X, y)
+    assert clf.net_.config["networks"] == ["hcnn", "pooled_embedding"]
+    assert clf.net_.config["token_dims"] == [32, 32]
+    assert clf.net_.token_table(0) is clf.net_.token_table(1)
 
 
 def test_defaults_learn_a_planted_relation_through_the_tuple_encoder(tmp_path):

@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .._fit import MAX_SEQ_LEN
+from .._validation import is_integer
 from .._version import __version__
 from ..nn.model import Object2VecNet
 from ..text import TextPairTokenizer
@@ -334,7 +335,7 @@ class _Checker:
         return value
 
     def integer(self, value, field, low, high):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not is_integer(value) or not low <= value <= high:
             self.fail(CONFIG_FILE, field, f"expected an integer in [{low}, {high}], got {value!r:.60}")
         return value
 

@@ -27,6 +27,7 @@ from .guard import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S
 from .protocol import (JSON, PayloadError, error_body, iter_response, parse_body, request_format,
                        response_media_type, write_response)
 from .runner import ModelRunner, preferred_mode_from_env
+from .._validation import is_integer
 from ..io.artifact import load, read_config
 
 __all__ = ["create_app", "app_from_env", "serve", "default_model_dir", "check_serve_options",
@@ -112,7 +113,7 @@ def check_serve_options(*, port: int | None = None, workers: int | None = None, 
     ``--max-payload-mb inf`` ended in a traceback.
     """
     def integer(name, value, low, high=None):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+        if not is_integer(value) or value < low or (high and value > high):
             bound = f"in [{low}, {high}]" if high else f">= {low}"
             raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
 

@@ -13,6 +13,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import is_integer
+
 __all__ = ["TextPairTokenizer"]
 
 _PAIR_FIELDS = ("in0", "in1")
@@ -58,10 +60,6 @@ def _char_ngrams(word: str, n: int) -> list[str]:
     """fastText's subword units of one word: the n-grams of ``<word>``, written ``##...``."""
     bounded = f"<{word}>"
     return [f"##{bounded[i:i + n]}" for i in range(len(bounded) - n + 1)]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 class TextPairTokenizer(TransformerMixin, BaseEstimator):
@@ -188,9 +186,9 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Build the vocabulary from the texts of both sides."""
         columns = _text_columns(X)
-        if not (_is_int(self.oov_buckets) and self.oov_buckets >= 0):
+        if not (is_integer(self.oov_buckets) and self.oov_buckets >= 0):
             raise ValueError(f"oov_buckets must be an integer >= 0, got {self.oov_buckets!r}.")
-        if not (self.char_ngrams is None or (_is_int(self.char_ngrams) and self.char_ngrams >= 1)):
+        if not (self.char_ngrams is None or (is_integer(self.char_ngrams) and self.char_ngrams >= 1)):
             raise ValueError(f"char_ngrams must be None or an integer >= 1, got {self.char_ngrams!r}.")
         if self.vocabulary is not None:
             vocab = dict(self.vocabulary)
@@ -199,9 +197,9 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
                 raise ValueError(f"vocabulary maps {bad[0][0]!r} to {bad[0][1]!r}; ids must be integers >= 0.")
             unknown = self.unknown_id if self.unknown_id is not None else vocab.get(self.UNKNOWN_TOKEN, 0)
         else:
-            if not (_is_int(self.min_count) and self.min_count >= 1):
+            if not (is_integer(self.min_count) and self.min_count >= 1):
                 raise ValueError(f"min_count must be an integer >= 1, got {self.min_count!r}.")
-            if self.max_vocab is not None and not (_is_int(self.max_vocab) and self.max_vocab >= 1):
+            if self.max_vocab is not None and not (is_integer(self.max_vocab) and self.max_vocab >= 1):
                 raise ValueError(f"max_vocab must be None or an integer >= 1, got {self.max_vocab!r}.")
             counts = Counter(token for texts in columns.values() for text in texts for token in self.tokens(text))
             counts.pop(self.UNKNOWN_TOKEN, None)
