@@ -26,6 +26,7 @@ train. Recipes are compared on the valid split; test is reported, never tuned on
     python benchmarks/bench_kg.py --quick              # nations only: baselines, defaults, its best recipe
     python benchmarks/bench_kg.py --graphs umls --recipes "pooled + relu MLP" --no-defaults
     python benchmarks/bench_kg.py --search umls        # the recipe search of SEARCH on the valid split
+    python benchmarks/bench_kg.py --search umls --base defaults --grid dropout=0.3,0.5 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from _common import format_table, machine_line, report, write_results
 GRAPHS = ("nations", "kinships", "umls")
 #: Object2VecClassifier defaults (random_state only) on the records of the "explicit negatives" recipes:
 #: 10 random tails per fact that are no known fact (the data needs negatives, or it holds one class).
-DEFAULTS = dict(params=dict(random_state=0), negatives="explicit", rate=10)
+DEFAULTS = dict(params=dict(random_state=0), negatives="explicit", rate=10, defaults=True)
 #: Named recipes: classifier parameters, how negatives are made ("sampling": the classifier's
 #: negative_sampling_rate; "explicit": random tails labelled 0 made once, never a training fact)
 #: and how many per positive. Found with --search on the valid splits (test never looked at):
@@ -220,29 +221,30 @@ class Graph:
         return metrics(ranks, len(self.triples[split]))
 
 
-def fit_recipe(graph: Graph, recipe: dict, threads: int = 1):
+def fit_recipe(graph: Graph, recipe: dict, threads: int = 1, seed: int = 0):
+    """Fit one recipe; ``seed`` draws the explicit negatives and is the classifier's random_state."""
     import torch
 
     from skobject2vec import Object2VecClassifier
 
     torch.set_num_threads(threads)
-    params = dict(recipe["params"])
-    if recipe is not DEFAULTS:  # every entity and relation token has a row, seen in train or not
+    params = dict(recipe["params"], random_state=seed)
+    if not recipe.get("defaults"):  # every entity and relation token has a row, seen in train or not
         params["enc0_vocab_size"] = graph.n_tokens
         if params.get("enc1_network", "enc0") != "enc0":
             params["enc1_vocab_size"] = graph.n_tokens
     if recipe["negatives"] == "sampling":
         params["negative_sampling_rate"] = recipe["rate"]
-    X, y, X_val, y_val = graph.training_data(recipe["negatives"], recipe["rate"])
+    X, y, X_val, y_val = graph.training_data(recipe["negatives"], recipe["rate"], seed=seed)
     started = time.perf_counter()
     model = Object2VecClassifier(**params).fit(X, y, X_val=X_val, y_val=y_val)
     seconds = time.perf_counter() - started
     return model, seconds
 
 
-def run_recipe(graph: Graph, name: str, recipe: dict, threads: int, splits=("valid", "test")) -> dict:
-    model, seconds = fit_recipe(graph, recipe, threads)
-    out = {"model": name, "seconds": seconds, "epochs": model.n_epochs_,
+def run_recipe(graph: Graph, name: str, recipe: dict, threads: int, splits=("valid", "test"), seed: int = 0) -> dict:
+    model, seconds = fit_recipe(graph, recipe, threads, seed)
+    out = {"model": name, "seed": seed, "seconds": seconds, "epochs": model.n_epochs_,
            "history": [{k: round(v, 4) for k, v in h.items() if isinstance(v, float)} for h in model.history_]}
     for split in splits:
         out[split] = graph.evaluate(model_scores(model, graph.n_entities), split)
@@ -270,22 +272,24 @@ def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: 
     return results
 
 
-def search(name: str, cache_dir, threads: int, grid: dict, base: str) -> list[dict]:
-    """Every combination of ``grid`` around RECIPES[base], scored on valid only (test is not looked at)."""
+def search(name: str, cache_dir, threads: int, grid: dict, base: str, seeds=(0,)) -> list[dict]:
+    """Every combination of ``grid`` around RECIPES[base] (or DEFAULTS: ``base="defaults"``), each with
+    every seed, scored on valid only (test is not looked at)."""
     graph = Graph(name, cache_dir)
+    start = DEFAULTS if base == "defaults" else RECIPES[base]
     keys = sorted(grid)
     out = []
     for values in itertools.product(*(grid[k] for k in keys)):
         choice = dict(zip(keys, values))
-        recipe = {"params": dict(RECIPES[base]["params"]), "negatives": RECIPES[base]["negatives"],
-                  "rate": RECIPES[base]["rate"]}
+        recipe = {**start, "params": dict(start["params"])}
         for k, v in choice.items():
             if k in ("negatives", "rate"):
                 recipe[k] = v
             else:
                 recipe["params"][k] = v
         label = ", ".join(f"{k}={v}" for k, v in choice.items())
-        out.append(dict(run_recipe(graph, label, recipe, threads, splits=("valid",)), choice=choice))
+        for seed in seeds:
+            out.append(dict(run_recipe(graph, label, recipe, threads, splits=("valid",), seed=seed), choice=choice))
     return out
 
 
@@ -308,7 +312,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="nations only, the quick recipes")
     parser.add_argument("--search", default=None, choices=GRAPHS, help="run the SEARCH grid on this graph's valid split")
-    parser.add_argument("--base", default=SEARCH_BASE, choices=list(RECIPES), help="--search: the recipe searched around")
+    parser.add_argument("--base", default=SEARCH_BASE, choices=["defaults", *RECIPES],
+                        help="--search: the recipe searched around ('defaults': the classifier's defaults)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="--search: seeds (negatives drawn and random_state) each candidate is fitted with")
     parser.add_argument("--grid", nargs="+", default=None, metavar="KEY=V1,V2",
                         help="--search: this grid instead of SEARCH (values read as Python literals)")
     parser.add_argument("--name", default="kg", help="name of the JSON results file")
@@ -319,14 +326,21 @@ def main(argv=None):
     if args.search:
         grid = SEARCH if args.grid is None else {k: [_literal(v) for v in vs.split(",")]
                                                  for k, vs in (item.split("=", 1) for item in args.grid)}
-        found = search(args.search, args.cache_dir, args.threads, grid, args.base)
-        found.sort(key=lambda r: -r["valid"]["mrr"])
-        table = format_table(["candidate", "valid MRR", "valid Hits@10", "epochs", "fit s"],
-                             [[r["model"], r["valid"]["mrr"], r["valid"]["hits10"], r["epochs"], r["seconds"]]
-                              for r in found])
+        found = search(args.search, args.cache_dir, args.threads, grid, args.base, args.seeds)
+        base = DEFAULTS if args.base == "defaults" else RECIPES[args.base]
+        by_candidate: dict = {}
+        for r in found:
+            by_candidate.setdefault(r["model"], []).append(r)
+        rows = [[label, float(np.mean([r["valid"]["mrr"] for r in rs])),
+                 " / ".join(f"{r['valid']['mrr']:.3f}" for r in rs),
+                 float(np.mean([r["valid"]["hits10"] for r in rs])), float(np.mean([r["epochs"] for r in rs])),
+                 float(np.mean([r["seconds"] for r in rs]))] for label, rs in by_candidate.items()]
+        rows.sort(key=lambda row: -row[1])
+        table = format_table(["candidate", "valid MRR (mean)", f"per seed {args.seeds}", "valid Hits@10", "epochs",
+                              "fit s"], rows)
         report(f"{args.search}: recipe search around {args.base!r} (valid split, filtered)", table,
-               [machine_line(), f"base: {RECIPES[args.base]}"])
-        write_results(f"{args.name}_search_{args.search}", {"args": vars(args), "base": RECIPES[args.base],
+               [machine_line(), f"base: {base}"])
+        write_results(f"{args.name}_search_{args.search}", {"args": vars(args), "base": base,
                                                             "grid": grid, "results": found, "table": table})
         return found
     if args.quick:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_VALIDATION_FRACTION",
+__all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT", "AUTO_VALIDATION_FRACTION",
            "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB", "AUTO_TUPLE_MAX_LEN", "INHERITED_SETTINGS"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
@@ -124,6 +124,8 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         max vs 0.65-0.67 (dev 0.68-0.69) with mean, over 3 seeds; on digit pairs (256
         pixel tokens, up to 64 per image) max loses (test accuracy 0.840 vs 0.888, 5,000
         pairs) and trains 6x longer.
+    dropout
+        :data:`AUTO_DROPOUT`: 0.5 for tuples of fields, else 0.3.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits: RMSE 0.877 vs 0.875), else 1.
@@ -153,6 +155,8 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     for name, value in AUTO_OPTIMIZATION[shape.family].items():
         if p[name] == "auto":
             p[name] = value
+    if p["dropout"] == "auto":
+        p["dropout"] = AUTO_DROPOUT.get(shape.family, AUTO_DROPOUT["other"])
     return p
 
 
@@ -215,4 +219,14 @@ AUTO_OPTIMIZATION = {
     # 5-fold RMSE 0.8740 vs 0.8770 constant (tuned surprise SVD 0.8775), lower on each of the 5
     # folds (90/10: 0.8668 vs 0.8660); learning rate 0.1 instead: 0.8713 on 90/10, worse.
     "single_ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.002, "learning_rate_decay": 0.8},
+}
+
+
+#: What ``dropout="auto"`` becomes, by data shape (``DataShape.family``; "other": every other shape).
+AUTO_DROPOUT = {
+    # STS-B (sequences): 0.3 adds 0.04-0.07 test Pearson over none; 0.5 is no better (0.719 vs 0.715-0.727).
+    "other": 0.3,
+    # Link prediction ([head, relation] vs [tail], the tuple hcnn), valid filtered MRR, seed 0: UMLS 0.845 /
+    # 0.859 / 0.859 / 0.869 with 0.3 / 0.4 / 0.5 / 0.6; Kinships 0.743 / 0.755 with 0.3 / 0.5.
+    "tuples": 0.5,
 }

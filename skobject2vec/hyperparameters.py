@@ -164,9 +164,10 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        doc="Width of each MLP layer."),
         HyperParameter("mlp_activation", "choice", "relu", choices=("tanh", "relu", "linear"),
                        sagemaker_default="linear", doc="Activation of the MLP layers."),
-        HyperParameter("dropout", "float", 0.3, low=0.0, high=1.0, sagemaker_default=0.0,
+        HyperParameter("dropout", "float", "auto", low=0.0, high=1.0, sagemaker_default=0.0, auto=True,
                        doc="Dropout probability on the comparator output and after each MLP layer "
-                           "(SageMaker: 0; measured on STS-B, 0.3 adds 0.04-0.07 Pearson)."),
+                           "(SageMaker: 0). 'auto': 0.5 for tuples of fields (link prediction: UMLS valid "
+                           "MRR 0.859 vs 0.845 with 0.3), else 0.3 (STS-B: 0.04-0.07 Pearson over none)."),
         HyperParameter("epochs", "int", 30, low=1, high=100, sagemaker_default=30,
                        doc="Number of passes over the training data."),
         HyperParameter("mini_batch_size", "int", "auto", low=1, high=10000, sagemaker_default=32, auto=True,

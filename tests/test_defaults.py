@@ -5,8 +5,8 @@ import pytest
 
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
-from skobject2vec._auto import (AUTO_MAX_POOLING_MIN_VOCAB, AUTO_OPTIMIZATION, AUTO_TUPLE_MAX_LEN, DataShape,
-                                auto_batch_size, resolve_auto)
+from skobject2vec._auto import (AUTO_DROPOUT, AUTO_MAX_POOLING_MIN_VOCAB, AUTO_OPTIMIZATION, AUTO_TUPLE_MAX_LEN,
+                                DataShape, auto_batch_size, resolve_auto)
 from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
 from support import relation_pairs
 
@@ -22,6 +22,7 @@ def test_resolve_auto_rules_by_data_shape():
     assert sentences["shared_encoder"] and sentences["tied_token_embedding_weight"]
     assert (sentences["optimizer"], sentences["learning_rate"], sentences["weight_decay"]) == ("adam", 0.001, 0.0)
     assert sentences["mlp_layers"] == 1 and sentences["validation_fraction"] == 0.1
+    assert sentences["dropout"] == AUTO_DROPOUT["other"] == 0.3
     ratings = resolve_auto(_auto_params(), DataShape(90000, (1, 1)))
     assert not ratings["shared_encoder"] and not ratings["tied_token_embedding_weight"]
     assert {k: ratings[k] for k in AUTO_OPTIMIZATION["single_ids"]} == AUTO_OPTIMIZATION["single_ids"]
@@ -47,6 +48,7 @@ def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
     assert links["enc1_network"] == "pooled_embedding" and links["enc1_vocab_size"] == 50  # enc0's, but the network
     assert {k: links[k] for k in AUTO_OPTIMIZATION["tuples"]} == AUTO_OPTIMIZATION["tuples"]
     assert not links["shared_encoder"] and not links["tied_token_embedding_weight"]
+    assert links["dropout"] == AUTO_DROPOUT["tuples"] > AUTO_DROPOUT["other"]
     # the tuple on in1 ([user] vs [item, category, year]): enc1 reads it
     flipped = resolve_auto(_auto_params(), DataShape(500, (1, 3), min_lens=(1, 3)))
     assert flipped["enc0_network"] == "pooled_embedding"
@@ -92,6 +94,7 @@ def test_defaults_learn_a_planted_relation_through_the_tuple_encoder(tmp_path):
     clf = Object2VecClassifier(random_state=0).fit(X, y)
     assert clf.net_.config["networks"] == ["hcnn", "pooled_embedding"]
     assert clf.net_.config["filter_widths"][0] == 2 and clf.net_.config["layers"][0] == 1
+    assert clf.net_.config["dropout"] == AUTO_DROPOUT["tuples"]
     majority = max(y_test.mean(), 1 - y_test.mean())
     assert clf.score(X_test, y_test) >= 0.95 > majority + 0.15
     # a streamed fit's pre-pass sees the same shape (the shortest records too)
