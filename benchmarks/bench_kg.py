@@ -254,7 +254,7 @@ def run_recipe(graph: Graph, name: str, recipe: dict, threads: int, splits=("val
     return out
 
 
-def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: bool = True) -> list[dict]:
+def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: bool = True, seed: int = 0) -> list[dict]:
     graph = Graph(name, cache_dir)
     print(f"{name}: {graph.n_entities} entities, {graph.n_relations} relations, "
           f"{len(graph.triples['train'])}/{len(graph.triples['valid'])}/{len(graph.triples['test'])} triples",
@@ -266,9 +266,9 @@ def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: 
         results.append({"model": label, "seconds": 0.0, "epochs": 0,
                         "valid": graph.evaluate(scorer, "valid"), "test": graph.evaluate(scorer, "test")})
     if with_defaults:
-        results.append(run_recipe(graph, "Object2VecClassifier, defaults", DEFAULTS, threads))
+        results.append(run_recipe(graph, "Object2VecClassifier, defaults", DEFAULTS, threads, seed=seed))
     for label, recipe in recipes.items():
-        results.append(run_recipe(graph, label, recipe, threads))
+        results.append(run_recipe(graph, label, recipe, threads, seed=seed))
     return results
 
 
@@ -316,6 +316,7 @@ def main(argv=None):
                         help="--search: the recipe searched around ('defaults': the classifier's defaults)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="--search: seeds (negatives drawn and random_state) each candidate is fitted with")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the negatives drawn and random_state (default 0)")
     parser.add_argument("--grid", nargs="+", default=None, metavar="KEY=V1,V2",
                         help="--search: this grid instead of SEARCH (values read as Python literals)")
     parser.add_argument("--name", default="kg", help="name of the JSON results file")
@@ -352,7 +353,8 @@ def main(argv=None):
         return {n: RECIPES[n] for n in names}
 
     recipes = {n: r for g in args.graphs for n, r in chosen(g).items()}
-    results = {g: run_graph(g, chosen(g), args.cache_dir, args.threads, not args.no_defaults) for g in args.graphs}
+    results = {g: run_graph(g, chosen(g), args.cache_dir, args.threads, not args.no_defaults, args.seed)
+               for g in args.graphs}
     rows = [[g, r["model"], r["valid"]["mrr"], r["test"]["mrr"], r["test"]["hits10"], r["test"]["mrr_tail"],
              r["test"]["mrr_head"], r["epochs"], r["seconds"]] for g, rs in results.items() for r in rs]
     table = format_table(["graph", "model", "valid MRR", "test MRR", "test Hits@10", "tail MRR", "head MRR",
@@ -362,7 +364,8 @@ def main(argv=None):
         "(all entities); ties count half",
         "published test MRR: UMLS DistMult 0.88, ConvE 0.94; Kinships ConvE 0.83; Nations ConvE 0.82",
         machine_line(),
-        f"defaults: Object2VecClassifier(random_state=0) on {DEFAULTS['rate']} explicit random tails per positive",
+        f"defaults: Object2VecClassifier(random_state={args.seed}) on {DEFAULTS['rate']} explicit random tails per "
+        f"positive (seed {args.seed})",
         *(f"{n}: {r['negatives']} negatives x{r['rate']}, " + ", ".join(f"{k}={v}" for k, v in r["params"].items())
           for n, r in recipes.items()),
     ])
