@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .hyperparameters import BY_NAME
+
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT", "AUTO_VALIDATION_FRACTION",
            "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB", "AUTO_TUPLE_MAX_LEN", "INHERITED_SETTINGS"]
 
@@ -171,8 +173,11 @@ def _encoders(p: dict, shape: DataShape) -> None:
             for key in INHERITED_SETTINGS:
                 p[f"enc1_{key}"] = p[f"enc0_{key}"]
             p["enc1_network"] = own[1]
-            if p["tied_token_embedding_weight"] and not p["enc0_pretrained_embedding_file"]:
+            default_dim = BY_NAME["enc0_token_embedding_dim"].default
+            if (p["tied_token_embedding_weight"] and not p["enc0_pretrained_embedding_file"]
+                    and p["enc0_token_embedding_dim"] == default_dim):
                 # one table for both: its width is the pooled side's, which SageMaker fixes at enc_dim
+                # (a width the user set is kept, and the fit says why it cannot be tied)
                 p["enc0_token_embedding_dim"] = p["enc1_token_embedding_dim"] = p["enc_dim"]
         p["enc0_network"] = own[0]
         for i in (0, 1):

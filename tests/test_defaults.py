@@ -76,6 +76,10 @@ def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
                                                                                              min_lens=(2, 1)))
     assert (tied["enc0_network"], tied["enc1_network"]) == ("hcnn", "pooled_embedding")
     assert tied["enc0_token_embedding_dim"] == tied["enc1_token_embedding_dim"] == 64
+    # a token width the user set is not overridden
+    own = resolve_auto(_auto_params(tied_token_embedding_weight=True, enc0_token_embedding_dim=32),
+                       DataShape(500, (2, 1), min_lens=(2, 1)))
+    assert own["enc0_token_embedding_dim"] == 32
 
 
 def test_a_tied_table_fits_with_the_tuple_encoder():
@@ -86,6 +90,9 @@ def test_a_tied_table_fits_with_the_tuple_encoder():
     assert clf.net_.config["networks"] == ["hcnn", "pooled_embedding"]
     assert clf.net_.config["token_dims"] == [32, 32]
     assert clf.net_.token_table(0) is clf.net_.token_table(1)
+    with pytest.raises(ValueError, match="token embedding dims differ: enc0 16 vs enc1 32"):
+        Object2VecClassifier(tied_token_embedding_weight=True, enc_dim=32, enc0_token_embedding_dim=16,
+                             epochs=1).fit(X, y)
 
 
 def test_defaults_learn_a_planted_relation_through_the_tuple_encoder(tmp_path):
