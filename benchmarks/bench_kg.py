@@ -254,7 +254,8 @@ def run_recipe(graph: Graph, name: str, recipe: dict, threads: int, splits=("val
     return out
 
 
-def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: bool = True, seed: int = 0) -> list[dict]:
+def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: bool = True,
+              seed: int = 0) -> list[dict]:
     graph = Graph(name, cache_dir)
     print(f"{name}: {graph.n_entities} entities, {graph.n_relations} relations, "
           f"{len(graph.triples['train'])}/{len(graph.triples['valid'])}/{len(graph.triples['test'])} triples",
@@ -272,11 +273,16 @@ def run_graph(name: str, recipes: dict, cache_dir, threads: int, with_defaults: 
     return results
 
 
+def base_recipe(name: str) -> dict:
+    """RECIPES[name], or DEFAULTS for ``name="defaults"``: what ``--search`` varies."""
+    return DEFAULTS if name == "defaults" else RECIPES[name]
+
+
 def search(name: str, cache_dir, threads: int, grid: dict, base: str, seeds=(0,)) -> list[dict]:
-    """Every combination of ``grid`` around RECIPES[base] (or DEFAULTS: ``base="defaults"``), each with
-    every seed, scored on valid only (test is not looked at)."""
+    """Every combination of ``grid`` around :func:`base_recipe` ``(base)``, each with every seed, scored
+    on valid only (test is not looked at)."""
     graph = Graph(name, cache_dir)
-    start = DEFAULTS if base == "defaults" else RECIPES[base]
+    start = base_recipe(base)
     keys = sorted(grid)
     out = []
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -328,7 +334,7 @@ def main(argv=None):
         grid = SEARCH if args.grid is None else {k: [_literal(v) for v in vs.split(",")]
                                                  for k, vs in (item.split("=", 1) for item in args.grid)}
         found = search(args.search, args.cache_dir, args.threads, grid, args.base, args.seeds)
-        base = DEFAULTS if args.base == "defaults" else RECIPES[args.base]
+        base = base_recipe(args.base)
         by_candidate: dict = {}
         for r in found:
             by_candidate.setdefault(r["model"], []).append(r)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from .hyperparameters import BY_NAME
 
-__all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT", "AUTO_VALIDATION_FRACTION",
-           "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB", "AUTO_TUPLE_MAX_LEN", "INHERITED_SETTINGS"]
+__all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
+           "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
+           "AUTO_TUPLE_MAX_LEN", "INHERITED_SETTINGS"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
