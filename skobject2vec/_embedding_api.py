@@ -17,7 +17,7 @@ import torch
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _SetOutputMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from .inference import INFERENCE_BATCH_SIZE, embed
+from .inference import INFERENCE_BATCH_SIZE, embed, inference_net
 from .data.batching import inference_batches
 
 __all__ = ["EmbeddingMixin", "similarity", "most_similar"]
@@ -236,12 +236,10 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: expected a positive integer.")
         show = bool(self.verbose) if show_progress_bar is None else bool(show_progress_bar)
-        net, batcher = self.net_, self._batcher()
-        dtype = next(net.parameters()).dtype
+        (net, dtype), batcher = inference_net(self.net_), self._batcher()
         out = torch.empty((len(records), net.config["enc_dim"]), dtype=dtype, device=batcher.device)
         from tqdm.auto import tqdm
 
-        net.eval()
         with torch.inference_mode(), tqdm(total=len(records), desc="encode", unit="record",
                                           disable=not show) as bar:
             for s in (0, 1):

@@ -10,6 +10,8 @@ run a network over any number of records in bounded-size batches.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +19,10 @@ import torch
 from sklearn.base import is_classifier
 
 from .data.batching import PairData, inference_batches
+from .nn.model import widened_copy
 
-__all__ = ["OutputSpec", "task_of", "postprocess", "predict_outputs", "embed", "INFERENCE_BATCH_SIZE"]
+__all__ = ["OutputSpec", "task_of", "postprocess", "predict_outputs", "embed", "inference_net",
+           "INFERENCE_BATCH_SIZE"]
 
 #: Records per forward pass at predict/transform time: bounds memory for any n.
 INFERENCE_BATCH_SIZE = 1024
@@ -71,15 +75,45 @@ def postprocess(raw: torch.Tensor, spec: OutputSpec, *, log: bool = False) -> to
     return raw[:, 0] * spec.y_scale + spec.y_mean
 
 
+# float32 network -> its widened copy and the parameter versions it was made from
+_WIDENED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_WIDENED_LOCK = threading.Lock()
+
+
+def inference_net(net):
+    """``(runner, dtype)``: the module that computes ``net``'s outputs at inference, and ``net``'s dtype.
+
+    A float32 network runs as its :func:`~skobject2vec.nn.model.widened_copy` (float64
+    arithmetic, rounded back to float32 by the callers), so that a record's prediction
+    and embedding are the same bits whatever else is in its batch, on any CPU: the
+    guarantee scikit-learn's ``check_methods_subset_invariance`` tests. The copy is
+    cached per network and rebuilt when its weights change (``partial_fit``, a warm start).
+    A float64 network runs as it is.
+    """
+    dtype = next(net.parameters()).dtype
+    if dtype == torch.float64:
+        return net.eval(), dtype
+    versions = tuple((p._version, p.data_ptr()) for p in net.parameters())
+    with _WIDENED_LOCK:
+        cached = _WIDENED.get(net)
+        if cached is None or cached[0] != versions:
+            cached = _WIDENED[net] = (versions, widened_copy(net))
+    return cached[1], dtype
+
+
 def predict_outputs(net, pairs: PairData, batcher, spec: OutputSpec, *, log: bool = False) -> np.ndarray:
-    """:func:`postprocess` of the network's outputs for ``pairs``, float64, in bounded-size batches."""
-    net.eval()
+    """:func:`postprocess` of the network's outputs for ``pairs``, float64, in bounded-size batches.
+
+    The raw outputs are rounded to the network's dtype first (see :func:`inference_net`).
+    """
+    runner, dtype = inference_net(net)
     n = len(pairs)
     lengths = np.maximum(pairs.in0.lengths, pairs.in1.lengths)
     out = None
     with torch.inference_mode():
         for index in inference_batches(lengths, INFERENCE_BATCH_SIZE):
-            values = postprocess(net(*batcher.pair(pairs, index)).double(), spec, log=log).cpu().numpy()
+            raw = runner(*batcher.pair(pairs, index)).to(dtype).double()
+            values = postprocess(raw, spec, log=log).cpu().numpy()
             if out is None:
                 out = np.empty((n,) + values.shape[1:], dtype=np.float64)
             out[index] = values
@@ -87,12 +121,12 @@ def predict_outputs(net, pairs: PairData, batcher, spec: OutputSpec, *, log: boo
 
 
 def embed(net, ragged, side: int, batcher) -> np.ndarray:
-    """Encoder outputs (n, enc_dim) for one side, in the network's dtype, in bounded-size batches."""
-    net.eval()
-    dtype = torch.empty(0, dtype=next(net.parameters()).dtype).numpy().dtype
-    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=dtype)
+    """Encoder outputs (n, enc_dim) for one side, in the network's dtype, in bounded-size batches
+    (batch-invariant bit for bit: :func:`inference_net`)."""
+    runner, dtype = inference_net(net)
+    out = np.empty((len(ragged), net.config["enc_dim"]), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
     with torch.inference_mode():
         for index in inference_batches(ragged.lengths, INFERENCE_BATCH_SIZE):
             ids, lengths = batcher.side(ragged, index, side)
-            out[index] = net.encode(side, ids, lengths).cpu().numpy()
+            out[index] = runner.encode(side, ids, lengths).to(dtype).cpu().numpy()
     return out

@@ -141,8 +141,13 @@ def test_transform_pairs_and_single_sides(fitted_classifier):
         fitted_classifier.transform([{"in0": [1]}, {"in0": [2], "in1": [3]}])
 
 
+def _pieces(method, X, size):
+    return np.concatenate([method(X[i:i + size]) for i in range(0, len(X), size)])
+
+
 @pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
-def test_embedding_does_not_depend_on_the_batch(network):
+def test_float32_outputs_do_not_depend_on_the_batch_bit_for_bit(network):
+    # float32 BLAS kernels round differently for other batch shapes (and per CPU); inference must not.
     X, y = make_topic_pairs(300)
     clf = Object2VecClassifier(**dict(FAST, enc0_network=network, epochs=1)).fit(X, y)
     rng = np.random.default_rng(1)
@@ -150,8 +155,27 @@ def test_embedding_does_not_depend_on_the_batch(network):
     target = {"in0": [5, 17, 42]}
     alone = clf.transform([target])[0]
     batch[500] = target
-    in_batch = clf.transform(batch)[500]
-    np.testing.assert_allclose(alone, in_batch, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(alone, clf.transform(batch)[500])
+    assert np.array_equal(clf.transform(X[:200]), _pieces(clf.transform, X[:200], 7))
+    full = clf.predict_proba(X)
+    for size in (1, 7, 13):
+        assert np.array_equal(full[:150], _pieces(clf.predict_proba, X[:150], size)), size
+
+
+@pytest.mark.parametrize("estimator", [Object2VecRegressor, Object2VecClassifier])
+def test_defaults_predict_the_same_bits_alone_in_slices_and_in_the_whole_set(estimator):
+    # scikit-learn's check_methods_subset_invariance at the defaults, with exact equality and more shapes
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 50, size=(1500, 4))
+    y = X[:, 0] % 3 if estimator is Object2VecClassifier else (X[:, 0] - X[:, 2]) / 10.0
+    model = estimator(random_state=0, epochs=2).fit(X, y)
+    method = model.predict_proba if estimator is Object2VecClassifier else model.predict
+    full = method(X)
+    assert full.dtype == np.float64
+    for size in (1, 3, 17, 1000):
+        assert np.array_equal(full[:300] if size < 1000 else full, _pieces(method, X[:300] if size < 1000 else X,
+                                                                            size)), size
+    assert np.array_equal(model.transform(X), _pieces(model.transform, X, 11))
 
 
 def test_float64_predictions_are_exactly_batch_invariant():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -88,7 +90,8 @@ class Object2VecNet(nn.Module):
 
     def _encode(self, side, ids, lengths):
         mask = lengths_to_mask(lengths, ids.size(1), ids.device)
-        tokens = self.token_table(side)(ids)
+        # The tables may be narrower than the rest (see widened_copy); widening a row is exact.
+        tokens = self.token_table(side)(ids).to(self.output.weight.dtype)
         return self.encoder(side)(tokens, mask, lengths), tokens, mask
 
     def encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -111,3 +114,23 @@ class Object2VecNet(nn.Module):
         penalty = sum((t.pow(2).sum(-1) * m).sum(1) / m.sum(1).clamp_min(1)
                       for t, m in ((tokens0, mask0), (tokens1, mask1)))
         return out, penalty
+
+
+def widened_copy(net: Object2VecNet, dtype: torch.dtype = torch.float64) -> Object2VecNet:
+    """A copy of ``net`` whose encoders, comparator and MLP compute in ``dtype``, sharing its token tables.
+
+    Why: a float32 matrix product's rounding depends on the shape of the batch (BLAS picks
+    its blocking, kernels and thread split by shape, and differently on each CPU), so a
+    record's float32 output moves with the records beside it. Computed in float64 from the
+    same float32 weights and rounded back to float32, the result is the float32 value of a
+    product that is exact to ~1e-16: the same bits whatever the batch, unless the exact
+    value sits within ~1e-16 of a float32 rounding boundary (about one value in 10^9).
+    The tables stay shared and unconverted (they can hold millions of rows); a looked-up
+    row is widened, exactly, in :meth:`Object2VecNet._encode`.
+    """
+    tables = [t for t in (net.token_embedding0, net.token_embedding1) if t is not None]
+    wide = copy.deepcopy(net, memo={id(t): t for t in tables})
+    for name, child in wide.named_children():
+        if not name.startswith("token_embedding"):
+            child.to(dtype)
+    return wide.eval()
