@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .hyperparameters import BY_NAME
+from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
@@ -129,6 +129,10 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
         pairs) and trains 6x longer.
     dropout
         :data:`AUTO_DROPOUT`: 0.6 for tuples of fields, else 0.3.
+    token_embedding_storage_type
+        "row_sparse" when the optimizer has sparse updates (adam, adagrad, sgd), else
+        "dense": a step's cost follows its batch, not the vocabulary (at 150,000 ids a
+        dense step updates 150,000 rows of each table). See ``docs/performance.rst``.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits: RMSE 0.877 vs 0.875), else 1.
@@ -160,6 +164,8 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
             p[name] = value
     if p["dropout"] == "auto":
         p["dropout"] = AUTO_DROPOUT.get(shape.family, AUTO_DROPOUT["other"])
+    if p["token_embedding_storage_type"] == "auto":
+        p["token_embedding_storage_type"] = "row_sparse" if p["optimizer"] in SPARSE_OPTIMIZERS else "dense"
     return p
 
 

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
+#: Optimizers with sparse (row-wise) updates: what token_embedding_storage_type='row_sparse' needs.
+SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")
 COMPARATORS = ("hadamard", "concat", "abs_diff")
 
 
@@ -205,12 +207,15 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "pairing its in0 with the in1 of another record, label 0."),
         HyperParameter("tied_token_embedding_weight", "bool", False, sagemaker_default=False,
                        doc="Share one token-embedding table between enc0 and enc1 (only the table)."),
-        HyperParameter("token_embedding_storage_type", "choice", "dense", choices=("dense", "row_sparse"),
-                       sagemaker_default="dense",
-                       doc="'row_sparse' uses sparse gradients on the token tables, so a step costs "
-                           "in proportion to the tokens in the batch (optimizer adam, adagrad or sgd). "
-                           "weight_decay then applies to the dense layers only: regularise the tables "
-                           "with embedding_l2."),
+        HyperParameter("token_embedding_storage_type", "choice", "auto", choices=("dense", "row_sparse"),
+                       auto=True, sagemaker_default="dense",
+                       doc="'row_sparse': sparse gradients on the token tables, so a step updates only the rows "
+                           "its batch used and costs in proportion to the batch, not the vocabulary (optimizer "
+                           "adam, adagrad or sgd); weight_decay then acts lazily on those rows, once per step "
+                           "that uses them (as SGD matrix factorisation regularises), and on the dense layers "
+                           "every step. 'dense': SageMaker's default, every row of both tables is updated and "
+                           "decayed every step (the cost of a step grows with the vocabulary). 'auto': "
+                           "row_sparse when the optimizer has sparse updates, else dense."),
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),

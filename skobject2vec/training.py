@@ -18,12 +18,10 @@ import torch.nn.functional as F
 
 from .callbacks import Callback, resolve_callbacks
 from .data.batching import PairData, batch_indices, inference_batches
+from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
 
 logger = logging.getLogger("skobject2vec")
-
-SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")
-
 
 def resolve_device(device) -> torch.device:
     """``"auto"`` picks CUDA when available, else CPU."""
@@ -92,7 +90,16 @@ def _fused(name: str) -> dict:
 
 
 def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: float, sparse: bool):
-    """One optimizer, or (row_sparse) one for the sparse token tables plus one for the rest."""
+    """One optimizer, or (``sparse``) one for the sparse token tables plus one for the rest.
+
+    Sparse token tables are updated row by row: a step touches only the rows its batch
+    looked up (SparseAdam's lazy moments, Adagrad's and SGD's sparse paths), so its cost
+    follows the batch, not the vocabulary. ``weight_decay`` acts on those rows lazily:
+    :func:`decay_touched_rows` adds ``weight_decay * row`` to the gradient of each row a
+    step touches, as SGD matrix factorisation (Surprise's SVD, LightFM) regularises the
+    factors of the ratings it sees; rows a step does not touch are not decayed. The dense
+    parameters (encoders, MLP) decay every step as before.
+    """
     params = [p for p in net.parameters() if p.requires_grad]
     dense_classes = {
         "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta,
@@ -110,13 +117,99 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     dense_params = [p for p in params if id(p) not in sparse_ids]
     optimizers = []
     if sparse_params:
-        # Weight decay would touch every row each step and defeat sparse updates,
-        # so it applies to the dense parameters only (documented).
         sparse_cls = {"adam": torch.optim.SparseAdam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[name]
-        optimizers.append(sparse_cls(sparse_params, lr=lr))
+        # torch's sparse steps take no weight_decay: the group carries it for decay_touched_rows
+        optimizers.append(sparse_cls([{"params": sparse_params, "row_decay": float(weight_decay)}], lr=lr))
     if dense_params:
         optimizers.append(dense_classes[name](dense_params, lr=lr, weight_decay=weight_decay, **_fused(name)))
     return optimizers
+
+
+def _catch_up(opt, group, p, rows, idle, decay):
+    """Apply ``idle`` (per row, a column) dense decay steps to ``p[rows]`` in closed form; the new rows."""
+    lr = group["lr"]
+    with torch.no_grad():
+        x = p[rows]
+        if isinstance(opt, torch.optim.Adagrad):
+            state = opt.state[p]
+            G = state["sum"][rows] if "sum" in state else torch.zeros_like(x)
+            # (1 - lr * wd / sqrt(G + (wd x)^2)) ** idle, clamped at 0 (an idle step never flips a sign)
+            shrink = G.addcmul_(x, x, value=decay * decay).sqrt_().add_(1e-10).reciprocal_()
+            shrink.mul_(-lr * decay).add_(1).clamp_(0, 1).pow_(idle)
+            x.mul_(shrink)
+            if "sum" in state:
+                state["sum"].index_add_(0, rows, x.square().mul_(idle * decay * decay))
+        else:  # SGD, exactly; SparseAdam, whose idle steps move a row by about lr, approximately
+            x.mul_(torch.pow(1 - lr * decay, idle))
+        p[rows] = x
+    return x
+
+
+def _row_decay_groups(optimizers):
+    for opt in optimizers:
+        for group in opt.param_groups:
+            decay = group.get("row_decay", 0.0)
+            if decay:
+                yield opt, group, decay, group.setdefault("row_last_step", {})
+
+
+def _last_seen(last_seen: dict, i: int, p) -> torch.Tensor:
+    if i not in last_seen:
+        last_seen[i] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)
+    return last_seen[i]
+
+
+def catch_up_rows(optimizers, lookups) -> None:
+    """Lazy weight decay, part 1: before a step's forward pass, bring the rows it will read up to date.
+
+    ``lookups``: ``(table weight, ids)`` pairs, the ids the step looks up in each table.
+    A row last updated ``k`` steps ago gets the ``k - 1`` decay steps that dense storage
+    would have applied to it while it sat idle, in closed form from its current value:
+    SGD's ``(1 - lr * wd) ** (k - 1)`` (exact); Adagrad's ``(1 - lr * wd / sqrt(G)) ** (k - 1)``
+    per coordinate, ``G`` its squared-gradient sum after the first idle step (held
+    constant over the rest: an approximation; idle sums grow by ``wd**2 * x**2`` each);
+    for Adam SGD's factor (an approximation). :func:`decay_touched_rows` then adds this
+    step's own decay term, and :func:`flush_row_decay` brings every row up to date at the
+    end of each epoch, so rows seen only at predict time shrink too.
+    """
+    for opt, group, decay, last_seen in _row_decay_groups(optimizers):
+        step = group.get("row_step", 0) + 1  # the step about to run
+        for i, p in enumerate(group["params"]):
+            ids = [found for weight, found in lookups if weight is p]
+            if not ids:
+                continue
+            rows = torch.unique(torch.cat([found.reshape(-1) for found in ids]).to(p.device))
+            seen = _last_seen(last_seen, i, p)
+            idle = (step - 1 - seen[rows]).to(p.dtype).unsqueeze(1)
+            seen[rows] = step
+            _catch_up(opt, group, p, rows, idle, decay)
+
+
+def decay_touched_rows(optimizers) -> None:
+    """Lazy weight decay, part 2: between ``backward()`` and ``step()``, this step's ``wd * row``
+    added to the sparse gradient of every row it holds (coalesced: once per row), as with
+    dense storage."""
+    for opt, group, decay, last_seen in _row_decay_groups(optimizers):
+        group["row_step"] = group.get("row_step", 0) + 1
+        for p in group["params"]:
+            if p.grad is None or not p.grad.is_sparse:
+                continue
+            grad = p.grad.coalesce()
+            rows = grad.indices()[0]
+            p.grad = torch.sparse_coo_tensor(grad.indices(), grad.values() + decay * p.detach()[rows], grad.shape,
+                                             is_coalesced=True, check_invariants=False)
+
+
+def flush_row_decay(optimizers) -> None:
+    """Apply the pending idle decay of every sparse row (one pass over the tables; once per epoch)."""
+    for opt, group, decay, last_seen in _row_decay_groups(optimizers):
+        step = group.get("row_step", 0)
+        for i, p in enumerate(group["params"]):
+            seen = _last_seen(last_seen, i, p)
+            rows = torch.nonzero(seen < step).squeeze(1)
+            if rows.numel():
+                _catch_up(opt, group, p, rows, (step - seen[rows]).to(p.dtype).unsqueeze(1), decay)
+                seen[rows] = step
 
 
 def _loss(outputs, target, weight, task):
@@ -259,9 +352,13 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
     # Running sums stay on the device: no host synchronisation per step unless a bar shows them.
     running = seen = None
     show = any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
+    lazy_decay = any(True for _ in _row_decay_groups(loop.optimizers))
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)
+        if lazy_decay:
+            catch_up_rows(loop.optimizers, [(loop.net.token_table(0).weight, inputs[0]),
+                                            (loop.net.token_table(1).weight, inputs[2])])
         if embedding_l2 > 0:
             outputs, penalty = loop.net(*inputs, with_row_penalty=True)
             loss = _loss(outputs, target, weight, task)
@@ -269,6 +366,7 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
         else:
             loss = objective = _loss(loop.net(*inputs), target, weight, task)
         objective.backward()
+        decay_touched_rows(loop.optimizers)
         for opt in loop.optimizers:
             opt.step()
         batch_weight = weight.detach().sum()
@@ -321,6 +419,7 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
             c.on_epoch_begin(loop, epoch, len(batches) if hasattr(batches, "__len__") else None)
         running, seen = (float(v) for v in reduce_sums(np.array(_run_batches(loop, batches, callbacks,
                                                                              settings.embedding_l2))))
+        flush_row_decay(loop.optimizers)  # the epoch's weights as dense decay would have left them
         scale = settings.target_scale ** 2 if settings.task == "regression" else 1.0
         record = {"epoch": epoch, f"train:{loop.metric}": running / max(seen, 1e-12) * scale}
         if validate is not None:

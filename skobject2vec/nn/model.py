@@ -18,6 +18,12 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int, device) -> torch.Tensor
     return positions.unsqueeze(0) < lengths.to(device, non_blocking=True).unsqueeze(1)
 
 
+def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
+    # allocated uninitialised: Object2VecNet draws the rows once (torch's own N(0, 1) draw would be
+    # replaced anyway, and costs as much as the fit's first steps at 150,000 ids)
+    return nn.Embedding(rows, dim, sparse=sparse, _weight=torch.empty(rows, dim))
+
+
 class Object2VecNet(nn.Module):
     """Pair network. Built from a JSON-serialisable ``config`` (kept as ``self.config``),
     so that a saved artifact can rebuild it without unpickling anything.
@@ -53,11 +59,8 @@ class Object2VecNet(nn.Module):
         c = self.config
         self.shared = bool(c.get("shared", False))  # artifacts written before 0.2 have no key
         self.tied = bool(c["tied"]) or self.shared
-        self.token_embedding0 = nn.Embedding(c["vocab_sizes"][0] + 1, c["token_dims"][0], sparse=c["sparse"])
-        self.token_embedding1 = (
-            None if self.tied
-            else nn.Embedding(c["vocab_sizes"][1] + 1, c["token_dims"][1], sparse=c["sparse"])
-        )
+        self.token_embedding0 = _table(c["vocab_sizes"][0] + 1, c["token_dims"][0], c["sparse"])
+        self.token_embedding1 = None if self.tied else _table(c["vocab_sizes"][1] + 1, c["token_dims"][1], c["sparse"])
         pooling = c.get("pooling", "mean")
         self.encoder0 = build_encoder(c["networks"][0], c["token_dims"][0], c["enc_dim"],
                                       c["layers"][0], c["filter_widths"][0], pooling)
