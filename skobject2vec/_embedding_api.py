@@ -17,6 +17,7 @@ import torch
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _SetOutputMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from ._threads import torch_threads
 from .inference import INFERENCE_BATCH_SIZE, embed, inference_net
 from .data.batching import inference_batches
 
@@ -146,8 +147,9 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         """``[(side, embeddings)]`` for the sides the records of ``X`` hold."""
         pairs = self._predict_pairs(X, single_side_ok=True)
         batcher = self._batcher()
-        return [(side, embed(self.net_, ragged, side, batcher))
-                for side, ragged in enumerate((pairs.in0, pairs.in1)) if ragged is not None]
+        with torch_threads(self._inference_threads()):
+            return [(side, embed(self.net_, ragged, side, batcher))
+                    for side, ragged in enumerate((pairs.in0, pairs.in1)) if ragged is not None]
 
     def _wrap_output(self, Z, X, names):
         dense = _get_output_config("transform", self)["dense"]
@@ -240,7 +242,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         out = torch.empty((len(records), net.config["enc_dim"]), dtype=dtype, device=batcher.device)
         from tqdm.auto import tqdm
 
-        with torch.inference_mode(), tqdm(total=len(records), desc="encode", unit="record",
+        with torch_threads(self._inference_threads()), torch.inference_mode(), tqdm(total=len(records), desc="encode", unit="record",
                                           disable=not show) as bar:
             for s in (0, 1):
                 where = np.flatnonzero(sides == s)

@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
 from ._auto import INHERITED_SETTINGS, DataShape, resolve_auto
+from ._threads import resolve_threads
 from ._validation import is_integer
 from .data.negatives import sample_negatives
 from .hyperparameters import BY_NAME
@@ -318,6 +319,7 @@ def train_settings(task: str, p: dict, targets) -> training.TrainSettings:
         bucket_width=p["bucket_width"], verbose=p["verbose"], embedding_l2=p["embedding_l2"],
         learning_rate_decay=p["learning_rate_decay"],
         target_scale=getattr(targets, "scale", 1.0),
+        n_threads=resolve_threads(p["n_threads"], (p["enc0_network"], p["enc1_network"])),
     )
 
 

@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from ._threads import resolve_threads, torch_threads
 from . import _fit as plan_fit
 from . import training
 from ._auto import resolve_auto
@@ -94,6 +95,7 @@ class _Object2VecBase(BaseEstimator):
         random_state=_default("random_state"),
         verbose=_default("verbose"),
         warm_start=_default("warm_start"),
+        n_threads=_default("n_threads"),
         callbacks=_default("callbacks"),
     ):
         self.enc_dim = enc_dim
@@ -142,6 +144,7 @@ class _Object2VecBase(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.n_threads = n_threads
         self.callbacks = callbacks
 
     # --------------------------------------------- callbacks__NAME__PARAM
@@ -417,7 +420,12 @@ class _Object2VecBase(BaseEstimator):
     def _outputs(self, X, log=False):
         """Predictions in the user's units (:func:`skobject2vec.inference.postprocess`)."""
         pairs = self._predict_pairs(X)
-        return predict_outputs(self.net_, pairs, self._batcher(), OutputSpec.of(self), log=log)
+        with torch_threads(self._inference_threads()):
+            return predict_outputs(self.net_, pairs, self._batcher(), OutputSpec.of(self), log=log)
+
+    def _inference_threads(self):
+        """The thread count of predict, transform and encode (``n_threads``; :mod:`skobject2vec._threads`)."""
+        return resolve_threads(getattr(self, "n_threads", "auto"), self.net_.config["networks"])
 
     # ------------------------------------------------------------- artifact
     def save(self, path, *, extras=None, overwrite=False):

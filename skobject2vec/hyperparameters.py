@@ -269,6 +269,13 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "callback named 'lr_scheduler'; 1: constant). 'auto': 0.8 when both sides are "
                            "single ids (user-item), else 1. Measured on MovieLens (5-fold RMSE): 0.874 with "
                            "0.8 vs 0.877 constant (tuned SVD 0.8775), better on every fold."),
+        HyperParameter("n_threads", "int", "auto", low=1, high=1024, auto=True, none_ok=True, sagemaker=False,
+                       doc="Intra-op torch threads while fit, predict, transform and encode run, restored "
+                           "afterwards (also on error). 'auto': 1 thread, except torch's own setting when an "
+                           "encoder is hcnn (its convolutions gain from more): torch's threads busy-wait "
+                           "between small operations and slow a fit several times beside any other busy "
+                           "process. None: leave torch.set_num_threads as you set it. Results with random_state "
+                           "are reproducible for the same thread count (see 'Reproducibility')."),
     ]
 )
 

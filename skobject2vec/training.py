@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._threads import torch_threads
 from .callbacks import Callback, resolve_callbacks
 from .data.batching import PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
@@ -80,6 +81,7 @@ class TrainSettings:
     target_scale: float = 1.0  # regression: losses are reported in the user's units
     embedding_l2: float = 0.0  # L2 on the token rows each batch uses (see Object2VecNet.forward)
     learning_rate_decay: float = 1.0  # per-epoch factor (the default "lr_scheduler" callback); 1: constant
+    n_threads: int | None = None  # intra-op torch threads while the loop runs (None: torch's setting)
 
 
 def _fused(name: str) -> dict:
@@ -404,6 +406,16 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
     callbacks : list of Callback or None
         None: :func:`~skobject2vec.callbacks.default_callbacks` of ``settings``.
     """
+    if not torch.sparse.check_sparse_tensor_invariants.is_enabled():
+        # torch's sparse Adagrad warns on every fit unless the (default) off is chosen explicitly
+        torch.sparse.check_sparse_tensor_invariants.disable()
+    with torch_threads(settings.n_threads):
+        return _run_epochs(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate,
+                           reduce_sums=reduce_sums, main_process=main_process, callbacks=callbacks)
+
+
+def _run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate, reduce_sums,
+                main_process: bool, callbacks):
     if callbacks is None:
         callbacks = resolve_callbacks(None, settings)
     loop = Loop(net, make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse),

@@ -475,3 +475,57 @@ def test_sagemaker_hyperparameters_as_strings():
 def test_sagemaker_hyperparameters_rejected_with_name(name, value, message):
     with pytest.raises(ValueError, match=message):
         from_sagemaker_hyperparameters({**NOTEBOOK_HP, name: value})
+
+
+# ------------------------------------------------------------------ threads
+class _ThreadProbe(skobject2vec.callbacks.Callback):
+    def on_epoch_begin(self, loop, epoch, n_batches):
+        seen.append(torch.get_num_threads())
+
+
+seen: list = []
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen.clear()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_fit_runs_on_the_threads_its_work_needs_and_restores_the_callers_count(two_threads):
+    X, y = make_topic_pairs(100)
+    clf = Object2VecClassifier(**dict(FAST, epochs=1), callbacks=[("probe", _ThreadProbe())]).fit(X, y)
+    assert seen == [1] and torch.get_num_threads() == 2  # pooled: one thread, then the caller's 2 again
+    Object2VecClassifier(**dict(FAST, epochs=1, enc0_network="hcnn"), callbacks=[_ThreadProbe()]).fit(X, y)
+    assert seen[-1] == 2  # hcnn: torch's own setting
+    Object2VecClassifier(**dict(FAST, epochs=1), n_threads=None, callbacks=[_ThreadProbe()]).fit(X, y)
+    assert seen[-1] == 2  # None: the user's torch.set_num_threads is respected
+    clf.set_params(n_threads=3).predict(X)
+    Object2VecClassifier(**dict(FAST, epochs=1), n_threads=3, callbacks=[_ThreadProbe()]).fit(X, y)
+    assert seen[-1] == 3 and torch.get_num_threads() == 2
+
+
+def test_thread_count_is_restored_when_fit_or_predict_raises(two_threads, monkeypatch):
+    X, y = make_topic_pairs(100)
+
+    class Boom(skobject2vec.callbacks.Callback):
+        def on_epoch_end(self, loop, record):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Object2VecClassifier(**dict(FAST, epochs=1), callbacks=[Boom()]).fit(X, y)
+    assert torch.get_num_threads() == 2
+    clf = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y)
+
+    def failing(*args, **kwargs):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("predict failed")
+
+    monkeypatch.setattr(skobject2vec.estimators, "predict_outputs", failing)
+    with pytest.raises(RuntimeError, match="predict failed"):
+        clf.predict(X)
+    assert torch.get_num_threads() == 2

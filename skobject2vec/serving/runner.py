@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import training
+from .._threads import torch_threads
 from ..inference import OutputSpec, embed, predict_outputs, task_of
 from ..data.batching import PairData, Ragged
 
@@ -82,7 +83,7 @@ class ModelRunner:
     def run(self, side: int | None, max_lens: tuple[int, int], pairs: PairData) -> np.ndarray:
         """Scores (n, n_classes) or (n, 1) for pairs (``side=None``); embeddings (n, enc_dim) for one side."""
         batcher = self._batcher(tuple(max_lens))
-        with torch.inference_mode():
+        with torch_threads(self.estimator._inference_threads()), torch.inference_mode():
             if side is not None:
                 return embed(self.net, pairs.in0 if side == 0 else pairs.in1, side, batcher)
             if self.task == "classification":  # as Object2VecClassifier.predict_proba
