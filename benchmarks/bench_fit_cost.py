@@ -58,8 +58,9 @@ def run_ours(X, y, params):
     from skobject2vec import Object2VecRegressor
 
     started = time.perf_counter()
-    model = Object2VecRegressor(random_state=0, epochs=1, validation_fraction=None, **params).fit(X, y)
-    return {"first_epoch_s": time.perf_counter() - started, "epoch_s": model.history_[0]["seconds"]}
+    model = Object2VecRegressor(**{"random_state": 0, "epochs": 1, "validation_fraction": None, **params}).fit(X, y)
+    return {"first_epoch_s": time.perf_counter() - started, "epoch_s": model.history_[0]["seconds"],
+            "total_s": time.perf_counter() - started}
 
 
 def _plain_net(vocab: int, dim: int = 128, dropout: float = 0.3):
@@ -193,15 +194,15 @@ def contention(repeats: int) -> tuple[str, dict]:
         spec = dict(base, params={"epochs": 3, "n_threads": n_threads})
         alone, beside, pair = [], [], []
         for _ in range(repeats):
-            alone.append(measure(spec)["first_epoch_s"])
+            alone.append(measure(spec)["total_s"])
             busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             try:
                 time.sleep(0.5)
-                beside.append(measure(spec)["first_epoch_s"])
+                beside.append(measure(spec)["total_s"])
             finally:
                 busy.kill()
             started = [spawn(spec), spawn(spec)]
-            pair.append(max(json.loads(p.communicate()[0].strip().splitlines()[-1])["first_epoch_s"]
+            pair.append(max(json.loads(p.communicate()[0].strip().splitlines()[-1])["total_s"]
                             for p in started))
         a, b, p = min(alone), min(beside), min(pair)
         results[label] = {"alone_s": a, "beside_busy_s": b, "two_at_once_s": p}

@@ -14,7 +14,7 @@ from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
-           "AUTO_TUPLE_MAX_LEN", "INHERITED_SETTINGS"]
+           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "INHERITED_SETTINGS"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
@@ -28,6 +28,10 @@ AUTO_MAX_POOLING_MIN_VOCAB = 1000
 #: record holds the same number of tokens, from 2 to this many, and the other side is a single id
 #: or a tuple too.
 AUTO_TUPLE_MAX_LEN = 8
+#: ``token_embedding_storage_type="auto"`` keeps sparse rows from this many token ids (max id + 1) up.
+#: One default epoch of 100,000 ratings (benchmarks/bench_fit_cost.py): at 2,000 ids dense runs 63,000
+#: records/s and sparse 48,000; at 30,000 ids dense 4,900 and sparse 33,000.
+AUTO_SPARSE_MIN_VOCAB = 5000
 #: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
 INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
 
@@ -130,9 +134,11 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     dropout
         :data:`AUTO_DROPOUT`: 0.6 for tuples of fields, else 0.3.
     token_embedding_storage_type
-        "row_sparse" when the optimizer has sparse updates (adam, adagrad, sgd), else
-        "dense": a step's cost follows its batch, not the vocabulary (at 150,000 ids a
-        dense step updates 150,000 rows of each table). See ``docs/performance.rst``.
+        "row_sparse" over a vocabulary of at least :data:`AUTO_SPARSE_MIN_VOCAB` ids when
+        the optimizer has sparse updates (adam, adagrad, sgd), else "dense": a sparse
+        step's cost follows its batch, not the vocabulary (at 150,000 ids a dense step
+        updates 150,000 rows of each table), while over a small vocabulary a dense step
+        is cheaper than the sparse bookkeeping. See ``docs/performance.rst``.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits: RMSE 0.877 vs 0.875), else 1.
@@ -165,7 +171,8 @@ def resolve_auto(p: dict, shape: DataShape) -> dict:
     if p["dropout"] == "auto":
         p["dropout"] = AUTO_DROPOUT.get(shape.family, AUTO_DROPOUT["other"])
     if p["token_embedding_storage_type"] == "auto":
-        p["token_embedding_storage_type"] = "row_sparse" if p["optimizer"] in SPARSE_OPTIMIZERS else "dense"
+        large = shape.vocab_size is None or shape.vocab_size >= AUTO_SPARSE_MIN_VOCAB
+        p["token_embedding_storage_type"] = "row_sparse" if large and p["optimizer"] in SPARSE_OPTIMIZERS else "dense"
     return p
 
 

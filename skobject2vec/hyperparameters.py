@@ -215,7 +215,8 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "that uses them (as SGD matrix factorisation regularises), and on the dense layers "
                            "every step. 'dense': SageMaker's default, every row of both tables is updated and "
                            "decayed every step (the cost of a step grows with the vocabulary). 'auto': "
-                           "row_sparse when the optimizer has sparse updates, else dense."),
+                           "row_sparse over at least 5,000 token ids when the optimizer has sparse updates, "
+                           "else dense (a dense step over a small table is cheaper)."),
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),

@@ -324,12 +324,15 @@ def test_row_sparse_rejects_dense_only_optimizers(optimizer):
         Object2VecClassifier(**FAST, optimizer=optimizer, token_embedding_storage_type="row_sparse").fit(X, y)
 
 
-def test_row_sparse_is_the_default_where_the_optimizer_has_sparse_updates():
+def test_row_sparse_is_the_default_over_a_large_vocabulary_where_the_optimizer_has_sparse_updates():
     X, y = make_topic_pairs(50)
-    clf = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y)
-    assert clf.net_.token_table(0).sparse
-    assert not Object2VecClassifier(**dict(FAST, epochs=1, optimizer="rmsprop")).fit(X, y).net_.token_table(0).sparse
-    explicit = Object2VecClassifier(**dict(FAST, epochs=1, token_embedding_storage_type="dense")).fit(X, y)
+    assert not Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y).net_.token_table(0).sparse  # 100 ids: dense
+    big = np.random.default_rng(0).integers(0, 20_000, size=(200, 2))
+    reg = Object2VecRegressor(**dict(FAST, epochs=1)).fit(big, np.arange(200.0))
+    assert reg.net_.token_table(0).sparse and reg.net_.token_table(1).sparse
+    assert not Object2VecRegressor(**dict(FAST, epochs=1, optimizer="rmsprop")).fit(big, np.arange(200.0)) \
+        .net_.token_table(0).sparse
+    explicit = Object2VecRegressor(**dict(FAST, epochs=1, token_embedding_storage_type="dense")).fit(big, np.arange(200.0))
     assert not explicit.net_.token_table(0).sparse
     # a migrated SageMaker job keeps SageMaker's dense storage
     assert from_sagemaker_hyperparameters({}).get_params()["token_embedding_storage_type"] == "dense"
