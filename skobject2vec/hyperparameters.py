@@ -181,7 +181,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
         HyperParameter("learning_rate", "float", "auto", low=1e-6, high=1.0, sagemaker_default=0.0004,
                        auto=True,
                        doc="Optimizer step size. 'auto': 0.001 for sequence pairs (adam), 0.05 when a side "
-                           "is a single id (adagrad)."),
+                           "is a single id (adagrad). A rate you set keeps a constant schedule "
+                           "(learning_rate_decay 'auto' is then 1) and, with optimizer 'auto', trains with adam "
+                           "up to 0.01 (weight_decay 'auto' then 0), so an Adam-sized rate never meets Adagrad."),
         HyperParameter("optimizer", "choice", "auto",
                        choices=("adam", "adagrad", "adadelta", "sgd", "rmsprop"), auto=True,
                        sagemaker_default="adam",
