@@ -36,6 +36,13 @@ __all__ = ["Object2VecClassifier", "Object2VecRegressor", "from_sagemaker_hyperp
 _PARAMS_DOC = "\n" + numpydoc_parameters()
 
 
+def relative_weights(weight: np.ndarray) -> np.ndarray:
+    """Sample weights divided by their largest: every loss is a weighted mean, so only their ratios count,
+    and weights as large as 1e308 would overflow the float32 sums of a batch into a NaN model."""
+    top = float(weight.max()) if weight.size else 0.0
+    return weight / top if top > 0 else weight
+
+
 def _default(name):
     return ESTIMATOR_BY_NAME[name].default
 
@@ -300,8 +307,8 @@ class _Object2VecBase(BaseEstimator):
             warnings.warn("fit() on in-memory data under torchrun trains a separate model on every rank; pass a "
                           "path to JSON Lines records to train data parallel.", UserWarning)
         data, y = self._pairs(X, reset=True, y=y)
-        weight = _check_sample_weight(sample_weight, np.empty((len(y), 0)), dtype=np.float64,
-                                      ensure_non_negative=True)
+        weight = relative_weights(_check_sample_weight(sample_weight, np.empty((len(y), 0)), dtype=np.float64,
+                                                       ensure_non_negative=True))
         targets, encoded = plan_fit.encode_targets(self._task, y, weight, p)
         pairs = self._finish_pairs(data)
         plan = plan_fit.make_plan(self._task, p, plan_fit.summarize_pairs(pairs, weight), targets,
@@ -399,7 +406,8 @@ class _Object2VecBase(BaseEstimator):
         # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
         p = resolve_auto(p, plan_fit.DataShape(n, tuple(self.max_seq_lens_), vocab_size=max(self.vocab_sizes_),
                                                min_lens=plan_fit.shortest_lengths(pairs), task=self._task))
-        weight = _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True)
+        weight = relative_weights(_check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64,
+                                                       ensure_non_negative=True))
         settings = plan_fit.train_settings(self._task, dict(p, epochs=1), targets)
         # A fresh stream per call, reproducible for an int random_state.
         seed = int(np.random.default_rng([plan_fit.make_seed(self.random_state), len(self.history_)])

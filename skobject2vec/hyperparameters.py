@@ -13,6 +13,7 @@ this library, SageMaker's default, and a line of documentation. The table drives
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -534,11 +535,18 @@ def parse_sagemaker_hyperparameters(hyperparameters: dict) -> tuple[dict, dict]:
     Raises
     ------
     ValueError
-        For an unknown name (as SageMaker does) or an out-of-range value.
+        For an unknown name (as SageMaker does) or an out-of-range value. Names that
+        start with ``_`` are SageMaker's own (``_tuning_objective_metric``, which
+        every hyperparameter-tuning job adds; ``_kvstore``): logged and ignored.
     """
     params, task = {}, {"output_layer": "softmax", "num_classes": 2}
     for name, raw in hyperparameters.items():
         if name in SAGEMAKER_IGNORED:
+            continue
+        if name.startswith("_"):
+            # SageMaker's reserved keys, e.g. _tuning_objective_metric that every tuning job adds: not ours
+            logging.getLogger("skobject2vec").info("SageMaker hyperparameter %s=%r: reserved by SageMaker, ignored",
+                                                   name, raw)
             continue
         if name in SAGEMAKER_ONLY:
             task[name] = parse_sagemaker_value(name, raw)

@@ -436,6 +436,13 @@ def _run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: b
         running, seen = (float(v) for v in reduce_sums(np.array(_run_batches(loop, batches, callbacks,
                                                                              settings.embedding_l2))))
         flush_row_decay(loop.optimizers)  # the epoch's weights as dense decay would have left them
+        if not (np.isfinite(running) and np.isfinite(seen)):
+            # a NaN model must never be the result of a fit (the estimator keeps its previous state)
+            raise ValueError(
+                f"Training diverged: the training loss of epoch {epoch} is {running / max(seen, 1e-12)} (not finite). "
+                f"Causes: targets of a huge scale or non-finite values, sample weights too large for "
+                f"{str(dtype).replace('torch.', '')}, or a learning_rate too large for the data "
+                f"(learning_rate={settings.learning_rate}, optimizer={settings.optimizer!r}).")
         scale = settings.target_scale ** 2 if settings.task == "regression" else 1.0
         record = {"epoch": epoch, f"train:{loop.metric}": running / max(seen, 1e-12) * scale}
         if validate is not None:

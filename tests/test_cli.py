@@ -16,7 +16,8 @@ from skobject2vec.data.jsonlines import read_records, write_records
 
 HP = {"enc0_network": "pooled_embedding", "enc_dim": "16", "enc0_max_seq_len": "10", "enc0_vocab_size": "100",
       "epochs": "4", "mini_batch_size": "64", "learning_rate": "0.01", "mlp_dim": "32", "mlp_layers": "1",
-      "mlp_activation": "relu", "_kvstore": "device", "_num_gpus": "auto"}
+      "mlp_activation": "relu", "_kvstore": "device", "_num_gpus": "auto",
+      "_tuning_objective_metric": "validation:mean_squared_error"}
 
 
 @pytest.fixture(scope="module")

@@ -434,6 +434,7 @@ NOTEBOOK_HP = {  # as SageMaker sends them: every value a string
     "early_stopping_tolerance": "0.01", "weight_decay": "0", "enc0_freeze_pretrained_embedding": "False",
     "enc0_pretrained_embedding_file": "", "enc0_vocab_file": "", "comparator_list": "hadamard, abs_diff",
     "_kvstore": "device", "_num_gpus": "auto", "_num_kv_servers": "auto",
+    "_tuning_objective_metric": "validation:accuracy",  # every hyperparameter-tuning job adds it
 }
 
 
@@ -532,3 +533,27 @@ def test_thread_count_is_restored_when_fit_or_predict_raises(two_threads, monkey
     with pytest.raises(RuntimeError, match="predict failed"):
         clf.predict(X)
     assert torch.get_num_threads() == 2
+
+
+# ------------------------------------------------------------------ numerics
+def test_huge_sample_weights_train_a_finite_model():
+    X, y = make_score_pairs(300, seed=0)
+    reg = Object2VecRegressor(**dict(FAST, epochs=2)).fit(X, y, sample_weight=np.full(len(y), 1e308))
+    assert np.isfinite(reg.predict(X)).all() and np.isfinite(reg.history_[-1]["train:mean_squared_error"])
+    same = Object2VecRegressor(**dict(FAST, epochs=2)).fit(X, y, sample_weight=np.full(len(y), 3.0))
+    np.testing.assert_allclose(reg.predict(X), same.predict(X), rtol=1e-6)  # only the ratios of weights count
+
+
+def test_a_diverging_fit_raises_and_keeps_the_previous_model():
+    X, y = make_topic_pairs(200)
+    clf = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, y)
+    before = clf.predict_proba(X)
+
+    class Poison(skobject2vec.callbacks.Callback):
+        def on_batch_end(self, loop, running_loss):
+            with torch.no_grad():
+                loop.net.output.bias.fill_(float("nan"))
+
+    with pytest.raises(ValueError, match="Training diverged: the training loss of epoch 1 is nan"):
+        clf.set_params(callbacks=[Poison()]).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
