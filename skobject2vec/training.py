@@ -36,7 +36,18 @@ def resolve_device(device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for but CUDA is not available on this machine; "
                          f"use device='auto' or 'cpu'.")
+    if resolved.type not in ("cpu", "cuda") and not _accelerator_available(resolved.type):
+        raise ValueError(f"device={device!r} was asked for but {resolved.type} is not available on this machine; "
+                         f"use device='auto' or 'cpu'.")
     return resolved
+
+
+def _accelerator_available(kind: str) -> bool:
+    """Whether torch can use an accelerator of this type here (mps, xpu, ...)."""
+    if kind == "mps":
+        return bool(torch.backends.mps.is_available())
+    module = getattr(torch, kind, None)
+    return bool(getattr(module, "is_available", lambda: False)())
 
 
 @dataclass

@@ -408,3 +408,16 @@ def test_packaging_metadata():
                    for d in project["dependencies"] if d.startswith("torch>=")]
     assert torch_floor and torch_floor[0] >= (2, 4)
     assert "dask" in project["optional-dependencies"]
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "cuda:3"])
+def test_an_artifact_trained_on_an_absent_accelerator_loads_on_the_cpu(fitted, tmp_path, device):
+    clf, _ = fitted
+    clf.save(tmp_path / "m")
+    _edit(tmp_path / "m", "params", "device", value=device)
+    restored = skobject2vec.load(tmp_path / "m")
+    assert next(restored.net_.parameters()).device.type == "cpu"
+    X, _ = make_topic_pairs(20, seed=9)
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    with pytest.raises(ValueError, match="not available on this machine"):
+        restored.set_params(device=device).fit(*make_topic_pairs(50))

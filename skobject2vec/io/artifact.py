@@ -457,8 +457,11 @@ def load(path, device: str | None = None):
                          f"damaged or was written by a newer version; refusing to load it.")
     if device is not None:
         params["device"] = device
-    if device is None and str(params.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
-        params["device"] = "auto"  # trained on a GPU, loaded on a CPU-only machine
+    if device is None:
+        try:
+            resolve_device(params.get("device", "auto"))
+        except ValueError:  # trained on an accelerator (cuda, mps, xpu, ...) this machine lacks
+            params["device"] = "auto"
     target = resolve_device(params.get("device", "auto"))
     estimator = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
     net = Object2VecNet(config["network"])
