@@ -421,3 +421,16 @@ def test_an_artifact_trained_on_an_absent_accelerator_loads_on_the_cpu(fitted, t
     np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
     with pytest.raises(ValueError, match="not available on this machine"):
         restored.set_params(device=device).fit(*make_topic_pairs(50))
+
+
+def test_string_labels_of_any_length_save_and_load(tmp_path):
+    X, y = make_topic_pairs(120)
+    labels = np.array(["a" * 300, "b" * 5000])[y % 2]
+    clf = Object2VecClassifier(**dict(FAST, epochs=1)).fit(X, labels)
+    clf.save(tmp_path / "m")
+    restored = skobject2vec.load(tmp_path / "m")
+    assert restored.classes_.tolist() == clf.classes_.tolist() and restored.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
+    _edit(tmp_path / "m", "fitted", "classes", "dtype", value="<U99999999")  # wider than any label: refused
+    with pytest.raises(ValueError, match="fitted.classes"):
+        skobject2vec.load(tmp_path / "m")

@@ -88,6 +88,15 @@ def _encode_classes(classes: np.ndarray) -> dict:
     return {"dtype": "object", "values": values}
 
 
+def _max_label_bytes(dtype: np.dtype, values: list) -> int:
+    """The widest item a stored class dtype may declare: labels of any length, but no width beyond the
+    longest label stored (a tampered ``<U999999999`` would allocate gigabytes)."""
+    if dtype.kind != "U":
+        return 16
+    longest = max((len(v) for v in values if isinstance(v, str)), default=0)
+    return 4 * max(longest, 256)
+
+
 def _decode_classes(spec: dict) -> np.ndarray:
     if spec["dtype"] == "object":
         out = np.empty(len(spec["values"]), dtype=object)
@@ -386,7 +395,8 @@ def check_artifact(path, config: dict) -> dict:
         values = c.get(spec, "values", (list,), "fitted.classes.values")
         kind = c.get(spec, "dtype", (str,), "fitted.classes.dtype")
         try:
-            if kind != "object" and (np.dtype(kind).kind not in "iufbU" or np.dtype(kind).itemsize > 1024):
+            if kind != "object" and (np.dtype(kind).kind not in "iufbU"
+                                     or np.dtype(kind).itemsize > _max_label_bytes(np.dtype(kind), values)):
                 raise ValueError(f"unsupported dtype {kind!r:.40}")
             classes = _decode_classes(spec)
         except (TypeError, ValueError, OverflowError) as exc:
