@@ -297,11 +297,13 @@ class _Object2VecBase(BaseEstimator):
         with plan_fit.fitted_state_restored_on_error(self):
             return self._fit(X, y, sample_weight, X_val, y_val, sample_weight_val)
 
-    def _fit(self, X, y, sample_weight, X_val, y_val, sample_weight_val):
+    def _fit(self, X, y, sample_weight, X_val, y_val, sample_weight_val, epochs=None):
         if is_stream_source(X):
             return fit_stream(self, X, y=y, sample_weight=sample_weight, X_val=X_val, y_val=y_val,
                               sample_weight_val=sample_weight_val)
         p = self._validated_params()
+        if epochs is not None:  # partial_fit's first call: one epoch, get_params() unchanged
+            p["epochs"] = epochs
         name = type(self).__name__
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             warnings.warn("fit() on in-memory data under torchrun trains a separate model on every rank; pass a "
@@ -389,11 +391,8 @@ class _Object2VecBase(BaseEstimator):
                 if not np.array_equal(np.sort(np.asarray(classes)), seen) and self.num_classes is None:
                     raise ValueError(f"The first partial_fit call must see every class of classes={list(classes)}"
                                      f" (got {seen.tolist()}), or set num_classes.")
-            epochs, self.epochs = self.epochs, 1
-            try:
-                return self.fit(X, y, sample_weight=sample_weight)
-            finally:
-                self.epochs = epochs
+            with plan_fit.fitted_state_restored_on_error(self):  # one epoch; self.epochs is never touched
+                return self._fit(X, y, sample_weight, None, None, None, epochs=1)
         if classes is not None and self._task == "classification" and not np.array_equal(
                 np.sort(np.asarray(classes)), np.asarray(self.classes_)):
             raise ValueError(f"classes={list(classes)} differ from the fitted classes {self.classes_.tolist()}.")

@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+
+from skobject2vec.callbacks import Callback
 import sklearn
 import torch
 
@@ -164,9 +166,16 @@ def test_warm_start_continues_from_previous_weights(data):
 
 def test_partial_fit_one_epoch_from_current_weights(data, tmp_path):
     X, y = data
-    est = Object2VecClassifier(**dict(FAST, learning_rate=0.003))
+    seen = []
+
+    class ParamsProbe(Callback):  # what get_params() says while partial_fit runs
+        def on_train_begin(self, loop):
+            seen.append(est.get_params()["epochs"])
+
+    est = Object2VecClassifier(**dict(FAST, learning_rate=0.003), callbacks=[ParamsProbe()])
     est.partial_fit(X, y, classes=[0, 1])
-    assert est.n_iter_ == 1 and est.epochs == FAST["epochs"]
+    assert est.n_iter_ == 1 and est.epochs == FAST["epochs"] and seen == [FAST["epochs"]]  # never mutated
+    est.set_params(callbacks=None)
     first = est.loss_curve_[0]
     for _ in range(3):
         est.partial_fit(X, y)
