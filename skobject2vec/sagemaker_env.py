@@ -20,10 +20,12 @@ incremental training). ``SAGEMAKER_BASE_DIR`` replaces ``/opt/ml`` (for tests).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -113,8 +115,15 @@ def _previous_model(path: Path) -> str:
     if not archives:
         raise ValueError(f"model channel {path}: no config.json nor model.tar.gz")
     target = Path(tempfile.mkdtemp(prefix="skobject2vec-model-"))
-    with tarfile.open(archives[0]) as tar:
-        tar.extractall(target, filter="data")
+    # the job's process reads the artifact once at start; its extracted copy goes when the process ends
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    try:
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise ValueError(f"model channel {path}: archive {archives[0].name} cannot be extracted "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
     return str(target)
 
 

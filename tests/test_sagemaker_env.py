@@ -243,3 +243,13 @@ def test_docker_entrypoint_dispatches_train_and_serve(tmp_path, argv, expected):
     out = subprocess.run(entrypoint + argv, capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == expected
     assert 'torch==' in dockerfile  # pinned
+
+
+def test_a_broken_model_archive_names_the_channel_and_the_archive(sagemaker, capsys):
+    channel = sagemaker / "input/data/model"
+    channel.mkdir(parents=True)
+    (channel / "model.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
+    assert main(["train"]) == 1
+    failure = (sagemaker / "output/failure").read_text()
+    assert "model channel" in failure and "model.tar.gz cannot be extracted" in failure
+    assert "Traceback" not in capsys.readouterr().err
