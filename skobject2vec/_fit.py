@@ -19,6 +19,7 @@ runs the same three steps:
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -353,8 +354,44 @@ def seeded(seed: int, device: torch.device):
         yield
 
 
+def _memory_available(device: torch.device) -> int | None:
+    """Bytes the device has in all (None: unknown)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[1])
+        if device.type == "cpu":
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        pass
+    return None
+
+
+def check_table_memory(plan: FitPlan, device: torch.device) -> None:
+    """Refuse, before anything is allocated, token tables that cannot fit in the device's memory.
+
+    A table costs ``(vocab_size + 1) x token_dim`` numbers, and training holds at least
+    as much again of gradients and optimizer state (Adam: three times as much); an
+    in-range setting such as enc_dim=10000 over 3,000,000 ids asks for 120 GB per table.
+    """
+    c = plan.config
+    itemsize = torch.empty(0, dtype=plan.dtype).element_size()
+    tables = 1 if c["tied"] or c.get("shared") else 2
+    numbers = sum((c["vocab_sizes"][i] + 1) * c["token_dims"][i] for i in range(tables))
+    state = 4 if plan.params["optimizer"] == "adam" else 2  # weights + gradients (+ moments)
+    need = numbers * itemsize * state
+    available = _memory_available(device)
+    if available is not None and need > available:
+        raise ValueError(
+            f"The token tables need about {need / 2 ** 30:,.1f} GiB to train ({tables} table(s) of "
+            + " and ".join(f"{c['vocab_sizes'][i] + 1:,} rows x {c['token_dims'][i]:,}" for i in range(tables))
+            + f" {str(plan.dtype).replace('torch.', '')}, with gradients and {plan.params['optimizer']} state), "
+            f"more than the {available / 2 ** 30:,.1f} GiB of this {device.type} device. Lower enc_dim / "
+            f"enc*_token_embedding_dim, or enc*_vocab_size (re-number the ids densely), or tie the tables.")
+
+
 def build_network(plan: FitPlan, device: torch.device) -> Object2VecNet:
     """A new network for the plan, pretrained rows loaded (and frozen), on ``device``; call under :func:`seeded`."""
+    check_table_memory(plan, device)
     net = Object2VecNet(plan.config)
     for i, s in enumerate(plan.sides):
         if s.pretrained_embedding_file is not None:

@@ -557,3 +557,12 @@ def test_a_diverging_fit_raises_and_keeps_the_previous_model():
     with pytest.raises(ValueError, match="Training diverged: the training loss of epoch 1 is nan"):
         clf.set_params(callbacks=[Poison()]).fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_tables_that_cannot_fit_in_memory_are_refused_before_allocation():
+    X = np.array([[0, 1], [2, 3]] * 10)
+    reg = Object2VecRegressor(**dict(FAST, epochs=1, enc_dim=10000), enc0_vocab_size=3_000_000,
+                              enc1_network="pooled_embedding", enc1_vocab_size=3_000_000)
+    with pytest.raises(ValueError, match=r"token tables need about .* GiB .*Lower enc_dim"):
+        reg.fit(X, np.arange(20.0))
+    assert not hasattr(reg, "net_")
