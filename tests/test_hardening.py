@@ -1,6 +1,7 @@
 """Broken files, careless CLI use, damaged artifacts and odd estimator input (issue 12, items 8-19)."""
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import skobject2vec
+from skobject2vec.io.artifact import _config_digest
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import RecordError, read_records
@@ -261,18 +263,29 @@ def test_artifacts_follow_the_umask(fitted, tmp_path):
 
 
 # -------------------------------------------------------------------- item 16
-def _edit(path, *keys, value):
+def _resign(path, config):
+    """Recompute the digests, as a deliberate editor would: the checks behind them must still refuse."""
+    config["weights_sha256"] = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+    config["config_sha256"] = _config_digest(config)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def _edit(path, *keys, value, resign=True):
     config = json.loads((path / "config.json").read_text())
     node = config
     for key in keys[:-1]:
         node = node[key]
     node[keys[-1]] = value
-    (path / "config.json").write_text(json.dumps(config))
+    if resign:
+        _resign(path, config)
+    else:
+        (path / "config.json").write_text(json.dumps(config))
 
 
 def _weights(path, change):
     state = load_file(str(path / "model.safetensors"))
     save_file(change(state), str(path / "model.safetensors"))
+    _resign(path, json.loads((path / "config.json").read_text()))
 
 
 TAMPERED = [
@@ -299,7 +312,7 @@ TAMPERED = [
     ("missing-tensor", lambda p: _weights(p, lambda s: dict(list(s.items())[1:])), "tensor missing"),
     ("extra-tensor", lambda p: _weights(p, lambda s: {**s, "evil": torch.zeros(2)}), "unexpected tensor"),
     ("truncated", lambda p: (p / "model.safetensors").write_bytes((p / "model.safetensors").read_bytes()[:3000]),
-     "model.safetensors: header"),
+     "model.safetensors: does not match the digest"),
     ("empty-weights", lambda p: (p / "model.safetensors").write_bytes(b""), "model.safetensors"),
     ("config-list", lambda p: (p / "config.json").write_text("[1, 2]"), "config.json"),
 ]
@@ -434,3 +447,65 @@ def test_string_labels_of_any_length_save_and_load(tmp_path):
     _edit(tmp_path / "m", "fitted", "classes", "dtype", value="<U99999999")  # wider than any label: refused
     with pytest.raises(ValueError, match="fitted.classes"):
         skobject2vec.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("edit", [
+    ("fitted", "y_mean"), ("params", "pooling"), ("network", "comparator"), ("network", "mlp_activation"),
+    ("fitted", "max_seq_lens"), ("fitted", "classes", "values")])
+def test_any_edit_of_the_config_is_refused(fitted, tmp_path, edit):
+    clf, _ = fitted
+    clf.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    node = config
+    for key in edit[:-1]:
+        node = node.setdefault(key, {})
+    old = node.get(edit[-1])
+    if isinstance(old, list):
+        node[edit[-1]] = [old[0] + 1] + old[1:] if isinstance(old[0], int) and edit[-1] != "values" \
+            else list(reversed(old))
+    else:
+        node[edit[-1]] = "changed"
+    assert node[edit[-1]] != old
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json: does not match its digest"):
+        skobject2vec.load(tmp_path / "m")
+
+
+def test_flipped_bits_in_the_weights_are_refused(fitted, tmp_path):
+    clf, _ = fitted
+    clf.save(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    for position in np.random.default_rng(0).integers(len(data) // 2, len(data), 10):
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << int(position % 8)
+        weights.write_bytes(bytes(flipped))
+        with pytest.raises(ValueError, match="does not match the digest"):
+            skobject2vec.load(tmp_path / "m")
+
+
+def test_loads_racing_saves_never_mix_two_models(tmp_path):
+    # two different models saved in turn into one folder while another thread loads it
+    import threading
+
+    X, y = make_topic_pairs(100)
+    models = [Object2VecClassifier(**dict(FAST, epochs=1, random_state=s)).fit(X, y) for s in (0, 1)]
+    expected = [m.predict_proba(X[:20]) for m in models]
+    models[0].save(tmp_path / "m")
+    stop = threading.Event()
+
+    def saves():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            models[i % 2].save(tmp_path / "m")
+
+    writer = threading.Thread(target=saves)
+    writer.start()
+    try:
+        for _ in range(40):
+            got = skobject2vec.load(tmp_path / "m").predict_proba(X[:20])
+            assert any(np.array_equal(got, e) for e in expected)
+    finally:
+        stop.set()
+        writer.join()

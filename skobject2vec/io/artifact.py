@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import errno
 import json
 import math
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors, save as save_safetensors
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
@@ -147,17 +148,23 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
     }
     if pipeline is not None:
         config["pipeline"] = pipeline
-    text = json.dumps(config, indent=1, sort_keys=True)  # fails early, before anything is written
+    json.dumps(config)  # fails early, before anything is written
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    weights = save_safetensors(state, metadata={"format": FORMAT})
+    # The config binds the weights and itself: a load checks both digests, so a flipped bit, an edited
+    # value or a config from another save (a kill or a concurrent save between the two files) is refused.
+    config["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    config["config_sha256"] = _config_digest(config)
+    text = json.dumps(config, indent=1, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(path)
     in_place = _check_target(path, overwrite)
     if in_place:  # overwrite=True on a folder holding other files: replace our two files only
-        _write_in_place(path, state, text)
+        _write_in_place(path, weights, text)
         return path
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent))
     try:
-        save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
+        (staging / WEIGHTS_FILE).write_bytes(weights)
         (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
         _follow_umask(staging)
         _replace_folder(staging, path)
@@ -197,9 +204,16 @@ def _check_target(path: Path, overwrite: bool) -> bool:
     return True
 
 
-def _write_in_place(path: Path, state: dict, text: str) -> None:
-    """overwrite=True into a foreign folder: each of our files atomically; nothing else is touched."""
-    for name, write in ((WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": FORMAT})),
+def _config_digest(config: dict) -> str:
+    """sha256 of the config's canonical JSON without its own digest."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _write_in_place(path: Path, weights: bytes, text: str) -> None:
+    """overwrite=True into a foreign folder: each of our files atomically; nothing else is touched (a kill
+    between the two leaves files whose digests disagree: load refuses them instead of mixing them)."""
+    for name, write in ((WEIGHTS_FILE, lambda p: p.write_bytes(weights)),
                         (CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))):
         temporary = path / f".{name}.staging-{os.getpid()}"
         try:
@@ -317,6 +331,39 @@ def read_config(path) -> dict:
         raise ValueError(f"{config_path} is not a skobject2vec artifact of a supported version "
                          f"(format {config.get('format')!r}, version {config.get('format_version')!r}).")
     return config
+
+
+#: Reads of an artifact that a concurrent save is replacing, before load gives up.
+_READ_ATTEMPTS = 20
+
+
+def _read_matching_files(path: Path) -> tuple[dict, bytes]:
+    """The config and the weights' bytes of one save, checked against the config's digests.
+
+    A save replaces both files at once (one folder exchange), but a load reads them one
+    after the other: when the weights do not match the config it read, and the config has
+    changed meanwhile, another save came between the two reads, and it reads again.
+    Artifacts written before the digests existed (no ``weights_sha256``) load unchecked.
+    """
+    for _ in range(_READ_ATTEMPTS):
+        config = read_config(path)
+        try:
+            weights = (path / WEIGHTS_FILE).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{path / WEIGHTS_FILE}: cannot be read ({exc.strerror or exc})") from None
+        if "config_sha256" in config and config["config_sha256"] != _config_digest(config):
+            if read_config(path) != config:
+                continue
+            raise ValueError(f"{path / CONFIG_FILE}: does not match its digest (config_sha256): it was edited or "
+                             f"damaged after it was saved; refusing to load it (save the model again).")
+        if "weights_sha256" not in config or config["weights_sha256"] == hashlib.sha256(weights).hexdigest():
+            return config, weights
+        if read_config(path) != config:
+            continue  # a save replaced the artifact between the two reads
+        raise ValueError(f"{path / WEIGHTS_FILE}: does not match the digest in {CONFIG_FILE} (weights_sha256): the "
+                         f"weights were modified or damaged, or come from another save; refusing to load them.")
+    raise ValueError(f"{path}: the artifact kept changing while it was read ({_READ_ATTEMPTS} attempts); "
+                     f"load it once the saves into it have finished.")
 
 
 # ------------------------------------------------------------------ artifact checks
@@ -457,7 +504,7 @@ def load(path, device: str | None = None):
         Pipeline when a Pipeline was saved.
     """
     path = Path(path)
-    config = read_config(path)
+    config, weights = _read_matching_files(path)
     check_artifact(path, config)  # before anything is built or allocated
     cls = ESTIMATOR_CLASSES[config["estimator"]]
     params = dict(config["params"])
@@ -477,7 +524,7 @@ def load(path, device: str | None = None):
     net = Object2VecNet(config["network"])
     net.to(getattr(torch, config["dtype"]))
     try:
-        state = load_file(str(path / WEIGHTS_FILE), device="cpu")
+        state = load_safetensors(weights)
     except Exception as exc:  # the header was fine, the data is not
         raise ValueError(f"{path / WEIGHTS_FILE}: cannot be read ({str(exc)[:150]})") from None
     for key, tensor in state.items():
