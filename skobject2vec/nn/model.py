@@ -129,7 +129,7 @@ def widened_copy(net: Object2VecNet, dtype: torch.dtype = torch.float64) -> Obje
     product that is exact to ~1e-16: the same bits whatever the batch, unless the exact
     value sits within ~1e-16 of a float32 rounding boundary (about one value in 10^9).
     The tables stay shared and unconverted (they can hold millions of rows); a looked-up
-    row is widened, exactly, in :meth:`Object2VecNet._encode`.
+    row is widened, exactly, where the network looks it up.
     """
     tables = [t for t in (net.token_embedding0, net.token_embedding1) if t is not None]
     wide = copy.deepcopy(net, memo={id(t): t for t in tables})
