@@ -162,12 +162,13 @@ def test_float32_outputs_do_not_depend_on_the_batch_bit_for_bit(network):
         assert np.array_equal(full[:150], _pieces(clf.predict_proba, X[:150], size)), size
 
 
+@pytest.mark.parametrize("columns", [2, 4])  # single ids (pooled), tuples of fields (hcnn)
 @pytest.mark.parametrize("estimator", [Object2VecRegressor, Object2VecClassifier])
-def test_defaults_predict_the_same_bits_alone_in_slices_and_in_the_whole_set(estimator):
+def test_defaults_predict_the_same_bits_alone_in_slices_and_in_the_whole_set(estimator, columns):
     # scikit-learn's check_methods_subset_invariance at the defaults, with exact equality and more shapes
     rng = np.random.default_rng(0)
-    X = rng.integers(0, 50, size=(1500, 4))
-    y = X[:, 0] % 3 if estimator is Object2VecClassifier else (X[:, 0] - X[:, 2]) / 10.0
+    X = rng.integers(0, 50, size=(1500, columns))
+    y = X[:, 0] % 3 if estimator is Object2VecClassifier else (X[:, 0] - X[:, -1]) / 10.0
     model = estimator(random_state=0, epochs=2).fit(X, y)
     method = model.predict_proba if estimator is Object2VecClassifier else model.predict
     full = method(X)

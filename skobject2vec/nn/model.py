@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .comparator import Comparator
-from .encoders import build_encoder
+from .encoders import PooledEmbeddingEncoder, build_encoder
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "linear": nn.Identity}
 
@@ -93,9 +93,14 @@ class Object2VecNet(nn.Module):
 
     def _encode(self, side, ids, lengths):
         mask = lengths_to_mask(lengths, ids.size(1), ids.device)
+        tokens = self.token_table(side)(ids)
+        encoder, compute = self.encoder(side), self.output.weight.dtype
+        if tokens.dtype != compute and _pools_exactly(encoder, ids.size(1)):
+            # widened_copy: a max, or the mean of one token, is exact in the table's dtype; widen after it
+            return encoder(tokens, mask, lengths).to(compute), tokens, mask
         # The tables may be narrower than the rest (see widened_copy); widening a row is exact.
-        tokens = self.token_table(side)(ids).to(self.output.weight.dtype)
-        return self.encoder(side)(tokens, mask, lengths), tokens, mask
+        tokens = tokens.to(compute)
+        return encoder(tokens, mask, lengths), tokens, mask
 
     def encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Embed one side: ``ids`` (B, L) padded token ids, ``lengths`` (B,) on CPU."""
@@ -117,6 +122,13 @@ class Object2VecNet(nn.Module):
         penalty = sum((t.pow(2).sum(-1) * m).sum(1) / m.sum(1).clamp_min(1)
                       for t, m in ((tokens0, mask0), (tokens1, mask1)))
         return out, penalty
+
+
+def _pools_exactly(encoder, length: int) -> bool:
+    """Whether ``encoder`` computes the same bits in any batch without matrix products: a pooled
+    encoder without projection that takes a max, or the mean of single tokens."""
+    return (isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
+            and (encoder.pooling == "max" or length == 1))
 
 
 def widened_copy(net: Object2VecNet, dtype: torch.dtype = torch.float64) -> Object2VecNet:
