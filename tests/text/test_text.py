@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skobject2vec
+from skobject2vec.io.artifact import _config_digest
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, TextPairTokenizer
 
 TOPIC_WORDS = [
@@ -243,6 +244,10 @@ def test_only_safe_steps_are_saved(fitted_pipeline, tmp_path):
     config_path = skobject2vec.save(fitted_pipeline, tmp_path / "m") / "config.json"
     config = json.loads(config_path.read_text())
     config["pipeline"]["steps"][0]["class"] = "os.system"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="config.json: does not match its digest"):  # an edit is refused
+        skobject2vec.load(tmp_path / "m")
+    config["config_sha256"] = _config_digest(config)  # and a deliberate one, digest recomputed, too
     config_path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="Unknown pipeline step class 'os.system'"):
         skobject2vec.load(tmp_path / "m")
