@@ -28,7 +28,7 @@ from .data.jsonlines import dumps, iter_numbered_records, open_text, read_record
 from .estimators import from_sagemaker_hyperparameters
 from .hyperparameters import HYPERPARAMETERS, SAGEMAKER_ONLY
 from .inference import task_of
-from .io.artifact import load
+from .io.artifact import check_save_target, load
 from .parallel import fit_stream, is_main_process
 from .sagemaker_env import failure_reporting
 
@@ -117,6 +117,8 @@ def cmd_train(args):
     if args.device is not None:
         overrides["device"] = args.device
     estimator = _initial_estimator(args, hp, overrides)
+    if is_main_process():  # a model folder that cannot be written is found now, not after training
+        check_save_target(args.model_dir)
     task = "classification" if hasattr(estimator, "predict_proba") else "regression"
     # Every channel is read (and so checked) before training: a bad test file found after an hour of
     # training used to cost the trained model.
@@ -411,6 +413,10 @@ def main(argv=None) -> int:
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, KeyError) as exc:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"skobject2vec {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file-system error (read-only, full disk, a folder where a file goes, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"skobject2vec {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"skobject2vec {args.command}: interrupted", file=sys.stderr)

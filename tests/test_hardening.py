@@ -509,3 +509,28 @@ def test_loads_racing_saves_never_mix_two_models(tmp_path):
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_folder_name_of_240_characters_saves_and_loads(fitted, tmp_path):
+    clf, _ = fitted
+    path = tmp_path / ("m" * 240)
+    clf.save(path)
+    clf.save(path)  # the replacing save too
+    assert skobject2vec.load(path).classes_.tolist() == clf.classes_.tolist()
+
+
+def test_train_checks_the_model_folder_before_training(tmp_path, capsys):
+    data = tmp_path / "train.jsonl"
+    X, y = make_topic_pairs(60)
+    _write_jsonl(data, X, y)
+    (tmp_path / "a_file").write_text("x")
+    started = time.perf_counter()
+    code = main(["train", "--train", str(data), "--model-dir", str(tmp_path / "a_file"), "--set", "epochs=100"])
+    assert code == 1 and time.perf_counter() - started < 30  # refused before 100 epochs of training
+    err = capsys.readouterr().err
+    assert "a_file exists and is not a folder" in err and "Traceback" not in err
+    blocked = tmp_path / "blocked"
+    blocked.write_text("x")
+    assert main(["train", "--train", str(data), "--model-dir", str(blocked / "model")]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "blocked" in err and "Traceback" not in err

@@ -162,7 +162,7 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
     if in_place:  # overwrite=True on a folder holding other files: replace our two files only
         _write_in_place(path, weights, text)
         return path
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{_short_name(path)}.staging-{os.getpid()}-", dir=path.parent))
     try:
         (staging / WEIGHTS_FILE).write_bytes(weights)
         (staging / CONFIG_FILE).write_text(text, encoding="utf-8")
@@ -171,6 +171,22 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after an exchange it holds the old model
     return path
+
+
+def _short_name(path: Path) -> str:
+    """The folder's name in its staging and backup names: at most 150 characters, so that those stay
+    within the file system's 255 (a 240-character folder name used to fail on its staging name)."""
+    return path.name[:150]
+
+
+def check_save_target(path, overwrite: bool = False) -> None:
+    """Raise now what :func:`save` into ``path`` would raise at the end (before a long training run):
+    FileExistsError for a file or a folder that is no artifact, OSError when it cannot be written."""
+    path = Path(path)
+    _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = Path(tempfile.mkdtemp(prefix=f".{_short_name(path)}.staging-{os.getpid()}-probe", dir=path.parent))
+    probe.rmdir()
 
 
 _OURS = {CONFIG_FILE, WEIGHTS_FILE}
@@ -245,7 +261,7 @@ def _clean_leftovers(path: Path) -> None:
     """
     for entry in path.parent.iterdir():
         match = _LEFTOVER.match(entry.name)
-        if not match or match["name"] != path.name or _pid_alive(int(match["pid"])):
+        if not match or match["name"] != _short_name(path) or _pid_alive(int(match["pid"])):
             continue
         if ".old-" in entry.name and not path.exists():
             os.replace(entry, path)
@@ -304,7 +320,7 @@ def _replace_folder(staging: Path, path: Path) -> None:
         return
     # Fallback (no renameat2): two renames. A failure of the second puts the old model back; a
     # kill between them leaves it in .NAME.old-PID, which the next save restores (_clean_leftovers).
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    old = path.with_name(f".{_short_name(path)}.old-{os.getpid()}")
     os.replace(path, old)
     try:
         os.replace(staging, path)
