@@ -23,9 +23,11 @@ import json
 import math
 import os
 import re
+import re._parser as _regex_parser  # the stdlib's own parser: the pattern as re reads it
 import shutil
 import tempfile
 from pathlib import Path
+from re._constants import MAXREPEAT as _MAXREPEAT
 
 import numpy as np
 import torch
@@ -588,27 +590,70 @@ def _pipeline_spec(estimator):
     return {"steps": steps, "final": estimator.steps[-1][0]}, estimator.steps[-1][1]
 
 
-#: A group holding a quantifier, itself quantified: ``(\w+)+``, ``(a*)*``, ``(?:x+|y)+{2,}``. Such
-#: patterns can backtrack exponentially: ``(\w+)+$`` doubles its time with each character of input.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d+,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d+,\d*\})")
+#: What a repeat (``+``, ``*``, ``?``, ``{m,n}``) may apply to in a token_pattern read from an artifact:
+#: one character, class or category, never a group (``(a|a)+``, ``(\w+)+``).
+_ATOMS = ("LITERAL", "NOT_LITERAL", "IN", "ANY", "CATEGORY")
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+#: Safe elements besides repeats and atoms: alternation, plain or non-capturing groups, anchors.
+_STRUCTURE = ("BRANCH", "SUBPATTERN", "AT", "ATOMIC_GROUP")
+
+
+def _pattern_problem(items) -> str | None:
+    r"""Why a parsed pattern (``re._parser`` items) is outside the safe grammar, or None.
+
+    The grammar: sequences and alternations of atoms, each atom repeated at most by itself,
+    with at most one unbounded repeat per sequence. A backtracking matcher runs such a
+    pattern in time linear in the text per starting position (no repeated group can be
+    matched in several ways, which is what makes ``(a|a)+$`` or ``(\w+)+$`` exponential,
+    and no two unbounded repeats share a sequence, which makes ``\w*\w*\w*x`` polynomial).
+    """
+    unbounded = 0
+    for op, value in items:
+        name = str(op)
+        if name in _REPEATS:
+            low, high, inner = value
+            if not (len(inner) == 1 and str(inner[0][0]) in _ATOMS):
+                return "repeats a group"
+            if high == _MAXREPEAT:
+                unbounded += 1
+                if unbounded > 1:
+                    return "has two unbounded repeats in one sequence"
+        elif name == "BRANCH":
+            for branch in value[1]:
+                problem = _pattern_problem(branch)
+                if problem:
+                    return problem
+        elif name in ("SUBPATTERN", "ATOMIC_GROUP"):
+            problem = _pattern_problem(value[-1] if name == "SUBPATTERN" else value)
+            if problem:
+                return problem
+        elif name not in _ATOMS and name not in _STRUCTURE:
+            return f"uses {name.lower()} (backreferences, lookarounds and conditionals are not allowed)"
+    return None
 
 
 def check_token_pattern(pattern, where: str) -> None:
-    """Refuse a saved token_pattern that is not a string, does not compile, or nests quantifiers.
+    r"""Refuse a saved token_pattern that is not a string, does not compile, or falls outside a safe grammar.
 
     A Pipeline artifact's tokenizer regex runs on every request: from an untrusted source, a
-    pattern with nested quantifiers is a denial of service (catastrophic backtracking). A pattern
-    that needs one can be set again after loading (``pipeline.set_params(...)``).
+    pattern that backtracks catastrophically is a denial of service. Rather than look for
+    known bad shapes (alternations such as ``(a|a)+$`` slipped past such a check), only a
+    grammar that cannot backtrack exponentially is accepted (:func:`_pattern_problem`); the
+    default ``\w+|[^\w\s]`` is in it. A pattern outside it can be set again after
+    loading (``pipeline.set_params(...)``).
     """
     if not isinstance(pattern, str):
         raise ValueError(f"{where}: token_pattern must be a string, got {type(pattern).__name__}")
     try:
         re.compile(pattern)
+        parsed = _regex_parser.parse(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise ValueError(f"{where}: token_pattern {pattern[:80]!r} is not a valid regular expression ({exc})") from None
-    if _NESTED_QUANTIFIER.search(pattern):
-        raise ValueError(f"{where}: token_pattern {pattern[:80]!r} nests quantifiers (like (\\w+)+), which can take "
-                         f"exponential time on some inputs; refusing to load it from an artifact.")
+    problem = _pattern_problem(parsed.data)
+    if problem:
+        raise ValueError(f"{where}: token_pattern {pattern[:80]!r} {problem}, which can take exponential or "
+                         f"polynomial time on some inputs; refusing to load it from an artifact (allowed: atoms "
+                         f"repeated by themselves, alternation, groups; at most one unbounded repeat in a row).")
 
 
 def _rebuild_pipeline(spec: dict, estimator):
