@@ -276,7 +276,7 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
     model_dir = Path(model_dir if model_dir is not None else default_model_dir())
     read_config(model_dir)  # a wrong folder fails here, with a clear message, before any worker starts
     preferred_mode_from_env()  # and so does a bad INFERENCE_PREFERRED_MODE
-    guard.configure(read_timeout_s, max_connections)
+    guard.configure(read_timeout_s, max_connections, max_payload_bytes)
     options = dict(host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=5)
     if guard.protocol_class() is not None:
         options["http"] = "skobject2vec.serving.guard:GuardedHttpToolsProtocol"

@@ -1,4 +1,4 @@
-"""Connection guards for the uvicorn server: a read timeout and a connection limit.
+"""Connection guards for the uvicorn server: a read timeout, a connection limit and head limits.
 
 uvicorn closes idle keep-alive connections, but not one that trickles its headers
 or body a byte at a time: 300 such clients held 300 sockets (and file
@@ -6,7 +6,12 @@ descriptors) for as long as they liked. :class:`GuardedHttpToolsProtocol` gives
 every request :attr:`read_timeout_s` seconds from its first byte (or from the
 connection) until its body is complete, then answers 408 and closes; and it
 refuses a connection beyond :attr:`max_connections` with 503 at once, before
-reading anything, so the descriptors a server holds stay bounded.
+reading anything, so the descriptors a server holds stay bounded. A request head
+(request line and headers) larger than :data:`MAX_HEAD_BYTES` or with more than
+:data:`MAX_HEADERS` headers gets 431 and a close, counted while it arrives (an
+unfinished 8 MB head no longer pins memory until the read timeout); and
+``Expect: 100-continue`` with a Content-Length over ``--max-payload-mb`` gets 413
+from the headers, without asking for the body.
 
 The settings are class attributes, read from the environment at import, so that
 ``uvicorn --workers N`` processes (which import this class by name) get the same
@@ -28,6 +33,12 @@ logger = logging.getLogger("skobject2vec.serving")
 DEFAULT_READ_TIMEOUT_S = 60.0
 #: Open connections per server process (each one is a file descriptor; the usual soft limit is 1024).
 DEFAULT_MAX_CONNECTIONS = 512
+#: A request's head (request line and headers): bytes and header count. nginx's default buffers hold
+#: 8 KiB per header line and 32 KiB in all; a SageMaker invocation sends a dozen short headers.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+#: The body limit (``--max-payload-mb``), for answering ``Expect: 100-continue`` without reading the body.
+ENV_MAX_PAYLOAD = "SKOBJECT2VEC_SERVE_MAX_PAYLOAD_BYTES"
 ENV_READ_TIMEOUT = "SKOBJECT2VEC_SERVE_READ_TIMEOUT_S"
 ENV_MAX_CONNECTIONS = "SKOBJECT2VEC_SERVE_MAX_CONNECTIONS"
 
@@ -38,8 +49,10 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
             % (status, reason.encode(), len(body))) + body
 
 
-def configure(read_timeout_s: float, max_connections: int) -> None:
+def configure(read_timeout_s: float, max_connections: int, max_payload_bytes: int | None = None) -> None:
     """Set the guards for this process and for worker processes started after this call."""
+    if max_payload_bytes is not None:
+        os.environ[ENV_MAX_PAYLOAD] = str(int(max_payload_bytes))
     os.environ[ENV_READ_TIMEOUT] = repr(float(read_timeout_s))
     os.environ[ENV_MAX_CONNECTIONS] = str(int(max_connections))
     cls = protocol_class()
@@ -63,8 +76,14 @@ else:
         read_timeout_s = float(os.environ.get(ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT_S))
         max_connections = int(os.environ.get(ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS))
 
+        max_head_bytes = MAX_HEAD_BYTES
+        max_headers = MAX_HEADERS
+
         def connection_made(self, transport) -> None:
             self._read_timer = None
+            self._head_bytes = self._headers = 0
+            self._in_head = True
+            self._refused = False
             super().connection_made(transport)
             if len(self.connections) > self.max_connections:
                 logger.warning("refused a connection: %d open, the limit is %d (--max-connections)",
@@ -85,12 +104,59 @@ else:
                 self._read_timer.cancel()
                 self._read_timer = None
 
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # answered and closing: the rest of the request is not parsed
+            in_head = self._in_head
+            super().data_received(data)
+            if in_head and self._in_head and not self._refused:
+                # a head still incomplete after these bytes: counted as they arrive, so that one that never
+                # completes is refused before it grows (a chunk that completes it may also carry the body)
+                self._head_bytes += len(data)
+                if self._head_bytes > self.max_head_bytes:
+                    self._refuse(431, "Request Header Fields Too Large",
+                                 f"the request line and headers exceed {self.max_head_bytes} bytes")
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._headers += 1
+            if self._headers > self.max_headers:
+                self._refuse(431, "Request Header Fields Too Large", f"more than {self.max_headers} headers")
+                return
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            if self._refused:
+                return
+            self._in_head = False
+            headers = dict(self.headers)
+            limit = os.environ.get(ENV_MAX_PAYLOAD)
+            length = headers.get(b"content-length", b"")
+            if (limit and headers.get(b"expect", b"").lower() == b"100-continue" and length.isdigit()
+                    and int(length) > int(limit)):
+                # answered from the headers: the client must not be asked for a body that will be refused
+                self._refuse(413, "Content Too Large",
+                             f"the body of {int(length)} bytes exceeds the limit of {int(limit)} bytes "
+                             f"(--max-payload-mb)")
+                return
+            super().on_headers_complete()
+
+        def _refuse(self, status: int, reason: str, message: str) -> None:
+            self._refused = True
+            self._disarm()
+            if not self.transport.is_closing():
+                logger.warning("refused a request: %s", message)
+                self.transport.write(_raw_response(status, reason, message))
+                self.transport.close()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._arm()
 
         def on_message_complete(self) -> None:
+            if self._refused:
+                return
             super().on_message_complete()
+            self._in_head, self._head_bytes, self._headers = True, 0, 0  # the next bytes begin the next request
             self._disarm()
 
         def on_response_complete(self) -> None:

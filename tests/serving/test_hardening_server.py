@@ -369,3 +369,41 @@ def test_fuzz_jsonlines_reader_only_raises_record_errors(tmp_path):
                 read_records(path, label=label, fields=fields)
             except RecordError as exc:
                 assert str(exc).startswith(f"{path}:"), str(exc)
+
+
+# -------------------------------------------------------------------- round 3: head limits, Expect
+def test_huge_or_countless_headers_get_431_and_the_server_stays_up(server):
+    url, _ = server
+    for head in (b"X-Big: " + b"a" * 300_000 + b"\r\n",  # one huge header, sent in full
+                 b"".join(b"X-%d: 1\r\n" % i for i in range(500))):  # many small ones
+        sock = _connect(url)
+        try:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + head + b"Content-Length: 2\r\n\r\n{}")
+        except OSError:
+            pass  # the server may close while we still send
+        answer = _read_all(sock)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    sock = _connect(url)  # an unfinished huge head is refused as it grows, not at the read timeout
+    started = time.perf_counter()
+    try:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nX-Big: " + b"a" * 200_000)
+    except OSError:
+        pass
+    answer = _read_all(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 431") and time.perf_counter() - started < 1.5, answer[:100]
+    assert httpx.get(f"{url}/ping").status_code == 200
+
+
+def test_expect_continue_over_the_limit_gets_413_without_sending_the_body(server):
+    url, _ = server
+    sock = _connect(url)
+    sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Expect: 100-continue\r\nContent-Length: 999999999999\r\n\r\n")
+    answer = _read_all(sock)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413") and b"100 Continue" not in answer, answer[:120]
+    body = orjson.dumps({"instances": [{"in0": [1, 2], "in1": [3]}]})
+    reply = httpx.post(f"{url}/invocations", content=body, headers={"Content-Type": JSON, "Expect": "100-continue"})
+    assert reply.status_code == 200  # within the limit: served as before
