@@ -177,21 +177,40 @@ def _parse_body(body: bytes, media: str, max_lens: tuple[int, int]) -> ParsedReq
     return ParsedRequest(pairs, side, max_lens)
 
 
-def response_media_type(accept: str | None) -> str:
-    """The response format for an ``Accept`` header: JSON unless JSON Lines is asked for.
+def _quality(params: dict) -> float:
+    """An Accept item's q-value (RFC 9110: 0 to 1, default 1); a malformed one counts as 1."""
+    try:
+        q = float(params.get("q", "1"))
+    except ValueError:
+        return 1.0
+    return min(max(q, 0.0), 1.0) if q == q else 1.0  # q == q: not NaN
 
-    Raises PayloadError (406) when the header names only formats this server cannot write.
+
+def response_media_type(accept: str | None) -> str:
+    """The response format for an ``Accept`` header: the acceptable format of highest q-value (on ties a
+    named type before a wildcard, then the first listed; a wildcard means JSON), JSON without the header.
+
+    Raises PayloadError (406) when the header accepts (q > 0) only formats this server cannot write.
     """
     if not accept:
         return JSON
-    for item in accept.split(","):
-        media, _ = _split_media_type(item)
-        if media in _JSONLINES_ALIASES:
-            return JSONLINES
-        if media in (JSON, "*/*", "application/*"):
-            return JSON
-    raise PayloadError(f"cannot answer with Accept {accept!r}; accepted: application/json, "
-                       f"application/jsonlines", 406)
+    best, best_q = None, 0.0
+    for position, item in enumerate(accept.split(",")):
+        media, params = _split_media_type(item)
+        q = _quality(params)
+        offer = JSONLINES if media in _JSONLINES_ALIASES else JSON if media in (JSON, "*/*", "application/*") \
+            else None
+        if offer is None or q <= 0:
+            continue
+        # ties: a named type over a wildcard, then the order given
+        rank = (q, media not in ("*/*", "application/*"), -position)
+        if best is None or rank > best[0]:
+            best = (rank, offer)
+            best_q = q
+    if best is None or best_q <= 0:
+        raise PayloadError(f"cannot answer with Accept {accept!r}; accepted: application/json, "
+                           f"application/jsonlines", 406)
+    return best[1]
 
 
 #: Rows serialised per piece of a response: bounds the bytes held at once (a 524k-record reply
