@@ -6,7 +6,8 @@ descriptors) for as long as they liked. :class:`GuardedHttpToolsProtocol` gives
 every request :attr:`read_timeout_s` seconds from its first byte (or from the
 connection) until its body is complete, then answers 408 and closes; and it
 refuses a connection beyond :attr:`max_connections` with 503 at once, before
-reading anything, so the descriptors a server holds stay bounded. A request head
+reading anything, so the descriptors a server holds stay bounded; one client
+address may hold a quarter of them (503 beyond that share). A request head
 (request line and headers) larger than :data:`MAX_HEAD_BYTES` or with more than
 :data:`MAX_HEADERS` headers gets 431 and a close, counted while it arrives (an
 unfinished 8 MB head no longer pins memory until the read timeout); and
@@ -79,12 +80,30 @@ else:
         max_head_bytes = MAX_HEAD_BYTES
         max_headers = MAX_HEADERS
 
+        #: open connections per client address in this process
+        _per_client: dict = {}
+
         def connection_made(self, transport) -> None:
             self._read_timer = None
             self._head_bytes = self._headers = 0
             self._in_head = True
             self._refused = False
+            peer = transport.get_extra_info("peername")
+            self._client = peer[0] if isinstance(peer, (tuple, list)) and peer else None
             super().connection_made(transport)
+            share = max(1, self.max_connections // 4)
+            if self._client is not None:
+                held = self._per_client.get(self._client, 0)
+                if held >= share:
+                    logger.warning("refused a connection from %s: it holds %d, a client's share is %d "
+                                   "(--max-connections / 4)", self._client, held, share)
+                    self._client = None  # not counted
+                    transport.write(_raw_response(503, "Service Unavailable",
+                                                  f"this client holds its share of {share} connections "
+                                                  f"(a quarter of --max-connections); retry later"))
+                    transport.close()
+                    return
+                self._per_client[self._client] = held + 1
             if len(self.connections) > self.max_connections:
                 logger.warning("refused a connection: %d open, the limit is %d (--max-connections)",
                                len(self.connections) - 1, self.max_connections)
@@ -165,6 +184,13 @@ else:
 
         def connection_lost(self, exc) -> None:
             self._disarm()
+            if getattr(self, "_client", None) is not None:
+                left = self._per_client.get(self._client, 1) - 1
+                if left > 0:
+                    self._per_client[self._client] = left
+                else:
+                    self._per_client.pop(self._client, None)
+                self._client = None
             super().connection_lost(exc)
 
         def _read_timed_out(self) -> None:

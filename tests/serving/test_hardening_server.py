@@ -201,16 +201,21 @@ def test_stalled_connections_are_closed_after_the_read_timeout(server):
     assert httpx.get(f"{url}/ping").status_code == 200
 
 
+def _connect_from(url, source):
+    host, port = url.rsplit("//", 1)[1].split(":")
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+
+
 def test_connections_beyond_the_limit_get_503(server):
-    url, _ = server
-    socks = [_connect(url) for _ in range(40)]
+    url, _ = server  # four loopback clients of 10 connections each (a client's share) fill the 40
+    socks = [_connect_from(url, f"127.0.0.{1 + i // 10}") for i in range(40)]
     try:
         time.sleep(0.3)
-        extra = _connect(url)
+        extra = _connect_from(url, "127.0.0.9")
         answer = _read_all(extra)
         extra.close()
         assert answer.startswith(b"HTTP/1.1 503"), answer[:100]
-        assert b"connections" in answer
+        assert b"its limit of 40 connections" in answer
     finally:
         for sock in socks:
             sock.close()
@@ -407,3 +412,19 @@ def test_expect_continue_over_the_limit_gets_413_without_sending_the_body(server
     body = orjson.dumps({"instances": [{"in0": [1, 2], "in1": [3]}]})
     reply = httpx.post(f"{url}/invocations", content=body, headers={"Content-Type": JSON, "Expect": "100-continue"})
     assert reply.status_code == 200  # within the limit: served as before
+
+
+def test_one_client_cannot_take_every_connection(server):
+    url, _ = server  # --max-connections 40: a client's share is 10
+    socks = [_connect(url) for _ in range(10)]
+    try:
+        time.sleep(0.3)
+        extra = _connect(url)
+        answer = _read_all(extra)
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 503") and b"share of 10 connections" in answer, answer[:160]
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{url}/ping").status_code == 200  # the share is given back as connections close
