@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -205,9 +206,17 @@ def _output(path):
 
     # Written under a temporary name in the same folder and renamed at the end: a failure (a bad
     # record, a damaged input, Ctrl-C) leaves no partial output, and an earlier output stays intact.
-    path = Path(path)
+    # A symlink is written through (its target replaced, the link kept); a device or a pipe
+    # (/dev/stdout, a FIFO) cannot be renamed over, so it is written directly.
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not an output file", str(path))
+        with open_text(path, "w") as handle:
+            yield handle
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{os.getpid()}.{path.name}")  # same suffix: .gz still compresses
+    temporary = path.with_name(f".tmp-{os.getpid()}.{path.name[:200]}")  # same suffix: .gz still compresses
     try:
         with open_text(temporary, "w") as handle:
             yield handle

@@ -542,3 +542,25 @@ def test_train_checks_the_model_folder_before_training(tmp_path, capsys):
     assert main(["train", "--train", str(data), "--model-dir", str(blocked / "model")]) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "blocked" in err and "Traceback" not in err
+
+
+def test_predict_output_symlinks_are_written_through_and_file_errors_are_one_line(fitted, tmp_path, capsys):
+    _, model = fitted
+    X, _ = make_topic_pairs(20, seed=9)
+    source = _write_jsonl(tmp_path / "in.jsonl", X)
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert main(["predict", "--model-dir", str(model), "--input", str(source), "--output", str(link)]) == 0
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 20  # the link kept, its target written
+    (tmp_path / "a_file").write_text("x")
+    for args in (["--input", str(source), "--output", str(tmp_path)],  # a folder as the output
+                 ["--input", str(source), "--output", str(tmp_path / "a_file" / "out.jsonl")],  # under a file
+                 ["--input", str(tmp_path), "--output", str(tmp_path / "o.jsonl")],  # a folder as the input
+                 ["--input", str(source), "--output", str(tmp_path / ("n" * 300 + ".jsonl"))]):  # a long name
+        capsys.readouterr()
+        assert main(["predict", "--model-dir", str(model), *args]) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith("skobject2vec predict: error:") and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
