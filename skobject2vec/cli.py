@@ -174,13 +174,36 @@ def _fit(args, estimator, task):
         # Larger than memory, a folder of shards, or data parallel under torchrun.
         fit_stream(estimator, args.train, X_val=args.validation, buffer_size=args.buffer_size)
     else:
-        X, y = read_records(args.train, label=task)
-        if not X:
+        numbered = list(iter_numbered_records(args.train, label=task))
+        if not numbered:
             raise CLIError(f"{args.train}: no records")
+        lines = [line for line, _, _ in numbered]
+        X = [record for _, record, _ in numbered]
+        y = np.asarray([value for _, _, value in numbered], dtype=np.int64 if task == "classification" else np.float64)
+        del numbered
         fit_kwargs = {}
         if args.validation is not None:
             fit_kwargs["X_val"], fit_kwargs["y_val"] = read_records(args.validation, label=task)
-        estimator.fit(X, y, **fit_kwargs)
+        with _records_named_by_line(args.train, lines):
+            estimator.fit(X, y, **fit_kwargs)
+
+
+@contextlib.contextmanager
+def _records_named_by_line(path, lines):
+    """A fit's "record N" (its position in the list) becomes ``file:line`` in the error message."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        if "X_val" not in message:
+            def where(match):
+                i = int(match.group(1))
+                return f"{path}:{lines[i]}" if 0 <= i < len(lines) else match.group(0)
+
+            named = re.sub(r"\brecord (\d+)\b", where, message, count=1)
+            if named != message:
+                raise ValueError(named) from None
+        raise
 
 
 def test_metrics(estimator, X, y) -> dict:

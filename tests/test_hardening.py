@@ -564,3 +564,16 @@ def test_predict_output_symlinks_are_written_through_and_file_errors_are_one_lin
         err = capsys.readouterr().err
         assert err.startswith("skobject2vec predict: error:") and "Traceback" not in err, err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_train_id_errors_name_the_file_and_line(tmp_path, capsys):
+    X, y = make_topic_pairs(40)
+    X[7] = {"in0": [1, 5000], "in1": [2]}  # an id over the vocabulary given: found by fit, not by the reader
+    lines = [json.dumps({"label": int(l), **r}) for r, l in zip(X, y)]
+    lines.insert(1, "")  # a blank line: record 7 sits on line 9
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "hp.json").write_text(json.dumps({"enc0_vocab_size": "1000"}))
+    assert main(["train", "--train", str(tmp_path / "train.jsonl"), "--model-dir", str(tmp_path / "m"),
+                 "--hyperparameters", str(tmp_path / "hp.json")]) == 1
+    err = capsys.readouterr().err
+    assert "train.jsonl:9, field 'in0': token id 5000" in err and "Traceback" not in err, err
