@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-lowest bench docs clean
+.PHONY: install demo test test-fast test-lowest bench docs lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ test-lowest: $(LOWEST_STAMP)
 	git ls-files -co --exclude-standard docs examples | tar -cf - -T - | tar -xf - -C $(LOWEST_VENV)/docs-src
 	$(LOWEST_VENV)/bin/sphinx-build -q -n -W --keep-going -D plot_gallery=0 -b html \
 		$(LOWEST_VENV)/docs-src/docs $(LOWEST_VENV)/docs-html
+
+# pyflakes and syntax errors over the package, tests, benchmarks and examples ([tool.ruff] in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check skobject2vec tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick

@@ -110,7 +110,7 @@ def _encoder_rows(i: int) -> list[HyperParameter]:
              doc=f"Encoder depth; 'auto' is 4 for hcnn and 1 for bilstm, ignored by pooled_embedding.{inherit}"),
         _enc(i, "cnn_filter_width", kind="int", low=1, high=9, default="auto" if i == 0 else 3, auto=i == 0,
              sagemaker_default=3,
-             doc=f"Convolution width of the hcnn encoder."
+             doc="Convolution width of the hcnn encoder."
                  + (" 'auto': the tuple's length when enc0_network='auto' chose hcnn for a tuple of fields, "
                     "else 3." if i == 0 else inherit)),
         _enc(i, "token_embedding_dim", kind="int", low=2, high=1000, default=300, sagemaker_default=300,

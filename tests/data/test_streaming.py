@@ -8,7 +8,7 @@ import pytest
 
 from support import FAST
 
-from skobject2vec.datasets import make_score_pairs, make_topic_pairs
+from skobject2vec.datasets import make_score_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, load, training
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import write_records
