@@ -25,7 +25,7 @@ import numpy as np
 from . import sagemaker_env
 from ._fit import ClassTargets
 from ._version import __version__
-from .data.jsonlines import dumps, iter_numbered_records, open_text, read_records
+from .data.jsonlines import dumps, iter_numbered_records, open_text, read_numbered_records, read_records
 from .estimators import from_sagemaker_hyperparameters
 from .hyperparameters import HYPERPARAMETERS, SAGEMAKER_ONLY
 from .inference import task_of
@@ -174,13 +174,9 @@ def _fit(args, estimator, task):
         # Larger than memory, a folder of shards, or data parallel under torchrun.
         fit_stream(estimator, args.train, X_val=args.validation, buffer_size=args.buffer_size)
     else:
-        numbered = list(iter_numbered_records(args.train, label=task))
-        if not numbered:
+        X, y, lines = read_numbered_records(args.train, label=task)
+        if not X:
             raise CLIError(f"{args.train}: no records")
-        lines = [line for line, _, _ in numbered]
-        X = [record for _, record, _ in numbered]
-        y = np.asarray([value for _, _, value in numbered], dtype=np.int64 if task == "classification" else np.float64)
-        del numbered
         fit_kwargs = {}
         if args.validation is not None:
             fit_kwargs["X_val"], fit_kwargs["y_val"] = read_records(args.validation, label=task)

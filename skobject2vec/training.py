@@ -107,11 +107,10 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
 
     Sparse token tables are updated row by row: a step touches only the rows its batch
     looked up (SparseAdam's lazy moments, Adagrad's and SGD's sparse paths), so its cost
-    follows the batch, not the vocabulary. ``weight_decay`` acts on those rows lazily:
-    :func:`decay_touched_rows` adds ``weight_decay * row`` to the gradient of each row a
-    step touches, as SGD matrix factorisation (Surprise's SVD, LightFM) regularises the
-    factors of the ratings it sees; rows a step does not touch are not decayed. The dense
-    parameters (encoders, MLP) decay every step as before.
+    follows the batch, not the vocabulary. ``weight_decay`` acts on those rows lazily, as
+    dense storage would have decayed them (the group's ``row_decay``): see
+    :func:`catch_up_rows`, :func:`decay_touched_rows` and :func:`flush_row_decay`. The
+    dense parameters (encoders, MLP) decay every step as before.
     """
     params = [p for p in net.parameters() if p.requires_grad]
     dense_classes = {
@@ -206,7 +205,7 @@ def decay_touched_rows(optimizers) -> None:
     """Lazy weight decay, part 2: between ``backward()`` and ``step()``, this step's ``wd * row``
     added to the sparse gradient of every row it holds (coalesced: once per row), as with
     dense storage."""
-    for opt, group, decay, last_seen in _row_decay_groups(optimizers):
+    for _, group, decay, _ in _row_decay_groups(optimizers):
         group["row_step"] = group.get("row_step", 0) + 1
         for p in group["params"]:
             if p.grad is None or not p.grad.is_sparse:
@@ -369,7 +368,7 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
     # Running sums stay on the device: no host synchronisation per step unless a bar shows them.
     running = seen = None
     show = any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
-    lazy_decay = any(True for _ in _row_decay_groups(loop.optimizers))
+    lazy_decay = any(_row_decay_groups(loop.optimizers))
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)

@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover
     _loads = json.loads
     _JSONError = json.JSONDecodeError
 
-__all__ = ["RecordError", "iter_records", "iter_numbered_records", "read_records", "write_records", "open_text"]
+__all__ = ["RecordError", "iter_records", "iter_numbered_records", "read_records", "read_numbered_records",
+           "write_records", "open_text"]
 
 #: Token ids and class labels must stay exact through float64 (orjson reads 3.0 as a float).
 _MAX_ID = 2 ** 53
@@ -238,14 +239,21 @@ def iter_numbered_records(source, *, label: str | None = None,
 
 def read_records(source, *, label: str | None = None, fields: str = "pair"):
     """Read a whole file: ``(records, labels)``, labels an array or None."""
-    records, labels = [], []
+    records, labels, _ = read_numbered_records(source, label=label, fields=fields)
+    return records, labels
+
+
+def read_numbered_records(source, *, label: str | None = None, fields: str = "pair"):
+    """Read a whole file: ``(records, labels, line numbers)``, labels an array or None."""
+    records, labels, lines = [], [], []
     with paused_gc():  # a million small containers: see paused_gc
-        for record, value in iter_records(source, label=label, fields=fields):
+        for line, record, value in iter_numbered_records(source, label=label, fields=fields):
+            lines.append(line)
             records.append(record)
             labels.append(value)
     if label is None:
-        return records, None
-    return records, np.asarray(labels, dtype=np.int64 if label == "classification" else np.float64)
+        return records, None, lines
+    return records, np.asarray(labels, dtype=np.int64 if label == "classification" else np.float64), lines
 
 
 def _default(obj):
