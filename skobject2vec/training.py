@@ -137,28 +137,48 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     return optimizers
 
 
-def _catch_up(opt, group, p, rows, idle, decay):
-    """Apply ``idle`` (per row, a column) dense decay steps to ``p[rows]`` in closed form; the new rows."""
+def _idle_decay_factor(opt, group, p, x, rows, idle, decay):
+    """Per row (a column), the factor by which ``idle`` dense decay steps shrink the rows ``x``.
+
+    SGD: ``(1 - lr * wd) ** idle``, exactly; SparseAdam, whose idle steps move a row by
+    about ``lr``, the same (an approximation). Adagrad: ``(1 - lr * wd / sqrt(g)) ** idle``
+    with ``g`` the row's mean squared-gradient sum after one idle step, held constant over
+    the rest: one factor per row, not per coordinate, so that the catch-up costs a few
+    passes over the rows (the flush runs over whole tables once an epoch; a factor per
+    coordinate made it a third of an epoch at 150,000 ids).
+    """
     lr = group["lr"]
+    if not isinstance(opt, torch.optim.Adagrad):
+        return torch.pow(1 - lr * decay, idle)
+    state = opt.state[p]
+    mean_square = x.square().mean(1, keepdim=True).mul_(decay * decay)
+    if "sum" in state:
+        sums = state["sum"] if rows is None else state["sum"][rows]
+        mean_square.add_(sums.mean(1, keepdim=True))
+    # ** idle as exp(idle * log), clamped to [0, 1]: an idle step never flips a sign; the floor keeps 0 ** 0 at 1
+    factor = mean_square.sqrt_().add_(1e-10).reciprocal_().mul_(-lr * decay).add_(1).clamp_(1e-30, 1)
+    factor = factor.log_().mul_(idle).exp_()
+    # a factor below 1e-12 is 0: rows shrunk that far would become subnormal floats, whose arithmetic is
+    # ~100x slower on x86 (every later step touching them pays it)
+    return factor.masked_fill_(factor < 1e-12, 0)
+
+
+def _catch_up(opt, group, p, rows, idle, decay):
+    """Apply ``idle`` (per row, a column) dense decay steps to ``p[rows]`` (``rows`` None: the whole
+    table, in place) in closed form; Adagrad's squared sums grow by the idle steps' ``(wd * x) ** 2``."""
     with torch.no_grad():
-        x = p[rows]
-        if isinstance(opt, torch.optim.Adagrad):
-            state = opt.state[p]
-            G = state["sum"][rows] if "sum" in state else torch.zeros_like(x)
-            # (1 - lr * wd / sqrt(G + (wd x)^2)) ** idle, clamped at 0 (an idle step never flips a sign)
-            shrink = G.addcmul_(x, x, value=decay * decay).sqrt_().add_(1e-10).reciprocal_()
-            # ** idle as exp(idle * log): several times faster than pow with a tensor exponent (the end-of-epoch
-            # flush raises a whole table); the floor keeps 0 ** 0 at 1
-            shrink.mul_(-lr * decay).add_(1).clamp_(1e-30, 1).log_().mul_(idle).exp_()
-            # a factor below 1e-12 is 0: rows shrunk that far would become subnormal floats, whose arithmetic
-            # is ~100x slower on x86 (every later step touching them pays it)
-            x.mul_(shrink.masked_fill_(shrink < 1e-12, 0))
-            if "sum" in state:
-                state["sum"].index_add_(0, rows, x.square().mul_(idle * decay * decay))
-        else:  # SGD, exactly; SparseAdam, whose idle steps move a row by about lr, approximately
-            x.mul_(torch.pow(1 - lr * decay, idle))
-        p[rows] = x
-    return x
+        x = p if rows is None else p[rows]
+        factor = _idle_decay_factor(opt, group, p, x, rows, idle, decay)
+        x.mul_(factor)
+        state = opt.state[p] if isinstance(opt, torch.optim.Adagrad) else {}
+        if "sum" in state:
+            grown = x.square().mul_(factor.new_tensor(decay * decay) * idle)
+            if rows is None:
+                state["sum"].add_(grown)
+            else:
+                state["sum"].index_add_(0, rows, grown)
+        if rows is not None:
+            p.index_copy_(0, rows, x)
 
 
 def _row_decay_groups(optimizers):
@@ -217,15 +237,14 @@ def decay_touched_rows(optimizers) -> None:
 
 
 def flush_row_decay(optimizers) -> None:
-    """Apply the pending idle decay of every sparse row (one pass over the tables; once per epoch)."""
+    """Apply the pending idle decay of every sparse row (whole tables in place; once per epoch)."""
     for opt, group, decay, last_seen in _row_decay_groups(optimizers):
         step = group.get("row_step", 0)
         for i, p in enumerate(group["params"]):
             seen = _last_seen(last_seen, i, p)
-            rows = torch.nonzero(seen < step).squeeze(1)
-            if rows.numel():
-                _catch_up(opt, group, p, rows, (step - seen[rows]).to(p.dtype).unsqueeze(1), decay)
-                seen[rows] = step
+            if bool((seen < step).any()):
+                _catch_up(opt, group, p, None, (step - seen).to(p.dtype).unsqueeze(1), decay)
+                seen.fill_(step)
 
 
 def _loss(outputs, target, weight, task):

@@ -353,7 +353,7 @@ def _two_nets(sparse_seed=0, vocab=40):
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
 def test_lazy_weight_decay_of_sparse_rows_matches_dense_decay(optimizer):
     # Rows a step does not touch are decayed when next touched (and at the end of the epoch), in closed
-    # form: exactly dense SGD's decay; Adagrad's up to the idle steps' growth of its squared sums.
+    # form: exactly dense SGD's decay; Adagrad's with one factor per row (see training._idle_decay_factor).
     dense, sparse = _two_nets()
     opts = {name: training.make_optimizers(net, optimizer, 0.1, 0.05, sparse=name == "sparse")
             for name, net in (("dense", dense), ("sparse", sparse))}
@@ -384,12 +384,12 @@ def test_lazy_weight_decay_of_sparse_rows_matches_dense_decay(optimizer):
         lazy, every_step = (net.token_table(side).weight.detach() for net in (sparse, dense))
         if optimizer == "sgd":
             np.testing.assert_allclose(lazy.numpy(), every_step.numpy(), rtol=1e-9, atol=1e-12)
-        else:  # the rows used most of the time; the idle rows shrink as much, to a factor
-            if side == 0:  # ids 0-9: in most steps
-                assert (lazy[:10] - every_step[:10]).norm() < 0.25 * every_step[:10].norm()
+        else:  # Adagrad: one closed-form factor per row (its mean squared sum), not per coordinate
+            if side == 0:  # ids 0-9, in most steps: the same rows to a factor (decay here is 25x the default's)
+                assert (lazy[:10] - every_step[:10]).norm() < 0.8 * every_step[:10].norm()
             # idle rows: dense Adagrad drives them to ~0 (each idle step moves lr / sqrt(its own sums));
             # the closed form, holding the sums constant, shrinks them at least as much
-            assert lazy[10:].abs().mean() < 0.25 * initial and every_step[10:].abs().mean() < 0.25 * initial
+            assert lazy[10:].abs().mean() <= every_step[10:].abs().mean() < 0.25 * initial
     assert sparse.token_table(0).weight.detach()[10:].abs().mean() < 0.9 * initial  # rarely used rows shrank
 
 
