@@ -566,3 +566,28 @@ def test_tables_that_cannot_fit_in_memory_are_refused_before_allocation():
     with pytest.raises(ValueError, match=r"token tables need about .* GiB .*Lower enc_dim"):
         reg.fit(X, np.arange(20.0))
     assert not hasattr(reg, "net_")
+
+
+# ------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.6])
+def test_fast_dropout_drops_with_probability_p_and_keeps_the_mean(p):
+    from skobject2vec.nn.dropout import FastDropout
+
+    torch.manual_seed(0)
+    layer = FastDropout(p)
+    x = torch.ones(400, 513, requires_grad=True)  # an odd element count: the last 32-bit word is half used
+    out = layer(x)
+    dropped = float((out == 0).float().mean())
+    assert abs(dropped - p) < 0.005
+    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))
+    out.sum().backward()  # the gradient flows through the kept elements only, scaled
+    assert torch.equal(x.grad, out.detach())
+    # neighbouring elements (two halves of one random word) are dropped independently
+    pairs = (out == 0).view(-1)[: 400 * 512].view(-1, 2).float()
+    assert abs(float((pairs[:, 0] * pairs[:, 1]).mean()) - p * p) < 0.005
+    layer.eval()
+    assert torch.equal(layer(x), x)
+    torch.manual_seed(1)
+    first = FastDropout(p)(x)
+    torch.manual_seed(1)
+    assert torch.equal(first, FastDropout(p)(x))  # torch's seed makes the mask reproducible

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .comparator import Comparator
+from .dropout import FastDropout
 from .encoders import PooledEmbeddingEncoder, build_encoder
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "linear": nn.Identity}
@@ -70,11 +71,11 @@ class Object2VecNet(nn.Module):
         self.comparator = Comparator(c["comparator"], c["enc_dim"])
         layers, width = [], self.comparator.out_dim
         if c["dropout"] > 0:
-            layers.append(nn.Dropout(c["dropout"]))
+            layers.append(FastDropout(c["dropout"]))
         for _ in range(c["mlp_layers"]):
             layers += [nn.Linear(width, c["mlp_dim"]), _ACTIVATIONS[c["mlp_activation"]]()]
             if c["dropout"] > 0:
-                layers.append(nn.Dropout(c["dropout"]))
+                layers.append(FastDropout(c["dropout"]))
             width = c["mlp_dim"]
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, c["n_outputs"])
