@@ -3,7 +3,11 @@ peak memory of predicting many pairs.
 
 Speed: a fitted classifier predicts (and embeds) the same generated records that a
 plain ``torch.inference_mode()`` forward of the same module sees as tensors padded
-beforehand, in batches of the same size (1,024); runs alternate, best kept.
+beforehand, in batches of the same size (1,024); runs alternate, best kept. Both run at
+predict's default thread count (``n_threads="auto"``: one thread for pooled and bilstm
+encoders, see ``docs/performance.rst``), then both at torch's own count, so that each
+ratio compares like with like. Predict's time includes checking and converting the
+records; the plain forward's tensors are ready.
 
 Memory: a child process (so the parent's allocations do not blur it) loads the
 saved model, builds the records, resets the kernel's peak-RSS counter, calls
@@ -56,17 +60,42 @@ def plain_forward(net, tensors, batch_size: int):
 
 
 def speed(network: str, n: int, repeats: int) -> dict:
+    """records/s of predict and transform (defaults: ``n_threads="auto"``), of predict with torch's own
+    threads, and of the plain forward at predict's default thread count and at torch's own."""
+    import torch
+
+    from skobject2vec._threads import resolve_threads, torch_threads
     from skobject2vec.inference import INFERENCE_BATCH_SIZE
 
     estimator = fitted(network)
+    own_threads = resolve_threads("auto", estimator.net_.config["networks"]) or torch.get_num_threads()
     records, _ = ragged_pairs(n, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=2)
     tensors = padded_tensors(records, MAX_LEN)
+
+    def torch_own(method):
+        def run():
+            estimator.set_params(n_threads=None)
+            try:
+                return timed(method, records)
+            finally:
+                estimator.set_params(n_threads="auto")
+        return run
+
+    def forward_at(threads):
+        def run():
+            with torch_threads(threads):
+                return timed(plain_forward, estimator.net_, tensors, INFERENCE_BATCH_SIZE)
+        return run
+
     best = alternate({
         "predict": lambda: timed(estimator.predict, records),
         "transform": lambda: timed(estimator.transform, records),
-        "torch forward": lambda: timed(plain_forward, estimator.net_, tensors, INFERENCE_BATCH_SIZE),
+        "torch forward, same threads": forward_at(own_threads),
+        "predict, torch threads": torch_own(estimator.predict),
+        "torch forward, torch threads": forward_at(None),
     }, repeats)
-    return {name: n / seconds for name, seconds in best.items()}
+    return dict({name: n / seconds for name, seconds in best.items()}, threads=own_threads,
+                torch_threads=torch.get_num_threads())
 
 
 # ------------------------------------------------------------------ memory
@@ -126,17 +155,24 @@ def main(argv=None):
     for network in args.networks:
         print(f"{network}:")
         rate = speeds[network] = speed(network, args.pairs, args.repeats)
-        rows.append([network, rate["predict"], rate["transform"], rate["torch forward"],
-                     rate["predict"] / rate["torch forward"]])
-    speed_table = format_table(["network", "predict records/s", "transform records/s", "torch forward records/s",
-                                "predict / torch"], rows)
+        rows.append([network, rate["threads"], rate["predict"], rate["transform"],
+                     rate["torch forward, same threads"], rate["predict"] / rate["torch forward, same threads"],
+                     rate["predict, torch threads"], rate["torch forward, torch threads"],
+                     rate["predict, torch threads"] / rate["torch forward, torch threads"]])
+    torch_count = speeds[args.networks[0]]["torch_threads"]
+    speed_table = format_table(
+        ["network", "threads", "predict rec/s", "transform rec/s", "torch forward rec/s", "predict / torch",
+         f"predict rec/s, {torch_count} threads", f"torch forward, {torch_count} threads", "predict / torch"],
+        rows)
     print("memory (hcnn):")
     mem = memory("hcnn", args.memory_pairs)
     memory_table = format_table(
         ["pairs predicted", "tokens", "peak RSS growth MiB", "MiB per million tokens"],
         [[m["pairs"], m["tokens"], m["growth_mib"], m["growth_mib"] / m["tokens"] * 1e6] for m in mem])
     report(f"Inference speed, {args.pairs:,} pairs (best of {args.repeats}, alternating)", speed_table,
-           [machine_line(), "network settings as in the training benchmark; inference batches of 1,024 records"])
+           [machine_line(), "network settings as in the training benchmark; inference batches of 1,024 records",
+            "threads: predict's default (n_threads='auto'); the plain forward runs at the same count, then both at "
+            "torch's own (n_threads=None)", "target: predict / torch >= 0.9 (pooled_embedding)"])
     report("Peak RSS growth while predicting (hcnn, separate process)", memory_table,
            ["target: under 1 GiB for 1,000,000 pairs"])
     write_results("inference", {"args": vars(args), "params": PARAMS, "records_per_second": speeds,
