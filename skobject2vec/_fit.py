@@ -19,6 +19,7 @@ runs the same three steps:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from dataclasses import dataclass, field, replace
@@ -167,6 +168,31 @@ class ClassTargets:
     def attributes(self) -> dict:
         return {"classes_": self.classes}
 
+    def to_config(self) -> dict:
+        """The classes as JSON (their dtype kept): ``{"classes": {"dtype", "values"}}``."""
+        classes = np.asarray(self.classes)
+        kind = classes.dtype.kind
+        if kind in "iubU":
+            return {"classes": {"dtype": classes.dtype.str, "values": classes.tolist()}}
+        if kind == "f":
+            return {"classes": {"dtype": classes.dtype.str, "values": [float(v) for v in classes]}}
+        values = classes.tolist()
+        try:
+            json.dumps(values)
+        except TypeError as exc:
+            raise ValueError(f"classes_ of type {type(values[0]).__name__} cannot be stored in a safe artifact; "
+                             f"use string or numeric labels (or pickle/joblib).") from exc
+        return {"classes": {"dtype": "object", "values": values}}
+
+    @classmethod
+    def from_config(cls, fitted: dict) -> "ClassTargets":
+        spec = fitted["classes"]
+        if spec["dtype"] == "object":
+            classes = np.empty(len(spec["values"]), dtype=object)
+            classes[:] = spec["values"]
+            return cls(classes)
+        return cls(np.asarray(spec["values"], dtype=np.dtype(spec["dtype"])))
+
 
 @dataclass(frozen=True)
 class ScoreTargets:
@@ -182,6 +208,20 @@ class ScoreTargets:
 
     def attributes(self) -> dict:
         return {"y_mean_": self.mean, "y_scale_": self.scale}
+
+    def to_config(self) -> dict:
+        return {"y_mean": float(self.mean), "y_scale": float(self.scale)}
+
+    @classmethod
+    def from_config(cls, fitted: dict) -> "ScoreTargets":
+        return cls(fitted["y_mean"], fitted["y_scale"])
+
+
+def targets_of(estimator) -> ClassTargets | ScoreTargets:
+    """The fitted targets of ``estimator`` (``classes_``, or ``y_mean_`` and ``y_scale_``)."""
+    if hasattr(estimator, "classes_"):
+        return ClassTargets(estimator.classes_)
+    return ScoreTargets(estimator.y_mean_, estimator.y_scale_)
 
 
 def _check_two_classes(targets: ClassTargets, encoded, weight, negative_sampling_rate):
@@ -424,7 +464,12 @@ def epoch_data_factory(train_index, targets, weight, negative_sampling_rate: flo
 # ----------------------------------------------------------------- result
 @dataclass(frozen=True)
 class FitResult:
-    """What a successful fit hands to the estimator."""
+    """The fitted state, declared once: what a successful fit hands to the estimator, what an
+    artifact stores (:meth:`to_config`, :meth:`from_config`) and what :meth:`of` reads back.
+
+    Every public fitted attribute of the estimators comes from :meth:`attributes`, so a fit
+    path, ``save``/``load`` and pickling cannot disagree on the list.
+    """
 
     net: Object2VecNet
     vocab_sizes: tuple[int, int]
@@ -433,13 +478,50 @@ class FitResult:
     targets: ClassTargets | ScoreTargets
     #: Streamed fits: the number of training records (``n_records_``); None in memory.
     n_records: int | None = None
+    #: scikit-learn's input attributes (``n_features_in_``, ``feature_names_in_``) where the input had
+    #: columns; set by input validation for in-memory fits, carried here by artifacts.
+    n_features_in: int | None = None
+    feature_names_in: tuple | None = None
 
     def attributes(self) -> dict:
         state = {"net_": self.net, "vocab_sizes_": tuple(self.vocab_sizes), "max_seq_lens_": tuple(self.max_lens),
                  "history_": self.history, "n_epochs_": len(self.history), **self.targets.attributes()}
         if self.n_records is not None:
             state["n_records_"] = self.n_records
+        if self.n_features_in is not None:
+            state["n_features_in_"] = self.n_features_in
+        if self.feature_names_in is not None:
+            state["feature_names_in_"] = np.asarray(self.feature_names_in, dtype=object)
         return state
+
+    @classmethod
+    def of(cls, estimator) -> "FitResult":
+        """The fitted state of a fitted estimator."""
+        names = getattr(estimator, "feature_names_in_", None)
+        n_records = getattr(estimator, "n_records_", None)
+        n_features = getattr(estimator, "n_features_in_", None)
+        return cls(estimator.net_, tuple(estimator.vocab_sizes_), tuple(estimator.max_seq_lens_),
+                   estimator.history_, targets_of(estimator), None if n_records is None else int(n_records),
+                   None if n_features is None else int(n_features), None if names is None else tuple(names))
+
+    def to_config(self) -> dict:
+        """Everything but the network, as JSON (an artifact's ``"fitted"`` section)."""
+        fitted = {"vocab_sizes": list(self.vocab_sizes), "max_seq_lens": list(self.max_lens),
+                  "history": self.history, "n_epochs": len(self.history), **self.targets.to_config()}
+        for key in ("n_records", "n_features_in"):
+            if getattr(self, key) is not None:
+                fitted[key] = getattr(self, key)
+        if self.feature_names_in is not None:
+            fitted["feature_names_in"] = [str(name) for name in self.feature_names_in]
+        return fitted
+
+    @classmethod
+    def from_config(cls, net: Object2VecNet, fitted: dict) -> "FitResult":
+        """The fitted state an artifact's ``"fitted"`` section describes, around ``net``."""
+        targets = ClassTargets.from_config(fitted) if "classes" in fitted else ScoreTargets.from_config(fitted)
+        names = fitted.get("feature_names_in")
+        return cls(net, tuple(fitted["vocab_sizes"]), tuple(fitted["max_seq_lens"]), fitted["history"], targets,
+                   fitted.get("n_records"), fitted.get("n_features_in"), None if names is None else tuple(names))
 
 
 def apply_result(estimator, result: FitResult, *, from_records: bool = False):

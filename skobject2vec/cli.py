@@ -120,7 +120,7 @@ def cmd_train(args):
     estimator = _initial_estimator(args, hp, overrides)
     if is_main_process():  # a model folder that cannot be written is found now, not after training
         check_save_target(args.model_dir)
-    task = "classification" if hasattr(estimator, "predict_proba") else "regression"
+    task = task_of(estimator)
     # Every channel is read (and so checked) before training: a bad test file found after an hour of
     # training used to cost the trained model.
     X_test = y_test = None
@@ -284,7 +284,7 @@ def _locate_in_input(message: str, name: str, lines: list) -> str:
 
 def cmd_predict(args):
     def respond(estimator, records):
-        if hasattr(estimator, "predict_proba"):
+        if task_of(estimator) == "classification":
             return ({"scores": row} for row in estimator.predict_proba(records).tolist())
         return ({"scores": [value]} for value in estimator.predict(records).tolist())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context
@@ -260,11 +261,6 @@ class _Object2VecBase(BaseEstimator):
         """Batches for the fitted network, on the device the network is on."""
         return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, next(self.net_.parameters()).device)
 
-    def _fitted_targets(self):
-        if self._task == "classification":
-            return plan_fit.ClassTargets(self.classes_)
-        return plan_fit.ScoreTargets(self.y_mean_, self.y_scale_)
-
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
@@ -398,7 +394,7 @@ class _Object2VecBase(BaseEstimator):
         p = self._validated_params()
         data, y = self._pairs(X, reset=False, y=y)
         pairs = self._finish_pairs(data)
-        targets = self._fitted_targets()
+        targets = plan_fit.targets_of(self)
         encoded = targets.transform(y, what="y")
         n = len(encoded)
         # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
@@ -418,9 +414,8 @@ class _Object2VecBase(BaseEstimator):
             history = training.train(net, pairs, epoch_data, batcher, settings, rng=np.random.default_rng(seed),
                                      dtype=next(net.parameters()).dtype, sparse=net.config["sparse"],
                                      callbacks=resolve_callbacks(self.callbacks, settings))
-        history = plan_fit.continued_history(self.history_, history)
-        vars(self).update(history_=history, n_epochs_=len(history))
-        return self
+        return plan_fit.apply_result(self, replace(plan_fit.FitResult.of(self),
+                                                   history=plan_fit.continued_history(self.history_, history)))
 
     # -------------------------------------------------------------- output
     def _outputs(self, X, log=False):

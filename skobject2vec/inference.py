@@ -29,7 +29,14 @@ INFERENCE_BATCH_SIZE = 1024
 
 
 def task_of(estimator) -> str:
-    """``"classification"`` or ``"regression"``: the one way the package asks what an estimator is."""
+    """``"classification"`` or ``"regression"``: the one way the package asks what an estimator is.
+
+    The estimators declare it (their ``_task``); anything else (a Pipeline ending in one)
+    answers through scikit-learn's ``is_classifier``.
+    """
+    declared = getattr(estimator, "_task", None)
+    if declared:
+        return declared
     return "classification" if is_classifier(estimator) else "regression"
 
 

@@ -36,7 +36,7 @@ from safetensors.torch import load as load_safetensors, save as save_safetensors
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from .._fit import MAX_SEQ_LEN
+from .._fit import MAX_SEQ_LEN, ClassTargets, FitResult, apply_result
 from .._validation import is_integer
 from .._version import __version__
 from ..nn.model import Object2VecNet
@@ -74,23 +74,6 @@ def _json_param(name, value):
     return value
 
 
-def _encode_classes(classes: np.ndarray) -> dict:
-    kind = classes.dtype.kind
-    if kind in "iub":
-        return {"dtype": classes.dtype.str, "values": classes.tolist()}
-    if kind == "f":
-        return {"dtype": classes.dtype.str, "values": [float(v) for v in classes]}
-    if kind == "U":
-        return {"dtype": classes.dtype.str, "values": classes.tolist()}
-    values = classes.tolist()
-    try:
-        json.dumps(values)
-    except TypeError as exc:
-        raise ValueError(f"classes_ of type {type(values[0]).__name__} cannot be stored in a safe artifact; "
-                         f"use string or numeric labels (or pickle/joblib).") from exc
-    return {"dtype": "object", "values": values}
-
-
 def _max_label_bytes(dtype: np.dtype, values: list) -> int:
     """The widest item a stored class dtype may declare: labels of any length, but no width beyond the
     longest label stored (a tampered ``<U999999999`` would allocate gigabytes)."""
@@ -98,14 +81,6 @@ def _max_label_bytes(dtype: np.dtype, values: list) -> int:
         return 16
     longest = max((len(v) for v in values if isinstance(v, str)), default=0)
     return 4 * max(longest, 256)
-
-
-def _decode_classes(spec: dict) -> np.ndarray:
-    if spec["dtype"] == "object":
-        out = np.empty(len(spec["values"]), dtype=object)
-        out[:] = spec["values"]
-        return out
-    return np.asarray(spec["values"], dtype=np.dtype(spec["dtype"]))
 
 
 def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False) -> Path:
@@ -124,18 +99,7 @@ def save(estimator, path, *, extras: dict | None = None, overwrite: bool = False
     check_is_fitted(estimator, "net_")
     path = Path(path)
     net = estimator.net_
-    fitted = {
-        "vocab_sizes": list(estimator.vocab_sizes_),
-        "max_seq_lens": list(estimator.max_seq_lens_),
-        "history": estimator.history_,
-        "n_epochs": estimator.n_epochs_,
-    }
-    if hasattr(estimator, "classes_"):
-        fitted["classes"] = _encode_classes(np.asarray(estimator.classes_))
-    if hasattr(estimator, "y_mean_"):
-        fitted["y_mean"], fitted["y_scale"] = float(estimator.y_mean_), float(estimator.y_scale_)
-    if hasattr(estimator, "n_features_in_"):
-        fitted["n_features_in"] = int(estimator.n_features_in_)
+    fitted = FitResult.of(estimator).to_config()
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -455,7 +419,7 @@ def check_artifact(path, config: dict) -> dict:
     if net_vocab != vocab:
         c.fail(CONFIG_FILE, "network.vocab_sizes", f"{net_vocab} differs from fitted.vocab_sizes {vocab}")
     n_outputs = c.integer(c.get(network, "n_outputs", (int,), "network.n_outputs"), "network.n_outputs", 1, 2 ** 20)
-    if estimator == "Object2VecClassifier":
+    if ESTIMATOR_CLASSES[estimator]._task == "classification":
         spec = c.get(fitted, "classes", (dict,), "fitted.classes")
         values = c.get(spec, "values", (list,), "fitted.classes.values")
         kind = c.get(spec, "dtype", (str,), "fitted.classes.dtype")
@@ -463,7 +427,7 @@ def check_artifact(path, config: dict) -> dict:
             if kind != "object" and (np.dtype(kind).kind not in "iufbU"
                                      or np.dtype(kind).itemsize > _max_label_bytes(np.dtype(kind), values)):
                 raise ValueError(f"unsupported dtype {kind!r:.40}")
-            classes = _decode_classes(spec)
+            classes = ClassTargets.from_config({"classes": spec}).classes
         except (TypeError, ValueError, OverflowError) as exc:
             c.fail(CONFIG_FILE, "fitted.classes", f"cannot be read as {kind!r:.40} ({str(exc)[:100]})")
         if classes.ndim != 1 or len(values) < 2 or len(np.unique(classes)) != len(classes):
@@ -475,6 +439,13 @@ def check_artifact(path, config: dict) -> dict:
             c.fail(CONFIG_FILE, "network.n_outputs", f"a regressor has 1 output, got {n_outputs}")
         c.number(fitted, "y_mean", "fitted.y_mean")
         c.number(fitted, "y_scale", "fitted.y_scale", positive=True)
+    for key in ("n_records", "n_features_in"):  # optional: streamed fits; inputs with columns
+        if key in fitted:
+            c.integer(c.get(fitted, key, (int,), f"fitted.{key}"), f"fitted.{key}", 0, 2 ** 62)
+    if "feature_names_in" in fitted:
+        names = c.get(fitted, "feature_names_in", (list,), "fitted.feature_names_in")
+        if not all(isinstance(name, str) for name in names):
+            c.fail(CONFIG_FILE, "fitted.feature_names_in", "expected a list of strings")
     frozen = c.get(config, "frozen", (list,), "frozen") if "frozen" in config else []
     try:
         with torch.device("meta"):
@@ -553,18 +524,7 @@ def load(path, device: str | None = None):
     for name in config.get("frozen", []):
         net.get_parameter(name).requires_grad_(False)
     net.to(target).eval()
-    fitted = config["fitted"]
-    estimator.net_ = net
-    estimator.vocab_sizes_ = tuple(fitted["vocab_sizes"])
-    estimator.max_seq_lens_ = tuple(fitted["max_seq_lens"])
-    estimator.history_ = fitted["history"]
-    estimator.n_epochs_ = fitted["n_epochs"]
-    if "classes" in fitted:
-        estimator.classes_ = _decode_classes(fitted["classes"])
-    if "y_mean" in fitted:
-        estimator.y_mean_, estimator.y_scale_ = fitted["y_mean"], fitted["y_scale"]
-    if "n_features_in" in fitted:
-        estimator.n_features_in_ = fitted["n_features_in"]
+    apply_result(estimator, FitResult.from_config(net, config["fitted"]))
     estimator.artifact_extras_ = config.get("extras", {})
     if "pipeline" in config:
         return _rebuild_pipeline(config["pipeline"], estimator)
