@@ -329,7 +329,8 @@ def cmd_serve(args):
         raise CLIError(f"--port must be in [1, 65535], got {args.port}")
     serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
           max_payload_bytes=_payload_bytes(args.max_payload_mb), read_timeout_s=args.read_timeout_s,
-          max_connections=args.max_connections, max_reply_values=args.max_reply_values)
+          max_connections=args.max_connections, max_reply_values=args.max_reply_values,
+          write_timeout_s=args.write_timeout_s, shutdown_grace_s=args.shutdown_grace_s)
     return 0
 
 
@@ -412,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 60, SageMaker's invocation timeout)")
     serve.add_argument("--max-connections", type=int, default=512, metavar="N",
                        help="open connections per server process; more get 503 (default 512)")
+    serve.add_argument("--write-timeout-s", type=float, default=60.0, metavar="S",
+                       help="a reply its client does not read for S seconds is aborted (default 60)")
+    serve.add_argument("--shutdown-grace-s", type=float, default=5.0, metavar="S",
+                       help="on SIGTERM, requests already received get S seconds to be answered; requests "
+                            "still arriving get 503 at once (default 5)")
     serve.add_argument("--max-reply-values", type=int, default=2 ** 25, metavar="N",
                        help="numbers one reply may hold (records x output width); larger requests get 413 "
                             "(default 33554432)")

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from . import guard
 from .batcher import MicroBatcher
-from .guard import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S
+from .guard import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, DEFAULT_SHUTDOWN_GRACE_S, DEFAULT_WRITE_TIMEOUT_S
 from .protocol import (JSON, PayloadError, error_body, iter_response, parse_body, request_format,
                        response_media_type, write_response)
 from .runner import ModelRunner, preferred_mode_from_env
@@ -106,7 +106,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def check_serve_options(*, port: int | None = None, workers: int | None = None, max_payload_bytes=None,
-                        max_reply_values=None, read_timeout_s=None, max_connections=None) -> None:
+                        max_reply_values=None, read_timeout_s=None, max_connections=None, write_timeout_s=None,
+                        shutdown_grace_s=None) -> None:
     """Raise ValueError naming the option for a value the server cannot run with.
 
     ``--port 99999`` used to be logged as given while the kernel bound another port, and
@@ -127,9 +128,11 @@ def check_serve_options(*, port: int | None = None, workers: int | None = None, 
         integer("max_reply_values", max_reply_values, 1)
     if max_connections is not None:
         integer("max_connections", max_connections, 1)
-    if read_timeout_s is not None and not (isinstance(read_timeout_s, (int, float)) and not isinstance(
-            read_timeout_s, bool) and math.isfinite(read_timeout_s) and read_timeout_s > 0):
-        raise ValueError(f"read_timeout_s must be a finite number of seconds > 0, got {read_timeout_s!r}")
+    for name, value in (("read_timeout_s", read_timeout_s), ("write_timeout_s", write_timeout_s),
+                        ("shutdown_grace_s", shutdown_grace_s)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
 
 
 def create_app(model_dir=None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, *,
@@ -240,7 +243,8 @@ def app_from_env() -> Starlette:
 def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, *, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
           max_connections: int = DEFAULT_MAX_CONNECTIONS,
-          max_reply_values: int = DEFAULT_MAX_REPLY_VALUES) -> None:
+          max_reply_values: int = DEFAULT_MAX_REPLY_VALUES, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+          shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
     """Run the endpoint with uvicorn until interrupted (blocks).
 
     Parameters
@@ -261,6 +265,11 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
         Open connections per process; more are answered 503 and closed at once.
     max_reply_values : int, default=2**25
         Numbers one reply may hold; larger requests get 413.
+    write_timeout_s : float, default=60
+        A reply its client does not read for this long is aborted (its connection closed).
+    shutdown_grace_s : float, default=5
+        On SIGTERM: requests already received get this long to be answered; requests still
+        arriving get 503 and a close at once.
 
     Raises
     ------
@@ -272,12 +281,14 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
 
     check_serve_options(port=port, workers=workers, max_payload_bytes=max_payload_bytes,
                         max_reply_values=max_reply_values, read_timeout_s=read_timeout_s,
-                        max_connections=max_connections)
+                        max_connections=max_connections, write_timeout_s=write_timeout_s,
+                        shutdown_grace_s=shutdown_grace_s)
     model_dir = Path(model_dir if model_dir is not None else default_model_dir())
     read_config(model_dir)  # a wrong folder fails here, with a clear message, before any worker starts
     preferred_mode_from_env()  # and so does a bad INFERENCE_PREFERRED_MODE
-    guard.configure(read_timeout_s, max_connections, max_payload_bytes)
-    options = dict(host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=5)
+    guard.configure(read_timeout_s, max_connections, max_payload_bytes, write_timeout_s)
+    options = dict(host=host, port=port, access_log=False, log_level="info",
+                   timeout_graceful_shutdown=shutdown_grace_s)
     if guard.protocol_class() is not None:
         options["http"] = "skobject2vec.serving.guard:GuardedHttpToolsProtocol"
     else:  # pragma: no cover

@@ -14,6 +14,13 @@ unfinished 8 MB head no longer pins memory until the read timeout); and
 ``Expect: 100-continue`` with a Content-Length over ``--max-payload-mb`` gets 413
 from the headers, without asking for the body.
 
+A reply the client does not read (its socket buffer full) for :attr:`write_timeout_s`
+seconds is aborted, so a client that stops reading cannot pin the reply's memory and
+its connection forever. On shutdown (SIGTERM), a request whose head or body is still
+arriving gets 503 and a close at once (it would not be served: before, it waited for
+the grace period and ended in a 500 with a CancelledError); requests already received
+are answered within the grace period (``--shutdown-grace-s``).
+
 The settings are class attributes, read from the environment at import, so that
 ``uvicorn --workers N`` processes (which import this class by name) get the same
 values as the parent; :func:`configure` sets both.
@@ -26,12 +33,17 @@ import os
 
 import orjson
 
-__all__ = ["configure", "protocol_class", "DEFAULT_READ_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS"]
+__all__ = ["configure", "protocol_class", "DEFAULT_READ_TIMEOUT_S", "DEFAULT_WRITE_TIMEOUT_S",
+           "DEFAULT_MAX_CONNECTIONS", "DEFAULT_SHUTDOWN_GRACE_S"]
 
 logger = logging.getLogger("skobject2vec.serving")
 
 #: SageMaker gives an invocation 60 s; a request still not fully received by then will not be served.
 DEFAULT_READ_TIMEOUT_S = 60.0
+#: A reply whose client reads nothing for this long is aborted (SageMaker's client waits 60 s in all).
+DEFAULT_WRITE_TIMEOUT_S = 60.0
+#: On SIGTERM, requests already received get this long to be answered (``docker stop`` kills after 10 s).
+DEFAULT_SHUTDOWN_GRACE_S = 5.0
 #: Open connections per server process (each one is a file descriptor; the usual soft limit is 1024).
 DEFAULT_MAX_CONNECTIONS = 512
 #: A request's head (request line and headers): bytes and header count. nginx's default buffers hold
@@ -42,6 +54,7 @@ MAX_HEADERS = 100
 ENV_MAX_PAYLOAD = "SKOBJECT2VEC_SERVE_MAX_PAYLOAD_BYTES"
 ENV_READ_TIMEOUT = "SKOBJECT2VEC_SERVE_READ_TIMEOUT_S"
 ENV_MAX_CONNECTIONS = "SKOBJECT2VEC_SERVE_MAX_CONNECTIONS"
+ENV_WRITE_TIMEOUT = "SKOBJECT2VEC_SERVE_WRITE_TIMEOUT_S"
 
 
 def _raw_response(status: int, reason: str, message: str) -> bytes:
@@ -50,15 +63,18 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
             % (status, reason.encode(), len(body))) + body
 
 
-def configure(read_timeout_s: float, max_connections: int, max_payload_bytes: int | None = None) -> None:
+def configure(read_timeout_s: float, max_connections: int, max_payload_bytes: int | None = None,
+              write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S) -> None:
     """Set the guards for this process and for worker processes started after this call."""
     if max_payload_bytes is not None:
         os.environ[ENV_MAX_PAYLOAD] = str(int(max_payload_bytes))
     os.environ[ENV_READ_TIMEOUT] = repr(float(read_timeout_s))
+    os.environ[ENV_WRITE_TIMEOUT] = repr(float(write_timeout_s))
     os.environ[ENV_MAX_CONNECTIONS] = str(int(max_connections))
     cls = protocol_class()
     if cls is not None:
         cls.read_timeout_s, cls.max_connections = float(read_timeout_s), int(max_connections)
+        cls.write_timeout_s = float(write_timeout_s)
 
 
 def protocol_class():
@@ -75,6 +91,7 @@ else:
         """uvicorn's httptools protocol with a per-request read timeout and a connection limit."""
 
         read_timeout_s = float(os.environ.get(ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT_S))
+        write_timeout_s = float(os.environ.get(ENV_WRITE_TIMEOUT, DEFAULT_WRITE_TIMEOUT_S))
         max_connections = int(os.environ.get(ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS))
 
         max_head_bytes = MAX_HEAD_BYTES
@@ -84,7 +101,8 @@ else:
         _per_client: dict = {}
 
         def connection_made(self, transport) -> None:
-            self._read_timer = None
+            self._read_timer = self._write_timer = None
+            self._receiving = False  # from a request's first byte until its body is complete
             self._head_bytes = self._headers = 0
             self._in_head = True
             self._refused = False
@@ -169,11 +187,13 @@ else:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._receiving = True
             self._arm()
 
         def on_message_complete(self) -> None:
             if self._refused:
                 return
+            self._receiving = False
             super().on_message_complete()
             self._in_head, self._head_bytes, self._headers = True, 0, 0  # the next bytes begin the next request
             self._disarm()
@@ -182,8 +202,38 @@ else:
             super().on_response_complete()
             self._disarm()  # an idle keep-alive connection is uvicorn's timeout_keep_alive's to close
 
+        def shutdown(self) -> None:
+            """The server is stopping: a request still arriving is refused now (503 and a close: it
+            would not be served); one received is answered, then its connection closes (uvicorn's)."""
+            if self._receiving and not self._refused:
+                self._refuse(503, "Service Unavailable",
+                             "the server is shutting down and the request was not fully received; retry it")
+                return
+            super().shutdown()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None and self.write_timeout_s > 0:
+                self._write_timer = self.loop.call_later(self.write_timeout_s, self._write_timed_out)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def _write_timed_out(self) -> None:
+            self._write_timer = None
+            if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+                logger.warning("aborted a reply its client did not read for %.0f s (--write-timeout-s)",
+                               self.write_timeout_s)
+                self.transport.abort()  # drops the unsent reply; the app's next send sees the disconnect
+
         def connection_lost(self, exc) -> None:
             self._disarm()
+            if getattr(self, "_write_timer", None) is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
             if getattr(self, "_client", None) is not None:
                 left = self._per_client.get(self._client, 1) - 1
                 if left > 0:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Iterator
 
-__all__ = ["free_port", "running_server", "ServerFailed"]
+__all__ = ["free_port", "running_server", "running_server_process", "ServerFailed"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -52,6 +52,18 @@ def running_server(model_dir, *extra_args: str, env: dict | None = None,
                    startup_timeout: float = 60.0, log_path=None) -> Iterator[str]:
     """Serve ``model_dir`` on ``127.0.0.1:<free port>``; yields the base URL.
 
+    See :func:`running_server_process` (which also yields the process) for the parameters.
+    """
+    with running_server_process(model_dir, *extra_args, env=env, startup_timeout=startup_timeout,
+                                log_path=log_path) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_server_process(model_dir, *extra_args: str, env: dict | None = None,
+                           startup_timeout: float = 60.0, log_path=None):
+    """Serve ``model_dir`` on ``127.0.0.1:<free port>``; yields ``(base URL, subprocess.Popen)``.
+
     Parameters
     ----------
     model_dir : str or Path
@@ -86,6 +98,6 @@ def running_server(model_dir, *extra_args: str, env: dict | None = None,
                     _stop(proc)
                     raise ServerFailed(f"no answer on {url}/ping within {startup_timeout:.0f} s:\n{_read(log)}")
                 time.sleep(0.1)
-            yield url
+            yield url, proc
         finally:
             _stop(proc)

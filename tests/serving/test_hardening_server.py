@@ -5,6 +5,7 @@ connection or a traceback in the server log.
 """
 
 import json
+import signal
 import socket
 import threading
 import time
@@ -21,7 +22,7 @@ pytest.importorskip("uvicorn")
 from skobject2vec import Object2VecClassifier  # noqa: E402
 from skobject2vec.cli import main  # noqa: E402
 from skobject2vec.serving.protocol import SAGEMAKER_PHRASE, PayloadError, parse_body  # noqa: E402
-from skobject2vec.serving.testing import running_server  # noqa: E402
+from skobject2vec.serving.testing import running_server, running_server_process  # noqa: E402
 
 from support import FAST
 
@@ -428,3 +429,56 @@ def test_one_client_cannot_take_every_connection(server):
             sock.close()
     time.sleep(0.3)
     assert httpx.get(f"{url}/ping").status_code == 200  # the share is given back as connections close
+
+
+# ------------------------------------------------------------ shutdown and slow readers
+def test_sigterm_refuses_requests_still_arriving_with_503_and_closes_idle_connections(model_dir, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server_process(model_dir, "--shutdown-grace-s", "3", log_path=log) as (url, proc):
+        in_head = _connect(url)
+        in_head.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        in_body = _connect(url)
+        in_body.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n{\"instances\": [")
+        idle = _connect(url)  # a keep-alive connection between requests
+        idle.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while b"healthy" not in reply:  # the whole answer (head and body may come in two reads)
+            reply += idle.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200")
+        time.sleep(0.3)
+        started = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        answers = [_read_all(sock) for sock in (in_head, in_body)]
+        for answer in answers:
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:120]
+            assert b"shutting down" in answer and b"connection: close" in answer.lower()
+        assert _read_all(idle) == b""  # closed without an answer: it had asked for nothing
+        proc.wait(timeout=15)
+        assert time.perf_counter() - started < 3 + 5  # did not wait for the trickling clients
+        for sock in (in_head, in_body, idle):
+            sock.close()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and "CancelledError" not in text and " 500" not in text
+
+
+def test_a_client_that_stops_reading_a_large_reply_is_aborted_after_the_write_timeout(model_dir, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server_process(model_dir, "--write-timeout-s", "1", log_path=log) as (url, proc):
+        host, port = url.rsplit("//", 1)[1].split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server's buffer fills
+        sock.connect((host, int(port)))
+        body = b"".join(b'{"in0":[%d]}\n' % (k % 50) for k in range(60_000))  # embeddings: megabytes of reply
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/jsonlines\r\n"
+                     b"Accept: application/jsonlines\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 30
+        while "did not read" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.2)  # the client reads nothing meanwhile
+        assert "did not read for 1 s (--write-timeout-s)" in log.read_text(errors="replace")
+        sock.settimeout(10)
+        received = _read_all(sock)
+        assert received.startswith(b"HTTP/1.1 200") and len(received) < 60_000 * 16 * 8  # cut off, then closed
+        sock.close()
+        assert httpx.get(f"{url}/ping").status_code == 200 and proc.poll() is None
+    assert "Traceback" not in log.read_text(errors="replace")
