@@ -62,7 +62,7 @@ test-lowest: $(LOWEST_STAMP)
 
 # pyflakes and syntax errors over the package, tests, benchmarks and examples ([tool.ruff] in pyproject.toml).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check skobject2vec tests benchmarks examples
+	$(VENV)/bin/ruff check skobject2vec tests benchmarks examples docs/_ext
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick

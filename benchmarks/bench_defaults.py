@@ -38,7 +38,6 @@ import time
 import warnings
 
 import numpy as np
-
 from _common import REPO_ROOT, format_table, machine_line, report, write_results
 
 SEARCH = {"learning_rate=0.001": dict(learning_rate=0.001), "learning_rate=0.003": dict(learning_rate=0.003),
@@ -189,9 +188,8 @@ class Digits(Family):
         return float(np.mean(predicted == data["y_test"]))
 
     def baseline(self, data):
-        from sklearn.linear_model import LogisticRegression
-
         from bench_digits import abs_diff_features
+        from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(max_iter=2000).fit(abs_diff_features(data["X_train"]), data["y_train"])
         return "logistic regression on |x0 - x1|", self.score(model.predict(abs_diff_features(data["X_test"])), data)

@@ -17,7 +17,6 @@ import argparse
 import time
 
 import numpy as np
-
 from _common import format_table, machine_line, report, write_results
 
 DEFAULTS = dict(random_state=0)

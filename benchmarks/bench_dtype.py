@@ -16,7 +16,6 @@ import argparse
 import os
 
 import numpy as np
-
 from _common import alternate, format_table, machine_line, ragged_pairs, report, timed, write_results
 
 VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40

@@ -37,7 +37,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import format_table, machine_line, report, write_results
 
 

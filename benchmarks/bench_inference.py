@@ -29,8 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, \
-    write_results
+from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, write_results
 
 VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40
 #: Pinned to the network measured before the 0.2 defaults (two encoders, linear MLP, no dropout,

@@ -36,7 +36,6 @@ import itertools
 import time
 
 import numpy as np
-
 from _common import format_table, machine_line, report, write_results
 
 GRAPHS = ("nations", "kinships", "umls")
@@ -48,8 +47,9 @@ DEFAULTS = dict(params=dict(random_state=0), negatives="explicit", rate=10, defa
 #: and how many per positive. Found with --search on the valid splits (test never looked at):
 #: hcnn with filter width 2 over [entity, relation] gives the relation-entity interaction a pooled
 #: mean lacks (Nations valid MRR 0.81 vs 0.71); a small learning rate with batch 128 and dropout 0.4
-#: matter most (UMLS 0.80 -> 0.86; dropout 0.5: 0.869, 0.6: 0.863); sampled negatives (another record's tail, so often a true fact
-#: on UMLS/Kinships) cap the training loss at ~0.18, explicit filtered negatives do not.
+#: matter most (UMLS 0.80 -> 0.86; dropout 0.5: 0.869, 0.6: 0.863); sampled negatives (another
+#: record's tail, so often a true fact on UMLS/Kinships) cap the training loss at ~0.18, explicit
+#: filtered negatives do not.
 _HCNN2 = dict(enc0_network="hcnn", enc1_network="pooled_embedding", enc0_layers=1, enc0_cnn_filter_width=2,
               enc0_token_embedding_dim=128, enc_dim=128, tied_token_embedding_weight=True,
               comparator_list="hadamard, concat, abs_diff", mlp_layers=1, mlp_dim=256, mlp_activation="relu",
@@ -317,7 +317,8 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default=None, help="where the pykeen wheel is kept")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="nations only, the quick recipes")
-    parser.add_argument("--search", default=None, choices=GRAPHS, help="run the SEARCH grid on this graph's valid split")
+    parser.add_argument("--search", default=None, choices=GRAPHS,
+                        help="run the SEARCH grid on this graph's valid split")
     parser.add_argument("--base", default=SEARCH_BASE, choices=["defaults", *RECIPES],
                         help="--search: the recipe searched around ('defaults': the classifier's defaults)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],

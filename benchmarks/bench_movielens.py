@@ -23,7 +23,6 @@ import itertools
 import time
 
 import numpy as np
-
 from _common import format_table, machine_line, report, write_results
 
 #: Named recipes: Object2VecRegressor parameters and whether in1 carries genre/year tokens.

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import alternate, format_table, machine_line, report, write_results
 
 #: A small model so that reading and batching, not arithmetic, dominate.

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import format_table, machine_line, ragged_pairs, report, write_results
 
 SIZES = (1, 100)

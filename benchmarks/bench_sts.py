@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
-
 from _common import REPO_ROOT, format_table, machine_line, report, write_results
+from scipy import stats
 
 DEFAULT_FOLDER = REPO_ROOT.parent / "shared" / "data" / "stsbenchmark"
 DEFAULTS = dict(random_state=0)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, \
-    write_results
+from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, write_results
 
 NETWORKS = ("pooled_embedding", "hcnn", "bilstm")
 VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40

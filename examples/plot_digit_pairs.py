@@ -15,8 +15,8 @@ images of the same digit sit together: the 2-D map at the end shows it.
 # --------------------------------------------------
 # Training and test pairs are built from disjoint sets of images.
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from sklearn.manifold import TSNE
 
 from skobject2vec import Object2VecClassifier

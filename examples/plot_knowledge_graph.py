@@ -17,8 +17,8 @@ we also report top-3 accuracy, which suits a "suggest relations" tool.
 # Load the graph
 # --------------
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from skobject2vec import Object2VecClassifier
 from skobject2vec.datasets import load_kg

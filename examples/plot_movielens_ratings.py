@@ -15,8 +15,8 @@ the end runs the same code on the real ml-100k.
 # 600 users, 400 movies, ratings 1-5 from a low-rank "taste" model plus noise,
 # about 6 % of the matrix observed, as in ml-100k.
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from skobject2vec import Object2VecRegressor
 

@@ -4,13 +4,12 @@ Learn embeddings of pairs of token-id sequences (user-item, sentence-sentence,
 entity-entity) with one estimator that drops into scikit-learn code.
 """
 
+from ._embedding_api import most_similar, similarity
 from ._version import __version__
 from .estimators import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
 from .evaluation import make_hits_at_k_scorer, make_mrr_scorer, pearson_scorer, spearman_scorer
-from ._embedding_api import most_similar, similarity
-from .text import TextPairTokenizer
 from .io.artifact import load, save
-
+from .text import TextPairTokenizer
 
 __all__ = [
     "Object2VecClassifier",

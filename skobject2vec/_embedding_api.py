@@ -18,8 +18,8 @@ from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _Set
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._threads import torch_threads
-from .inference import INFERENCE_BATCH_SIZE, embed, inference_net
 from .data.batching import inference_batches
+from .inference import INFERENCE_BATCH_SIZE, embed, inference_net
 
 __all__ = ["EmbeddingMixin", "similarity", "most_similar"]
 
@@ -242,8 +242,8 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
         out = torch.empty((len(records), net.config["enc_dim"]), dtype=dtype, device=batcher.device)
         from tqdm.auto import tqdm
 
-        with torch_threads(self._inference_threads()), torch.inference_mode(), tqdm(total=len(records), desc="encode", unit="record",
-                                          disable=not show) as bar:
+        with torch_threads(self._inference_threads()), torch.inference_mode(), \
+                tqdm(total=len(records), desc="encode", unit="record", disable=not show) as bar:
             for s in (0, 1):
                 where = np.flatnonzero(sides == s)
                 if not where.size:

@@ -185,7 +185,7 @@ class ClassTargets:
         return {"classes": {"dtype": "object", "values": values}}
 
     @classmethod
-    def from_config(cls, fitted: dict) -> "ClassTargets":
+    def from_config(cls, fitted: dict) -> ClassTargets:
         spec = fitted["classes"]
         if spec["dtype"] == "object":
             classes = np.empty(len(spec["values"]), dtype=object)
@@ -213,7 +213,7 @@ class ScoreTargets:
         return {"y_mean": float(self.mean), "y_scale": float(self.scale)}
 
     @classmethod
-    def from_config(cls, fitted: dict) -> "ScoreTargets":
+    def from_config(cls, fitted: dict) -> ScoreTargets:
         return cls(fitted["y_mean"], fitted["y_scale"])
 
 
@@ -495,7 +495,7 @@ class FitResult:
         return state
 
     @classmethod
-    def of(cls, estimator) -> "FitResult":
+    def of(cls, estimator) -> FitResult:
         """The fitted state of a fitted estimator."""
         names = getattr(estimator, "feature_names_in_", None)
         n_records = getattr(estimator, "n_records_", None)
@@ -516,7 +516,7 @@ class FitResult:
         return fitted
 
     @classmethod
-    def from_config(cls, net: Object2VecNet, fitted: dict) -> "FitResult":
+    def from_config(cls, net: Object2VecNet, fitted: dict) -> FitResult:
         """The fitted state an artifact's ``"fitted"`` section describes, around ``net``."""
         targets = ClassTargets.from_config(fitted) if "classes" in fitted else ScoreTargets.from_config(fitted)
         names = fitted.get("feature_names_in")

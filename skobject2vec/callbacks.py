@@ -145,7 +145,7 @@ class EpochLog(Callback):
         self.print_lines = print_lines
 
     def on_epoch_end(self, loop, record):
-        message = "epoch %d/%d " % (record["epoch"], loop.settings.epochs) + " ".join(
+        message = f"epoch {record['epoch']}/{loop.settings.epochs} " + " ".join(
             f"{k}={v:.6g}" for k, v in record.items() if k != "epoch" and isinstance(v, (int, float)))
         logger.info(message, extra={"epoch_record": record, "main_process": loop.main_process})
         if self.print_lines and loop.main_process:

@@ -15,19 +15,26 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._threads import resolve_threads, torch_threads
 from . import _fit as plan_fit
 from . import training
 from ._auto import resolve_auto
 from ._embedding_api import EmbeddingMixin
+from ._threads import resolve_threads, torch_threads
 from ._validation import array_to_pairs, check_pairs, check_token_array, check_vocab
 from .callbacks import as_named_list, named_callbacks, resolve_callbacks
 from .data.batching import PairData
 from .data.streaming import is_stream_source
-from .hyperparameters import (ESTIMATOR_BY_NAME, numpydoc_parameters, parameter_constraints,
-                              parse_sagemaker_hyperparameters, sagemaker_defaults, validate_params)
+from .hyperparameters import (
+    ESTIMATOR_BY_NAME,
+    numpydoc_parameters,
+    parameter_constraints,
+    parse_sagemaker_hyperparameters,
+    sagemaker_defaults,
+    validate_params,
+)
 from .inference import OutputSpec, predict_outputs
-from .io.artifact import register_estimator, save as save_artifact
+from .io.artifact import register_estimator
+from .io.artifact import save as save_artifact
 from .nn.model import Object2VecNet
 from .parallel.torchrun import fit_stream
 

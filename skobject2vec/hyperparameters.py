@@ -13,11 +13,11 @@ this library, SageMaker's default, and a line of documentation. The table drives
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
 import os
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,8 +265,8 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "InferSent's pooling). 'auto': max when both sides hold sequences over a "
                            "vocabulary of at least 1,000 token ids (words), else mean. Measured: STS-B from "
                            "scratch test Pearson 0.715-0.727 with max vs 0.65-0.67 with mean (3 seeds); digit "
-                           "pairs (256 pixel tokens) accuracy 0.840 with max vs 0.888 with mean. Ignored by hcnn and bilstm "
-                           "(bilstm always max-pools its states, hcnn its feature maps)."),
+                           "pairs (256 pixel tokens) accuracy 0.840 with max vs 0.888 with mean. Ignored by hcnn "
+                           "and bilstm (bilstm always max-pools its states, hcnn its feature maps)."),
         HyperParameter("learning_rate_decay", "float", "auto", low=0.01, high=1.0, auto=True, sagemaker=False,
                        sagemaker_default=1.0,
                        doc="Factor the learning rate is multiplied by after every epoch (an LRScheduler "

@@ -49,7 +49,7 @@ class OutputSpec:
     y_scale: float = 1.0
 
     @classmethod
-    def of(cls, estimator) -> "OutputSpec":
+    def of(cls, estimator) -> OutputSpec:
         task = task_of(estimator)
         if task == "classification":
             return cls(task)
@@ -83,7 +83,7 @@ def postprocess(raw: torch.Tensor, spec: OutputSpec, *, log: bool = False) -> to
 
 
 # float32 network -> its widened copy and the parameter versions it was made from
-_WIDENED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_WIDENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _WIDENED_LOCK = threading.Lock()
 
 

@@ -60,7 +60,8 @@ def test_a_user_callback_sees_every_epoch_and_can_stop(pairs):
 
 def test_default_early_stopping_can_be_turned_off(pairs):
     on = Object2VecClassifier(**dict(NOISY, early_stopping_patience=1)).fit(*pairs)
-    off = Object2VecClassifier(**dict(NOISY, early_stopping_patience=1), callbacks=[("early_stopping", None)]).fit(*pairs)
+    off = Object2VecClassifier(**dict(NOISY, early_stopping_patience=1),
+                               callbacks=[("early_stopping", None)]).fit(*pairs)
     assert on.n_epochs_ < 30 and off.n_epochs_ == 30
     assert not any("best" in r for r in off.history_)  # nothing restored: the last epoch's weights
 

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import from_sagemaker_hyperparameters, load
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import read_records, write_records
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 HP = {"enc0_network": "pooled_embedding", "enc_dim": "16", "enc0_max_seq_len": "10", "enc0_vocab_size": "100",
       "epochs": "4", "mini_batch_size": "64", "learning_rate": "0.01", "mlp_dim": "32", "mlp_layers": "1",
@@ -33,8 +33,9 @@ def channels(tmp_path_factory):
 
 def test_train_predict_embed_match_the_estimator(channels, tmp_path, capsys):
     model = tmp_path / "model"
-    code = main(["train", "--train", str(channels / "train.jsonl"), "--validation", str(channels / "validation.jsonl.gz"),
-                 "--test", str(channels / "test.jsonl"), "--hyperparameters", str(channels / "hp.json"),
+    code = main(["train", "--train", str(channels / "train.jsonl"),
+                 "--validation", str(channels / "validation.jsonl.gz"), "--test", str(channels / "test.jsonl"),
+                 "--hyperparameters", str(channels / "hp.json"),
                  "--set", "epochs=5", "--model-dir", str(model), "--random-state", "3"])
     assert code == 0
     out = capsys.readouterr().out

@@ -2,15 +2,21 @@
 
 import numpy as np
 import pytest
-
-from skobject2vec.datasets import make_score_pairs, make_topic_pairs
-from skobject2vec import Object2VecClassifier, Object2VecRegressor
-from skobject2vec._auto import (AUTO_DROPOUT, AUTO_MAX_POOLING_MIN_VOCAB, AUTO_OPTIMIZATION, AUTO_TUPLE_MAX_LEN,
-                                DataShape, auto_batch_size, resolve_auto)
-from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
 from support import relation_pairs
 
+from skobject2vec import Object2VecClassifier, Object2VecRegressor
+from skobject2vec._auto import (
+    AUTO_DROPOUT,
+    AUTO_MAX_POOLING_MIN_VOCAB,
+    AUTO_OPTIMIZATION,
+    AUTO_TUPLE_MAX_LEN,
+    DataShape,
+    auto_batch_size,
+    resolve_auto,
+)
 from skobject2vec.data.jsonlines import write_records
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
+from skobject2vec.hyperparameters import BY_NAME, HYPERPARAMETERS, sagemaker_defaults
 
 
 def _auto_params(**overrides):

@@ -3,15 +3,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from skobject2vec.callbacks import Callback
 import sklearn
 import torch
-
 from support import FAST
 
-from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, load, most_similar, similarity
+from skobject2vec.callbacks import Callback
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +124,8 @@ def test_most_similar_exact_recall_in_chunks():
         assert recall == 1.0
         np.testing.assert_allclose(scores, np.take_along_axis(full, index, 1), rtol=1e-5)
         assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
-    assert (most_similar(query, corpus, k=1, chunk_size=64)[1][:, 0] == np.arange(50)).all()  # recall@1 of the near-copy
+    # recall@1 of the near-copy
+    assert (most_similar(query, corpus, k=1, chunk_size=64)[1][:, 0] == np.arange(50)).all()
     assert most_similar(query[:2], corpus[:3], k=10)[1].shape == (2, 3)  # k clipped
 
 

@@ -12,12 +12,10 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-
 from support import FAST
 
+from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, inference, training
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
-from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters
-from skobject2vec import inference, training
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,14 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from support import FAST
 
 import skobject2vec
-from skobject2vec.io.artifact import _config_digest
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import RecordError, read_records
-
-from support import FAST
-
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
+from skobject2vec.io.artifact import _config_digest
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +34,8 @@ def fitted(tmp_path_factory):
 
 
 def _write_jsonl(path, records, labels=None):
-    lines = [json.dumps({**({"label": int(l)} if labels is not None else {}), **r})
-             for r, l in zip(records, labels if labels is not None else [None] * len(records))]
+    lines = [json.dumps({**({"label": int(label)} if labels is not None else {}), **r})
+             for r, label in zip(records, labels if labels is not None else [None] * len(records))]
     data = ("\n".join(lines) + "\n").encode()
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
@@ -75,7 +73,7 @@ def test_failed_predict_keeps_the_earlier_output(fitted, tmp_path):
 @pytest.mark.parametrize("label", ["1e300", str(2 ** 63), "1e20"])
 def test_huge_class_labels_are_file_line_errors(tmp_path, label):
     path = tmp_path / "t.jsonl"
-    path.write_text('{"label": 0, "in0": [1], "in1": [2]}\n{"label": %s, "in0": [1], "in1": [2]}\n' % label)
+    path.write_text('{"label": 0, "in0": [1], "in1": [2]}\n{"label": ' + str(label) + ', "in0": [1], "in1": [2]}\n')
     with pytest.raises(RecordError, match=rf"{path}:2: field 'label'"):
         read_records(path, label="classification")
 
@@ -85,7 +83,7 @@ def test_huge_regression_labels_and_ids_are_file_line_errors(tmp_path):
     path.write_text('{"label": 1e300, "in0": [1], "in1": [2]}\n')
     with pytest.raises(RecordError, match=rf"{path}:1: field 'label'"):
         read_records(path, label="regression")
-    path.write_text('{"in0": [1], "in1": [2]}\n{"in0": [%d], "in1": [2]}\n' % 2 ** 53)
+    path.write_text('{"in0": [1], "in1": [2]}\n{"in0": [' + str(2 ** 53) + '], "in1": [2]}\n')
     with pytest.raises(RecordError, match=rf"{path}:2: field 'in0'.*2\*\*53"):
         read_records(path)
 
@@ -569,7 +567,7 @@ def test_predict_output_symlinks_are_written_through_and_file_errors_are_one_lin
 def test_train_id_errors_name_the_file_and_line(tmp_path, capsys):
     X, y = make_topic_pairs(40)
     X[7] = {"in0": [1, 5000], "in1": [2]}  # an id over the vocabulary given: found by fit, not by the reader
-    lines = [json.dumps({"label": int(l), **r}) for r, l in zip(X, y)]
+    lines = [json.dumps({"label": int(label), **r}) for r, label in zip(X, y)]
     lines.insert(1, "")  # a blank line: record 7 sits on line 9
     (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "hp.json").write_text(json.dumps({"enc0_vocab_size": "1000"}))

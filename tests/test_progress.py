@@ -5,11 +5,10 @@ import logging
 
 import numpy as np
 import pytest
-
 from support import FAST
 
-from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 QUICK = dict(FAST, epochs=3)
 

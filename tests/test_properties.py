@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from support import FAST  # noqa: E402
 
 import skobject2vec  # noqa: E402
 from skobject2vec import Object2VecClassifier  # noqa: E402
 from skobject2vec.data.jsonlines import RecordError, read_records  # noqa: E402
 from skobject2vec.datasets import make_topic_pairs  # noqa: E402
 from skobject2vec.serving.protocol import JSON, JSONLINES, PayloadError, parse_body  # noqa: E402
-
-from support import FAST  # noqa: E402
 
 settings.register_profile("default", max_examples=150, deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture])

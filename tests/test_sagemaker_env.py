@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import __version__, load
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import write_records as _write_records
+from skobject2vec.datasets import make_topic_pairs
 
 
 def write_records(X, path, **kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     return _write_records(X, path, **kwargs)
-from skobject2vec.hyperparameters import parse_sagemaker_hyperparameters
+from skobject2vec.hyperparameters import parse_sagemaker_hyperparameters  # noqa: E402
 
 HP = {"enc0_network": "pooled_embedding", "enc_dim": "8", "enc0_max_seq_len": "10", "enc0_vocab_size": "100",
       "epochs": "3", "mini_batch_size": "64", "learning_rate": "0.01", "mlp_dim": "16", "mlp_layers": "1"}

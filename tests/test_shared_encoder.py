@@ -4,12 +4,11 @@ import pickle
 
 import numpy as np
 import pytest
-
 from support import FAST
 
-from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, load
 from skobject2vec.data.jsonlines import write_records
+from skobject2vec.datasets import make_topic_pairs
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from sklearn.metrics import log_loss
 from support import FAST
 
 import skobject2vec
-from skobject2vec.nn.model import Object2VecNet
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, training
 from skobject2vec._fit import epoch_data_factory
 from skobject2vec.data.batching import PairData, Ragged, batch_indices
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
+from skobject2vec.nn.model import Object2VecNet
 from skobject2vec.text.pretrained import load_pretrained_table, read_pretrained_vectors
 
 POOLED = dict(FAST, enc0_network="pooled_embedding")
@@ -291,8 +291,9 @@ def test_row_sparse_trains(optimizer, topic_data):
     X, y, X_test, y_test = topic_data
     lr = {"adam": 0.05, "adagrad": 0.5, "sgd": 1.0}[optimizer]
     epochs = 15 if optimizer == "sgd" else 6  # plain SGD leaves its plateau after 6-10 epochs, by seed
-    clf = Object2VecClassifier(**dict(POOLED, epochs=epochs, learning_rate=lr), optimizer=optimizer, shared_encoder=False,
-                               token_embedding_storage_type="row_sparse").fit(X, y)  # one table per side
+    # one table per side
+    clf = Object2VecClassifier(**dict(POOLED, epochs=epochs, learning_rate=lr), optimizer=optimizer,
+                               shared_encoder=False, token_embedding_storage_type="row_sparse").fit(X, y)
     assert clf.net_.token_table(0).sparse and clf.net_.token_table(1).sparse
     assert clf.score(X_test, y_test) > 0.85
     assert all(p.grad is None for p in clf.net_.parameters())  # fit keeps no stale gradients
@@ -302,7 +303,8 @@ def test_row_sparse_trains(optimizer, topic_data):
     kinds = {type(o).__name__ for o in optimizers}
     assert kinds == {"adam": {"SparseAdam", "Adam"}, "adagrad": {"Adagrad"}, "sgd": {"SGD"}}[optimizer]
     # records {"in0": [1, 2], "in1": [30]} and {"in0": [2], "in1": [31, 32]}
-    pairs = PairData(Ragged(np.array([1, 2, 2]), np.array([0, 2, 3])), Ragged(np.array([30, 31, 32]), np.array([0, 1, 3])))
+    pairs = PairData(Ragged(np.array([1, 2, 2]), np.array([0, 2, 3])),
+                     Ragged(np.array([30, 31, 32]), np.array([0, 1, 3])))
     inputs = training.Batcher(clf.max_seq_lens_, clf.vocab_sizes_, torch.device("cpu")).pair(pairs, np.arange(2))
     before = net.token_table(0).weight.detach().clone()
     loss = net(*inputs).logsumexp(1).sum()
@@ -332,7 +334,8 @@ def test_row_sparse_is_the_default_over_a_large_vocabulary_where_the_optimizer_h
     assert reg.net_.token_table(0).sparse and reg.net_.token_table(1).sparse
     assert not Object2VecRegressor(**dict(FAST, epochs=1, optimizer="rmsprop")).fit(big, np.arange(200.0)) \
         .net_.token_table(0).sparse
-    explicit = Object2VecRegressor(**dict(FAST, epochs=1, token_embedding_storage_type="dense")).fit(big, np.arange(200.0))
+    explicit = Object2VecRegressor(**dict(FAST, epochs=1, token_embedding_storage_type="dense")).fit(
+        big, np.arange(200.0))
     assert not explicit.net_.token_table(0).sparse
     # a migrated SageMaker job keeps SageMaker's dense storage
     assert from_sagemaker_hyperparameters({}).get_params()["token_embedding_storage_type"] == "dense"
@@ -367,7 +370,8 @@ def test_lazy_weight_decay_of_sparse_rows_matches_dense_decay(optimizer):
                 opt.zero_grad(set_to_none=True)
             if name == "sparse":
                 before = net.token_table(0).weight.detach().clone()
-                training.catch_up_rows(opts[name], [(net.token_table(0).weight, ids0), (net.token_table(1).weight, ids1)])
+                training.catch_up_rows(opts[name], [(net.token_table(0).weight, ids0),
+                                                    (net.token_table(1).weight, ids1)])
             net(ids0, lengths, ids1, lengths).pow(2).mean().backward()
             if name == "sparse":
                 training.decay_touched_rows(opts[name])

@@ -56,7 +56,8 @@ def _row(cells) -> list[str]:
 
 
 def _table(header, rows, widths) -> str:
-    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {' '.join(map(str, widths))}", "   :class: migration", ""]
+    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {' '.join(map(str, widths))}",
+             "   :class: migration", ""]
     for row in [header] + rows:
         lines += _row(row)
     return "\n".join(lines) + "\n"

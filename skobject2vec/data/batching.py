@@ -22,13 +22,13 @@ class Ragged:
     offsets: np.ndarray
 
     @classmethod
-    def from_dense(cls, array: np.ndarray) -> "Ragged":
+    def from_dense(cls, array: np.ndarray) -> Ragged:
         array = np.ascontiguousarray(array, dtype=np.int64)
         n, d = array.shape
         return cls(array.reshape(-1), np.arange(0, n * d + 1, d, dtype=np.int64))
 
     @classmethod
-    def from_lists(cls, sequences) -> "Ragged":
+    def from_lists(cls, sequences) -> Ragged:
         """From already validated sequences of ints."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -46,7 +46,7 @@ class Ragged:
     def max_id(self) -> int:
         return int(self.values.max()) if self.values.size else -1
 
-    def take(self, index) -> "Ragged":
+    def take(self, index) -> Ragged:
         index = np.asarray(index, dtype=np.int64)
         starts = self.offsets[index]
         lengths = self.offsets[index + 1] - starts
@@ -93,7 +93,7 @@ class PairData:
     def __len__(self) -> int:
         return len(self.in0 if self.in0 is not None else self.in1)
 
-    def take(self, index) -> "PairData":
+    def take(self, index) -> PairData:
         return PairData(None if self.in0 is None else self.in0.take(index),
                         None if self.in1 is None else self.in1.take(index))
 

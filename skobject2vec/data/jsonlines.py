@@ -13,10 +13,10 @@ import gzip
 import io
 import json
 import os
-from pathlib import Path
-from typing import IO, Iterable, Iterator
-
 import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 

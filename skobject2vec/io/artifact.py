@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -32,7 +32,8 @@ from re._constants import MAXREPEAT as _MAXREPEAT
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load as load_safetensors, save as save_safetensors
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
@@ -457,7 +458,8 @@ def check_artifact(path, config: dict) -> dict:
             c.fail(CONFIG_FILE, "frozen", f"{name!r:.60} is not a parameter of the network")
     try:
         with safe_open(str(path / WEIGHTS_FILE), framework="pt", device="cpu") as handle:
-            found = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype()) for k in handle.keys()}
+            found = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+                     for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         c.fail(WEIGHTS_FILE, "header", f"not a readable safetensors file ({str(exc)[:150]})")
     names = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16"}

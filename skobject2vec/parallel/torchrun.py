@@ -28,10 +28,19 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import _fit as plan_fit
 from .. import training
 from ..callbacks import resolve_callbacks
+from ..data.streaming import (
+    DEFAULT_BUFFER_SIZE,
+    StreamStats,
+    chunk_size,
+    chunks,
+    is_stream_source,
+    list_shards,
+    rank_records,
+    scan,
+    shuffle_buffer,
+)
 from ..hyperparameters import validate_params
 from ..inference import INFERENCE_BATCH_SIZE, task_of
-from ..data.streaming import (DEFAULT_BUFFER_SIZE, StreamStats, chunk_size, chunks, is_stream_source, list_shards,
-                             rank_records, scan, shuffle_buffer)
 
 __all__ = ["fit_stream", "train_stream", "is_main_process", "rank_batch_size"]
 
@@ -61,7 +70,7 @@ class _Ranks:
     owns_group: bool = False
 
     @classmethod
-    def join(cls, device_param) -> "_Ranks":
+    def join(cls, device_param) -> _Ranks:
         """Join the torchrun job described by the environment (``WORLD_SIZE``, ``RANK``, ...), if any."""
         dist = torch.distributed
         device = training.resolve_device(device_param)
@@ -278,8 +287,8 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
                     net, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
             history = training.run_epochs(model, epoch_batches, settings, dtype=plan.dtype,
                                           sparse=plan.config["sparse"], validate=validate,
-                                          main_process=ranks.rank == 0, callbacks=resolve_callbacks(callbacks, settings),
-                                          reduce_sums=ranks.reduce)
+                                          main_process=ranks.rank == 0,
+                                          callbacks=resolve_callbacks(callbacks, settings), reduce_sums=ranks.reduce)
     finally:
         ranks.leave()
     return plan_fit.FitResult(net, plan.vocab_sizes, plan.max_lens, history, targets, n_records=stats.n_records)

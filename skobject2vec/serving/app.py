@@ -21,14 +21,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from .._validation import is_integer
+from ..io.artifact import load, read_config
 from . import guard
 from .batcher import MicroBatcher
 from .guard import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S, DEFAULT_SHUTDOWN_GRACE_S, DEFAULT_WRITE_TIMEOUT_S
-from .protocol import (JSON, PayloadError, error_body, iter_response, parse_body, request_format,
-                       response_media_type, write_response)
+from .protocol import (
+    JSON,
+    PayloadError,
+    error_body,
+    iter_response,
+    parse_body,
+    request_format,
+    response_media_type,
+    write_response,
+)
 from .runner import ModelRunner, preferred_mode_from_env
-from .._validation import is_integer
-from ..io.artifact import load, read_config
 
 __all__ = ["create_app", "app_from_env", "serve", "default_model_dir", "check_serve_options",
            "DEFAULT_MAX_PAYLOAD_BYTES", "DEFAULT_MAX_REPLY_VALUES", "DEFAULT_READ_TIMEOUT_S",

@@ -18,8 +18,8 @@ import torch
 
 from .. import training
 from .._threads import torch_threads
-from ..inference import OutputSpec, embed, predict_outputs, task_of
 from ..data.batching import PairData, Ragged
+from ..inference import OutputSpec, embed, predict_outputs, task_of
 
 __all__ = ["ModelRunner", "preferred_mode_from_env", "PREFERRED_MODES"]
 

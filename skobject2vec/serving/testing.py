@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["free_port", "running_server", "running_server_process", "ServerFailed"]
 

@@ -254,7 +254,7 @@ class TextPairTokenizer(TransformerMixin, BaseEstimator):
         return {"params": self.get_params(), "vocabulary": self.vocabulary_, "unknown_id": self.unknown_id_}
 
     @classmethod
-    def _from_artifact_state(cls, state: dict) -> "TextPairTokenizer":
+    def _from_artifact_state(cls, state: dict) -> TextPairTokenizer:
         # Artifacts written before char_ngrams and oov_buckets existed: words only, unknown words to unknown_id.
         tokenizer = cls(**{"char_ngrams": None, "oov_buckets": 0, **state["params"]})
         tokenizer._set_vocabulary({str(k): int(v) for k, v in state["vocabulary"].items()}, state["unknown_id"])

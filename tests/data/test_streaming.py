@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import pytest
-
 from support import FAST
 
-from skobject2vec.datasets import make_score_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, load, training
 from skobject2vec.cli import main
 from skobject2vec.data.jsonlines import write_records
 from skobject2vec.data.streaming import list_shards, rank_records, shuffle_buffer
+from skobject2vec.datasets import make_score_pairs
 from skobject2vec.parallel import fit_stream
 
 N_RECORDS, BUFFER = 3000, 300  # the file is 10x the shuffle buffer
@@ -134,8 +133,9 @@ def test_streamed_errors_name_file_and_record(tmp_path, numbered_file):
 def test_cli_train_streaming(tmp_path, topic_files, capsys):
     train, val, (X, y) = topic_files
     hp = tmp_path / "hp.json"
-    hp.write_text(json.dumps({"epochs": 5, "enc0_network": "pooled_embedding", "enc_dim": 16, "enc0_token_embedding_dim": 16, "mlp_dim": 32,
-                              "mlp_layers": 1, "mini_batch_size": 64, "learning_rate": 0.01}))
+    hp.write_text(json.dumps({"epochs": 5, "enc0_network": "pooled_embedding", "enc_dim": 16,
+                              "enc0_token_embedding_dim": 16, "mlp_dim": 32, "mlp_layers": 1,
+                              "mini_batch_size": 64, "learning_rate": 0.01}))
     code = main(["train", "--streaming", "--buffer-size", "500", "--train", str(train), "--validation", str(val),
                  "--hyperparameters", str(hp), "--model-dir", str(tmp_path / "model"), "--random-state", "0",
                  "--quiet"])

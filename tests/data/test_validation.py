@@ -14,7 +14,8 @@ def fit(X, y=(0, 1), **params):
 
 
 @pytest.mark.parametrize("X, message", [
-    ([{"in0": [1, 2.5], "in1": [3]}, GOOD[1]], r"record 0, field 'in0': token ids must be integers below 2\*\*53, got 2.5"),
+    ([{"in0": [1, 2.5], "in1": [3]}, GOOD[1]],
+     r"record 0, field 'in0': token ids must be integers below 2\*\*53, got 2.5"),
     ([GOOD[0], {"in0": [4], "in1": [5, -6]}], r"Negative values in data.*record 1, field 'in1'.*-6"),
     ([GOOD[0], {"in0": [4]}], r"record 1, field 'in1': missing key 'in1'"),
     ([{"in1": [3]}, GOOD[1]], r"record 0, field 'in0': missing key 'in0'"),

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn.model_selection import GridSearchCV, cross_val_score
-
 from support import FAST
 
-from skobject2vec.datasets import make_score_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
+from skobject2vec.datasets import make_score_pairs
 from skobject2vec.evaluation import (
     hits_at_k,
     make_hits_at_k_scorer,
@@ -114,8 +113,8 @@ def item_pairs(n, n_items=20, tokens_per_item=6, seed=0):
 def test_ranking_scorer_in_grid_search_prefers_a_trained_model():
     X, y = item_pairs(800, seed=3)
     scoring = {"mrr": make_mrr_scorer(), "hits@5": make_hits_at_k_scorer(5, similarity="cosine")}
-    search = GridSearchCV(Object2VecClassifier(**dict(FAST, tied_token_embedding_weight=True)), {"epochs": [1, 8]}, scoring=scoring,
-                          refit="mrr", cv=2)
+    search = GridSearchCV(Object2VecClassifier(**dict(FAST, tied_token_embedding_weight=True)), {"epochs": [1, 8]},
+                          scoring=scoring, refit="mrr", cv=2)
     search.fit(X, y)
     mrr = search.cv_results_["mean_test_mrr"]
     assert search.best_params_ == {"epochs": 8}

@@ -7,13 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support import FAST
 
 import skobject2vec
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 from skobject2vec._fit import FitResult
 from skobject2vec.datasets import make_topic_pairs
-
-from support import FAST
 
 
 def _public_fitted(estimator) -> dict:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from support import FAST
 
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs

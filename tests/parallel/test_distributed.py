@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.model_selection import GridSearchCV
-
 from support import FAST
 
-from skobject2vec.datasets import make_topic_pairs
 from skobject2vec import Object2VecClassifier, load
 from skobject2vec.data.jsonlines import write_records
+from skobject2vec.datasets import make_topic_pairs
 from skobject2vec.io import export_token_tables
 from skobject2vec.parallel import TorchThreads, fit_stream, rank_batch_size
 

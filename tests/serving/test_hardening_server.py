@@ -19,14 +19,13 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
+from support import FAST  # noqa: E402
+
 from skobject2vec import Object2VecClassifier  # noqa: E402
 from skobject2vec.cli import main  # noqa: E402
+from skobject2vec.datasets import make_topic_pairs  # noqa: E402
 from skobject2vec.serving.protocol import SAGEMAKER_PHRASE, PayloadError, parse_body  # noqa: E402
 from skobject2vec.serving.testing import running_server, running_server_process  # noqa: E402
-
-from support import FAST
-
-from skobject2vec.datasets import make_topic_pairs  # noqa: E402
 
 pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
 
@@ -176,7 +175,7 @@ def _read_all(sock):
     while True:
         try:
             chunk = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             break
         if not chunk:
             break
@@ -283,7 +282,8 @@ def _random_value(rng, depth=0):
     if kind == 2:
         return [_random_value(rng, depth + 1) for _ in range(int(rng.integers(0, 4)))]
     if kind == 3:
-        return {_KEYS[int(rng.integers(len(_KEYS)))]: _random_value(rng, depth + 1) for _ in range(int(rng.integers(0, 4)))}
+        return {_KEYS[int(rng.integers(len(_KEYS)))]: _random_value(rng, depth + 1)
+                for _ in range(int(rng.integers(0, 4)))}
     if kind == 4:
         return _deep(int(rng.integers(50, 900)))  # json.dumps' own limit is near 1,000
     return {"in0": _random_value(rng, depth + 1), "in1": _random_value(rng, depth + 1)}

@@ -13,16 +13,15 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
+from support import FAST  # noqa: E402
+
 import skobject2vec  # noqa: E402
 from skobject2vec import Object2VecClassifier, Object2VecRegressor  # noqa: E402
-from skobject2vec.serving.protocol import SAGEMAKER_PHRASE  # noqa: E402
 from skobject2vec.cli import main  # noqa: E402
+from skobject2vec.datasets import make_score_pairs, make_topic_pairs  # noqa: E402
+from skobject2vec.serving.protocol import SAGEMAKER_PHRASE  # noqa: E402
 from skobject2vec.serving.runner import preferred_mode_from_env  # noqa: E402
 from skobject2vec.serving.testing import running_server  # noqa: E402
-
-from support import FAST
-
-from skobject2vec.datasets import make_score_pairs, make_topic_pairs  # noqa: E402
 
 pytestmark = pytest.mark.slow  # subprocesses, servers or many fits: `make test-fast` skips it
 
@@ -180,9 +179,12 @@ BAD_REQUESTS = [
     (JSON, b'{"instances": [{"label": 1}]}', 400, "record 0, field 'in0': missing key"),
     (JSON, b'{"instances": [{"in0": [1], "in1": [3]}, {"in0": [1.5], "in1": [3]}]}', 400,
      "record 1, field 'in0': token ids must be integers"),
-    (JSON, b'{"instances": [{"in0": [1], "in1": ["7"]}]}', 400, "record 0, field 'in1': expected a flat list of integer token ids"),
-    (JSON, b'{"instances": [{"in0": [true], "in1": [3]}]}', 400, "record 0, field 'in0': expected a flat list of integer"),
-    (JSON, b'{"instances": [{"in0": [2, true], "in1": [3]}]}', 400, "record 0, field 'in0': expected a flat list of integer"),
+    (JSON, b'{"instances": [{"in0": [1], "in1": ["7"]}]}', 400,
+     "record 0, field 'in1': expected a flat list of integer token ids"),
+    (JSON, b'{"instances": [{"in0": [true], "in1": [3]}]}', 400,
+     "record 0, field 'in0': expected a flat list of integer"),
+    (JSON, b'{"instances": [{"in0": [2, true], "in1": [3]}]}', 400,
+     "record 0, field 'in0': expected a flat list of integer"),
     (JSON, b'{"instances": [{"in0": [1], "in1": [3]}, {"in0": [4], "in1": [-2]}]}', 400,
      "record 1, field 'in1' has token id -2"),
     (JSON, b'{"instances": [{"in0": [1e30], "in1": [3]}]}', 400,

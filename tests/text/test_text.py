@@ -9,14 +9,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from support import FAST
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from support import FAST
 
 import skobject2vec
-from skobject2vec.io.artifact import _config_digest
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, TextPairTokenizer
+from skobject2vec.io.artifact import _config_digest
 
 TOPIC_WORDS = [
     ["red", "apple", "cherry", "blood", "ruby", "tomato"],
