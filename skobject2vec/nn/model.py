@@ -92,10 +92,20 @@ class Object2VecNet(nn.Module):
     def encoder(self, side: int) -> nn.Module:
         return self.encoder0 if side == 0 or self.shared else self.encoder1
 
-    def _encode(self, side, ids, lengths):
-        mask = lengths_to_mask(lengths, ids.size(1), ids.device)
-        tokens = self.token_table(side)(ids)
+    def _encode(self, side, ids, lengths, with_tokens: bool = False):
         encoder, compute = self.encoder(side), self.output.weight.dtype
+        table = self.token_table(side)
+        if not with_tokens and _pools_flat(encoder, lengths) and (table.weight.dtype == compute
+                                                                  or encoder.pooling == "max"):
+            # A pooled encoder without projection reduces the valid tokens alone: looked up without padding
+            # and pooled per record (segment_reduce), so that neither the forward nor the backward pass
+            # touches padded (B, L, D) tensors (on STS-B the masked max and its backward were a quarter of a
+            # step). A max is exact in the table's dtype (widened_copy widens after it).
+            mask = lengths_to_mask(lengths, ids.size(1), ids.device)
+            pooled = torch.segment_reduce(table(ids[mask]), encoder.pooling, lengths=lengths.to(ids.device))
+            return pooled.to(compute), None, None
+        mask = lengths_to_mask(lengths, ids.size(1), ids.device)
+        tokens = table(ids)
         if tokens.dtype != compute and _pools_exactly(encoder, ids.size(1)):
             # widened_copy: a max, or the mean of one token, is exact in the table's dtype; widen after it
             return encoder(tokens, mask, lengths).to(compute), tokens, mask
@@ -115,14 +125,21 @@ class Object2VecNet(nn.Module):
         (B,): matrix factorisation's regulariser, which touches only the rows in the
         batch, so it works with sparse updates too.
         """
-        e0, tokens0, mask0 = self._encode(0, ids0, lengths0)
-        e1, tokens1, mask1 = self._encode(1, ids1, lengths1)
+        e0, tokens0, mask0 = self._encode(0, ids0, lengths0, with_tokens=with_row_penalty)
+        e1, tokens1, mask1 = self._encode(1, ids1, lengths1, with_tokens=with_row_penalty)
         out = self.output(self.mlp(self.comparator(e0, e1)))
         if not with_row_penalty:
             return out
         penalty = sum((t.pow(2).sum(-1) * m).sum(1) / m.sum(1).clamp_min(1)
                       for t, m in ((tokens0, mask0), (tokens1, mask1)))
         return out, penalty
+
+
+def _pools_flat(encoder, lengths: torch.Tensor) -> bool:
+    """Whether ``encoder`` is a pooled encoder without projection and every record has a token
+    (the flat path of :meth:`Object2VecNet._encode`)."""
+    return (isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
+            and bool((lengths > 0).all()))
 
 
 def _pools_exactly(encoder, length: int) -> bool:
