@@ -172,7 +172,7 @@ class Topics(Family):
             return np.abs(_bags(records, "in0", 100) - _bags(records, "in1", 100))
 
         model = LogisticRegression(max_iter=2000).fit(features(data["X_train"]), data["y_train"])
-        return "logistic regression on |bag0 - bag1|", self.score(model.predict(features(data["X_test"])), data)
+        return "logistic regression on abs(bag0 - bag1)", self.score(model.predict(features(data["X_test"])), data)
 
 
 class Digits(Family):
