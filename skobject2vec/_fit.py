@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
-from ._auto import INHERITED_SETTINGS, DataShape, resolve_auto
+from ._auto import INHERITED_SETTINGS, DataShape, auto_recipes, resolve_auto
 from ._threads import resolve_threads
 from ._validation import is_integer
 from .data.negatives import sample_negatives
@@ -385,6 +385,37 @@ def make_plan(task: str, p: dict, summary: DataSummary, targets, *, random_state
                    dtype=torch.float64 if p["dtype"] == "float64" else torch.float32)
 
 
+def candidate_plans(task: str, p: dict, summary: DataSummary, targets, *, random_state, name: str,
+                    external_validation: bool = False) -> dict:
+    """``{recipe name: FitPlan}``: the plans an in-memory fit trains and compares on its validation
+    split (:data:`~._auto.AUTO_RECIPES`), or ``{"": plan}``: one plan, without a validation split or
+    where no recipes apply. Every plan has the same seed and validation split."""
+    base = make_plan(task, p, summary, targets, random_state=random_state, name=name)
+    recipes = auto_recipes(p, replace(summary.shape, task=task))
+    if len(recipes) == 1 or not (external_validation or base.params["validation_fraction"]):
+        return {"": base}
+    return {recipe: make_plan(task, dict(p, **overrides), summary, targets, random_state=random_state, name=name)
+            for recipe, overrides in recipes.items()}
+
+
+def validation_loss(history: list) -> float:
+    """The best validation loss of a fit's ``history`` (inf without one)."""
+    losses = [value for record in history for key, value in record.items()
+              if key in ("validation:mean_squared_error", "validation:cross_entropy")]
+    return min(losses) if losses else float("inf")
+
+
+def recipe_record(plans: dict, histories: dict, chosen: str) -> dict | None:
+    """``auto_recipe_``: the recipe kept, each recipe's best validation loss and the settings it fixed
+    (None when one plan was trained)."""
+    if len(plans) == 1:
+        return None
+    keys = ("optimizer", "learning_rate", "weight_decay", "learning_rate_decay", "dropout")
+    return {"chosen": chosen,
+            "validation_loss": {name: validation_loss(history) for name, history in histories.items()},
+            "settings": {key: plans[chosen].params[key] for key in keys}}
+
+
 # ----------------------------------------------------------------- build
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device):
@@ -482,6 +513,9 @@ class FitResult:
     #: columns; set by input validation for in-memory fits, carried here by artifacts.
     n_features_in: int | None = None
     feature_names_in: tuple | None = None
+    #: In-memory fits that compared recipes on their validation split (``auto_recipe_``; see
+    #: :func:`candidate_plans`): the recipe kept, the validation losses, the settings it fixed.
+    recipe: dict | None = None
 
     def attributes(self) -> dict:
         state = {"net_": self.net, "vocab_sizes_": tuple(self.vocab_sizes), "max_seq_lens_": tuple(self.max_lens),
@@ -492,6 +526,8 @@ class FitResult:
             state["n_features_in_"] = self.n_features_in
         if self.feature_names_in is not None:
             state["feature_names_in_"] = np.asarray(self.feature_names_in, dtype=object)
+        if self.recipe is not None:
+            state["auto_recipe_"] = self.recipe
         return state
 
     @classmethod
@@ -502,7 +538,8 @@ class FitResult:
         n_features = getattr(estimator, "n_features_in_", None)
         return cls(estimator.net_, tuple(estimator.vocab_sizes_), tuple(estimator.max_seq_lens_),
                    estimator.history_, targets_of(estimator), None if n_records is None else int(n_records),
-                   None if n_features is None else int(n_features), None if names is None else tuple(names))
+                   None if n_features is None else int(n_features), None if names is None else tuple(names),
+                   getattr(estimator, "auto_recipe_", None))
 
     def to_config(self) -> dict:
         """Everything but the network, as JSON (an artifact's ``"fitted"`` section)."""
@@ -513,6 +550,8 @@ class FitResult:
                 fitted[key] = getattr(self, key)
         if self.feature_names_in is not None:
             fitted["feature_names_in"] = [str(name) for name in self.feature_names_in]
+        if self.recipe is not None:
+            fitted["auto_recipe"] = self.recipe
         return fitted
 
     @classmethod
@@ -521,7 +560,8 @@ class FitResult:
         targets = ClassTargets.from_config(fitted) if "classes" in fitted else ScoreTargets.from_config(fitted)
         names = fitted.get("feature_names_in")
         return cls(net, tuple(fitted["vocab_sizes"]), tuple(fitted["max_seq_lens"]), fitted["history"], targets,
-                   fitted.get("n_records"), fitted.get("n_features_in"), None if names is None else tuple(names))
+                   fitted.get("n_records"), fitted.get("n_features_in"), None if names is None else tuple(names),
+                   fitted.get("auto_recipe"))
 
 
 def apply_result(estimator, result: FitResult, *, from_records: bool = False):

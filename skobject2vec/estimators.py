@@ -315,30 +315,49 @@ class _Object2VecBase(BaseEstimator):
                                                        ensure_non_negative=True))
         targets, encoded = plan_fit.encode_targets(self._task, y, weight, p)
         pairs = self._finish_pairs(data)
-        plan = plan_fit.make_plan(self._task, p, plan_fit.summarize_pairs(pairs, weight), targets,
-                                  random_state=self.random_state, name=name)
+        warm_net = getattr(self, "net_", None) if self.warm_start else None
+        if warm_net is not None and getattr(self, "auto_recipe_", None):
+            # a warm start continues the recipe the fitted model was trained with
+            p.update({k: v for k, v in self.auto_recipe_["settings"].items() if p[k] == "auto"})
+        plans = plan_fit.candidate_plans(self._task, p, plan_fit.summarize_pairs(pairs, weight), targets,
+                                         random_state=self.random_state, name=name,
+                                         external_validation=X_val is not None and warm_net is None)
+        plan = next(iter(plans.values()))
         for i, (ragged, side) in enumerate(zip((pairs.in0, pairs.in1), plan.sides)):
             if side.vocab_size is not None:  # given (enc1 inherits enc0's): every record's ids must fit
                 check_vocab(ragged, side.vocab_size, f"in{i}", name)
         validation, train_index = self._validation_data(X_val, y_val, sample_weight_val, pairs, encoded, weight,
                                                         plan)
         device = training.resolve_device(self.device)
-        vocab, max_lens = plan.vocab_sizes, plan.max_lens
-        warm = plan_fit.reusable_net(getattr(self, "net_", None), plan.config, self.warm_start)
-        if warm is not None:  # continue from the fitted network: its tables and lengths stay
-            vocab, max_lens = self.vocab_sizes_, self.max_seq_lens_
-        batcher = training.Batcher(max_lens, vocab, device)
-        epoch_data = plan_fit.epoch_data_factory(train_index, encoded, weight, plan.params["negative_sampling_rate"],
-                                                 targets.negative_index)
-        with plan_fit.seeded(plan.seed, device):
-            net = plan_fit.build_network(plan, device) if warm is None else warm.to(device=device, dtype=plan.dtype)
-            history = training.train(net, pairs, epoch_data, batcher, plan.settings,
-                                     rng=np.random.default_rng(plan.seed), dtype=plan.dtype,
-                                     sparse=plan.config["sparse"], validation=validation,
-                                     callbacks=resolve_callbacks(self.callbacks, plan.settings))
-        if warm is not None:
-            history = plan_fit.continued_history(self.history_, history)
-        return plan_fit.apply_result(self, plan_fit.FitResult(net, vocab, max_lens, history, targets))
+        trained = {}
+        for recipe, plan in plans.items():
+            vocab, max_lens = plan.vocab_sizes, plan.max_lens
+            warm = plan_fit.reusable_net(warm_net, plan.config, self.warm_start)
+            if warm is not None:  # continue from the fitted network: its tables and lengths stay
+                vocab, max_lens = self.vocab_sizes_, self.max_seq_lens_
+            batcher = training.Batcher(max_lens, vocab, device)
+            epoch_data = plan_fit.epoch_data_factory(train_index, encoded, weight,
+                                                     plan.params["negative_sampling_rate"], targets.negative_index)
+            with plan_fit.seeded(plan.seed, device):
+                net = plan_fit.build_network(plan, device) if warm is None else warm.to(device=device,
+                                                                                       dtype=plan.dtype)
+                history = training.train(net, pairs, epoch_data, batcher, plan.settings,
+                                         rng=np.random.default_rng(plan.seed), dtype=plan.dtype,
+                                         sparse=plan.config["sparse"], validation=validation,
+                                         callbacks=resolve_callbacks(self.callbacks, plan.settings))
+            if warm is not None:
+                history = plan_fit.continued_history(self.history_, history)
+            trained[recipe] = (net, vocab, max_lens, history)
+        chosen = min(trained, key=lambda recipe: plan_fit.validation_loss(trained[recipe][3]))
+        recipe = plan_fit.recipe_record(plans, {k: v[3] for k, v in trained.items()}, chosen)
+        if recipe is not None and plan.settings.verbose:
+            losses = ", ".join(f"{k} {v:.4g}" for k, v in recipe["validation_loss"].items())
+            print(f"{name}: recipes compared on the validation split (best loss): {losses}; kept {chosen!r}")
+        net, vocab, max_lens, history = trained[chosen]
+        if recipe is None and warm_net is not None:
+            recipe = getattr(self, "auto_recipe_", None)
+        return plan_fit.apply_result(self, plan_fit.FitResult(net, vocab, max_lens, history, targets,
+                                                              recipe=recipe))
 
     def _validation_data(self, X_val, y_val, sample_weight_val, pairs, encoded, weight, plan):
         """``((PairData, EpochData) or None, train_index)``: held-out records for early stopping."""
@@ -399,6 +418,8 @@ class _Object2VecBase(BaseEstimator):
                 np.sort(np.asarray(classes)), np.asarray(self.classes_)):
             raise ValueError(f"classes={list(classes)} differ from the fitted classes {self.classes_.tolist()}.")
         p = self._validated_params()
+        if getattr(self, "auto_recipe_", None):  # continue with the recipe the fit kept
+            p.update({k: v for k, v in self.auto_recipe_["settings"].items() if p[k] == "auto"})
         data, y = self._pairs(X, reset=False, y=y)
         pairs = self._finish_pairs(data)
         targets = plan_fit.targets_of(self)

@@ -236,3 +236,30 @@ def test_a_grid_over_learning_rate_alone_finds_a_good_model_of_planted_ratings()
               for lr in (0.003, 0.01)}
     # (Adagrad with the ratings schedule: R^2 about 0.2 at 0.003; SVD reaches 0.99 on such data with more epochs)
     assert max(scores.values()) >= 0.88 and min(scores.values()) >= 0.8, scores
+
+
+def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
+    # Planted rank-2 ratings where every id is seen often: the family's Adagrad recipe (tuned on
+    # MovieLens's rare items) stops short, Adam at a constant rate fits; the fit measures both on its
+    # validation split, keeps the better and says so in auto_recipe_.
+    rng = np.random.default_rng(0)
+    n_users, n_items, n = 60, 80, 3000
+    U, V = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    u, i = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    X, y = np.column_stack([u, n_users + i]), (U[u] * V[i]).sum(1)
+    model = Object2VecRegressor(random_state=0, epochs=15).fit(X[:2500], y[:2500])
+    recipe = model.auto_recipe_
+    assert recipe["chosen"] == min(recipe["validation_loss"], key=recipe["validation_loss"].get)
+    assert recipe["settings"]["optimizer"] == ("adam" if recipe["chosen"] == "adam" else "adagrad")
+    kept = model.score(X[2500:], y[2500:])
+    for name in recipe["validation_loss"]:  # the recipe kept scores as well as refitting it alone
+        settings = {"adagrad": {}, "adam": dict(optimizer="adam", learning_rate=0.003, weight_decay=0.0001,
+                                                 learning_rate_decay=1.0, dropout=0.0)}[name]
+        alone = Object2VecRegressor(random_state=0, epochs=15, **settings).fit(X[:2500], y[:2500])
+        assert not hasattr(alone, "auto_recipe_") or name == "adagrad"
+        if name == recipe["chosen"]:
+            assert abs(alone.score(X[2500:], y[2500:]) - kept) < 1e-9
+    # no comparison without a validation split, or when a setting the recipes fix is given
+    assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, validation_fraction=None).fit(X, y),
+                       "auto_recipe_")
+    assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, dropout=0.1).fit(X, y), "auto_recipe_")

@@ -42,7 +42,10 @@ def _fits(tmp_path):
                               for a, b, t in zip(X[:, :4], X[:, 4:], y)))
     frame = pd.DataFrame(X, columns=[f"{side}_{k}" for side in ("query", "doc") for k in range(4)])
     partial = Object2VecClassifier(**params).partial_fit(X, y, classes=[0, 1])
+    rng = np.random.default_rng(0)
+    ids = np.column_stack([rng.integers(0, 40, 1200), rng.integers(40, 90, 1200)])  # one id a side: recipes compared
     return {
+        "regressor, single ids": Object2VecRegressor(epochs=2, random_state=0).fit(ids, rng.normal(size=1200)),
         "classifier, array": Object2VecClassifier(**params).fit(X, np.where(y == 1, "same", "other")),
         "regressor, array": Object2VecRegressor(**params).fit(X, y * 2.5 + 1),
         "classifier, DataFrame": Object2VecClassifier(**params).fit(frame, y),
@@ -57,6 +60,8 @@ def test_every_fitted_attribute_survives_save_load_and_pickle(tmp_path):
         assert {"net_", "history_", "n_epochs_", "vocab_sizes_", "max_seq_lens_"} <= before.keys(), path
         if "streamed" in path:
             assert before["n_records_"] == 300 and "n_features_in_" not in before
+        if "single ids" in path:
+            assert set(before["auto_recipe_"]["validation_loss"]) == {"adagrad", "adam"}
         if "DataFrame" in path:
             assert list(before["feature_names_in_"])[:2] == ["query_0", "query_1"]
         folder = tmp_path / path.replace(", ", "-").replace(" ", "")
