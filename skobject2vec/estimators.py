@@ -514,6 +514,12 @@ class Object2VecClassifier(ClassifierMixin, EmbeddingMixin, TransformerMixin, _O
     n_epochs_ : int
     n_features_in_ : int
         Only when fitted on a 2-D array.
+    auto_recipe_ : dict
+        Only when the fit compared recipes on its validation split (one id per side, the
+        optimisation settings "auto"): ``chosen``, each recipe's ``validation_loss`` and the
+        ``settings`` the chosen recipe fixed.
+    n_records_ : int
+        Only for fits streamed from JSON Lines: the training records.
 
     Examples
     --------
@@ -590,6 +596,12 @@ class Object2VecRegressor(RegressorMixin, EmbeddingMixin, TransformerMixin, _Obj
         ``validation:mean_squared_error`` (in the target's units).
     y_mean_, y_scale_ : float
         Target standardisation.
+    auto_recipe_ : dict
+        Only when the fit compared recipes on its validation split (one id per side, the
+        optimisation settings "auto"): ``chosen``, each recipe's ``validation_loss`` and the
+        ``settings`` the chosen recipe fixed. See ``docs/choosing_settings.rst``.
+    n_records_ : int
+        Only for fits streamed from JSON Lines: the training records.
     """
 
     _task = "regression"
