@@ -494,6 +494,16 @@ class _Object2VecBase(BaseEstimator):
         return state
 
 
+#: The fitted attributes that only some fits set (both estimators' "Attributes").
+_SOMETIMES_FITTED_DOC = """    auto_recipe_ : dict
+        Only when the fit compared recipes on its validation split (one id per side, the
+        optimisation settings "auto"): ``chosen``, each recipe's ``validation_loss`` and the
+        ``settings`` the chosen recipe fixed. See ``docs/choosing_settings.rst``.
+    n_records_ : int
+        Only for fits streamed from JSON Lines: the training records.
+"""
+
+
 @register_estimator
 class Object2VecClassifier(ClassifierMixin, EmbeddingMixin, TransformerMixin, _Object2VecBase):
     __doc__ = """Object2Vec pair classifier: two encoders, a comparator, an MLP and softmax.
@@ -514,13 +524,7 @@ class Object2VecClassifier(ClassifierMixin, EmbeddingMixin, TransformerMixin, _O
     n_epochs_ : int
     n_features_in_ : int
         Only when fitted on a 2-D array.
-    auto_recipe_ : dict
-        Only when the fit compared recipes on its validation split (one id per side, the
-        optimisation settings "auto"): ``chosen``, each recipe's ``validation_loss`` and the
-        ``settings`` the chosen recipe fixed.
-    n_records_ : int
-        Only for fits streamed from JSON Lines: the training records.
-
+""" + _SOMETIMES_FITTED_DOC + """
     Examples
     --------
     >>> from skobject2vec import Object2VecClassifier
@@ -596,13 +600,7 @@ class Object2VecRegressor(RegressorMixin, EmbeddingMixin, TransformerMixin, _Obj
         ``validation:mean_squared_error`` (in the target's units).
     y_mean_, y_scale_ : float
         Target standardisation.
-    auto_recipe_ : dict
-        Only when the fit compared recipes on its validation split (one id per side, the
-        optimisation settings "auto"): ``chosen``, each recipe's ``validation_loss`` and the
-        ``settings`` the chosen recipe fixed. See ``docs/choosing_settings.rst``.
-    n_records_ : int
-        Only for fits streamed from JSON Lines: the training records.
-    """
+""" + _SOMETIMES_FITTED_DOC + """    """
 
     _task = "regression"
 
