@@ -192,7 +192,7 @@ class Digits(Family):
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(max_iter=2000).fit(abs_diff_features(data["X_train"]), data["y_train"])
-        return "logistic regression on |x0 - x1|", self.score(model.predict(abs_diff_features(data["X_test"])), data)
+        return "logistic regression on abs(x0 - x1)", self.score(model.predict(abs_diff_features(data["X_test"])), data)
 
 
 class STS(Family):
