@@ -2,7 +2,8 @@
 
 Each property states what must hold for *any* input of a kind: a request body is served
 or refused with a PayloadError (never another exception, which the server would turn into
-a 500); a mutated artifact loads identically or is refused with a ValueError. The default
+a 500); a mutated artifact loads identically or is refused with a ValueError; any request to
+the server application (method, path, content type, Accept, body) is answered below 500. The default
 profile keeps `make test` fast; ``HYPOTHESIS_PROFILE=deep make test`` explores 20x more.
 """
 
@@ -107,3 +108,67 @@ def test_a_mutated_artifact_loads_identically_or_is_refused(artifact, tmp_path_f
     except (ValueError, FileNotFoundError):
         return
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+# ------------------------------------------------------------------ the server, in process
+_media = st.sampled_from([JSON, JSONLINES, "application/json; infer_max_seqlens=2,3", "text/csv", "",
+                          "application/json; infer_max_seqlens=x", "application/jsonlines;charset=utf-8",
+                          "application/json; infer_max_seqlens=0,99999999999"])
+_accept = st.one_of(st.sampled_from(["", "*/*", JSON, JSONLINES, "application/jsonlines;q=0.5, application/json",
+                                     "text/html", "application/json;q=0", "application/json;q=abc"]),
+                    st.text(max_size=20))
+_bodies = st.one_of(
+    st.builds(lambda rs: json.dumps({"instances": rs}).encode(), st.lists(_records, max_size=4)),
+    st.builds(lambda rs: "\n".join(json.dumps(r) for r in rs).encode(), st.lists(_records, max_size=4)),
+    st.builds(lambda v: json.dumps(v).encode(), _values),
+    st.binary(max_size=200))
+
+
+@pytest.fixture(scope="module")
+def model_path(artifact):
+    pytest.importorskip("httpx")
+    pytest.importorskip("starlette")
+    return artifact[1]
+
+
+def _ask(model_path, method, route, headers, body):
+    """One request to a fresh app in process (its batcher lives in one event loop); the response."""
+    import asyncio
+
+    import httpx
+
+    from skobject2vec.serving import create_app
+
+    app = create_app(model_path, max_payload_bytes=4096)
+
+    async def send():
+        transport = httpx.ASGITransport(app=app)  # an exception the app does not handle is raised here
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.request(method, route, content=body, headers=headers)
+        finally:
+            await app.state.batcher.stop()
+
+    return asyncio.run(send())
+
+
+@given(media=_media, accept=_accept, body=_bodies)
+def test_any_invocation_gets_an_answer_below_500(model_path, media, accept, body):
+    headers = {"content-type": media, **({"accept": accept} if accept else {})}
+    try:
+        response = _ask(model_path, "POST", "/invocations", headers, body)
+    except UnicodeEncodeError:  # a header value httpx itself refuses to send (not the server's concern)
+        return
+    assert response.status_code < 500, (response.status_code, response.text[:200])
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith("application/json")
+        assert "error" in response.json()
+
+
+@settings(max_examples=40)
+@given(method=st.sampled_from(["POST", "GET", "PUT", "DELETE"]),
+       route=st.sampled_from(["/invocations", "/ping", "/execution-parameters", "/nope", "/invocations/"]),
+       body=_bodies)
+def test_any_method_and_path_gets_an_answer_below_500(model_path, method, route, body):
+    response = _ask(model_path, method, route, {"content-type": JSON}, body)
+    assert response.status_code < 500, (response.status_code, response.text[:200])
