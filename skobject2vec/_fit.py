@@ -9,11 +9,16 @@ runs the same three steps:
    the encoded labels and their state, :class:`ClassTargets` or :class:`ScoreTargets`);
 2. **plan**: :func:`make_plan` turns the validated parameters and the summary into
    a frozen :class:`FitPlan` (per-side :class:`SideSettings`, vocabulary sizes, max
-   lengths, network config, train settings, seed, dtype);
-3. **build and train**: :func:`build_network` under :func:`seeded`, then the loop of
-   :mod:`.training`. The result is a :class:`FitResult`; the estimator sets its fitted
-   attributes from it once, at the end (:func:`apply_result`), so a fit that fails
-   leaves the previous fitted state untouched (:func:`fitted_state_restored_on_error`).
+   lengths, network config, train settings, seed, dtype); :func:`candidate_plans`
+   adds the recipes an in-memory fit compares, :func:`continuation_plan` is
+   ``partial_fit``'s plan for a fitted network;
+3. **run**: :func:`run`, the one runner, builds (:func:`build_network` under
+   :func:`seeded`) or continues the network and runs the epoch loop of :mod:`.training`
+   over a source (:class:`InMemorySource`, or the streamed source of
+   :mod:`.parallel.torchrun`, one rank's share). The result is a :class:`FitResult`;
+   the estimator sets its fitted attributes from it once, at the end
+   (:func:`apply_result`), so a fit that fails leaves the previous fitted state
+   untouched (:func:`fitted_state_restored_on_error`).
 """
 
 from __future__ import annotations
@@ -490,6 +495,82 @@ def epoch_data_factory(train_index, targets, weight, negative_sampling_rate: flo
         )
 
     return with_negatives
+
+
+# ----------------------------------------------------------------- run
+@dataclass(frozen=True)
+class InMemorySource:
+    """Training data held in memory: the pairs, each epoch's records (``epoch_data(epoch, rng)``,
+    where negative sampling draws), and held-out ``(PairData, EpochData)`` for early stopping."""
+
+    pairs: object
+    epoch_data: object
+    validation: tuple | None = None
+
+    def epoch_batches(self, batcher, settings, rng, dtype):
+        """``epoch -> batches`` for :func:`training.run_epochs`."""
+        def batches(epoch):
+            return training.training_batches(self.pairs, self.epoch_data(epoch, rng), batcher, settings, rng=rng,
+                                             dtype=dtype)
+        return batches
+
+    def validator(self, net, batcher, settings, dtype):
+        """``() -> validation scores``, or None without held-out records."""
+        if self.validation is None:
+            return None
+        return lambda: training.evaluate(net, *self.validation, batcher, settings, dtype)
+
+
+def run(plan: FitPlan, source, *, device: torch.device, net: Object2VecNet | None = None, lens=None,
+        callbacks=None, ranks=None) -> tuple[Object2VecNet, list]:
+    """Train ``plan`` on ``source``: the one runner of in-memory fits, ``partial_fit`` and torchrun.
+
+    Parameters
+    ----------
+    plan : FitPlan
+        What to build and how to train (``plan.settings``; its ``seed`` seeds every stream).
+    source : InMemorySource or a streamed source
+        ``epoch_batches(batcher, settings, rng, dtype)`` and ``validator(net, batcher, settings, dtype)``.
+    net : Object2VecNet or None
+        The network to continue (a warm start, ``partial_fit``); None builds ``plan``'s.
+    lens : (vocab sizes, max lengths) or None
+        The batcher's, when they are not ``plan``'s (a continued network keeps its own).
+    ranks : object or None
+        A data-parallel job's place (``rank``, ``reduce``, ``wrap(net)``): each rank draws its own
+        batches and dropout masks from the shared seed; None: one process.
+
+    Returns
+    -------
+    (net, history)
+    """
+    vocab, max_lens = lens if lens is not None else (plan.vocab_sizes, plan.max_lens)
+    batcher = training.Batcher(max_lens, vocab, device)
+    rng = np.random.default_rng(plan.seed if ranks is None else [plan.seed, ranks.rank])
+    with seeded(plan.seed, device):  # the same initial weights on every rank
+        net = build_network(plan, device) if net is None else net.to(device=device, dtype=plan.dtype)
+        model = net
+        if ranks is not None:
+            torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
+            model = ranks.wrap(net)
+        history = training.run_epochs(
+            model, source.epoch_batches(batcher, plan.settings, rng, plan.dtype), plan.settings, dtype=plan.dtype,
+            sparse=plan.config["sparse"], validate=source.validator(net, batcher, plan.settings, plan.dtype),
+            callbacks=callbacks, **({} if ranks is None else {"reduce_sums": ranks.reduce,
+                                                               "main_process": ranks.rank == 0}))
+    return net, history
+
+
+def continuation_plan(task: str, p: dict, fitted: FitResult, pairs, *, seed: int, epochs: int = 1) -> FitPlan:
+    """The plan of ``epochs`` more epochs of a fitted network (``partial_fit``): the "auto" rules see
+    the fitted sequence lengths and vocabulary, so every call (and a loaded model) trains alike."""
+    p = resolve_auto(p, DataShape(len(pairs), tuple(fitted.max_lens), vocab_size=max(fitted.vocab_sizes),
+                                  min_lens=shortest_lengths(pairs), task=task))
+    net = fitted.net
+    # sides=(): a continued network's encoders are fixed by its config (pretrained files are not reread)
+    return FitPlan(task=task, params=p, sides=(), vocab_sizes=tuple(fitted.vocab_sizes),
+                   max_lens=tuple(fitted.max_lens), config=net.config,
+                   settings=train_settings(task, dict(p, epochs=epochs), fitted.targets), targets=fitted.targets,
+                   seed=seed, dtype=next(net.parameters()).dtype)
 
 
 # ----------------------------------------------------------------- result

@@ -17,7 +17,6 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import _fit as plan_fit
 from . import training
-from ._auto import resolve_auto
 from ._embedding_api import EmbeddingMixin
 from ._threads import resolve_threads, torch_threads
 from ._validation import array_to_pairs, check_pairs, check_token_array, check_vocab
@@ -335,16 +334,11 @@ class _Object2VecBase(BaseEstimator):
             warm = plan_fit.reusable_net(warm_net, plan.config, self.warm_start)
             if warm is not None:  # continue from the fitted network: its tables and lengths stay
                 vocab, max_lens = self.vocab_sizes_, self.max_seq_lens_
-            batcher = training.Batcher(max_lens, vocab, device)
-            epoch_data = plan_fit.epoch_data_factory(train_index, encoded, weight,
-                                                     plan.params["negative_sampling_rate"], targets.negative_index)
-            with plan_fit.seeded(plan.seed, device):
-                net = plan_fit.build_network(plan, device) if warm is None else warm.to(device=device,
-                                                                                       dtype=plan.dtype)
-                history = training.train(net, pairs, epoch_data, batcher, plan.settings,
-                                         rng=np.random.default_rng(plan.seed), dtype=plan.dtype,
-                                         sparse=plan.config["sparse"], validation=validation,
-                                         callbacks=resolve_callbacks(self.callbacks, plan.settings))
+            source = plan_fit.InMemorySource(pairs, plan_fit.epoch_data_factory(
+                train_index, encoded, weight, plan.params["negative_sampling_rate"], targets.negative_index),
+                validation)
+            net, history = plan_fit.run(plan, source, device=device, net=warm, lens=(vocab, max_lens),
+                                        callbacks=resolve_callbacks(self.callbacks, plan.settings))
             if warm is not None:
                 history = plan_fit.continued_history(self.history_, history)
             trained[recipe] = (net, vocab, max_lens, history)
@@ -422,28 +416,22 @@ class _Object2VecBase(BaseEstimator):
             p.update({k: v for k, v in self.auto_recipe_["settings"].items() if p[k] == "auto"})
         data, y = self._pairs(X, reset=False, y=y)
         pairs = self._finish_pairs(data)
-        targets = plan_fit.targets_of(self)
-        encoded = targets.transform(y, what="y")
+        fitted = plan_fit.FitResult.of(self)
+        encoded = fitted.targets.transform(y, what="y")
         n = len(encoded)
-        # The "auto" rules see the fitted sequence lengths, so every call (and a loaded model) trains alike.
-        p = resolve_auto(p, plan_fit.DataShape(n, tuple(self.max_seq_lens_), vocab_size=max(self.vocab_sizes_),
-                                               min_lens=plan_fit.shortest_lengths(pairs), task=self._task))
         weight = relative_weights(_check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64,
                                                        ensure_non_negative=True))
-        settings = plan_fit.train_settings(self._task, dict(p, epochs=1), targets)
         # A fresh stream per call, reproducible for an int random_state.
         seed = int(np.random.default_rng([plan_fit.make_seed(self.random_state), len(self.history_)])
                    .integers(np.iinfo(np.int32).max))
-        net = self.net_
-        batcher = self._batcher()
-        epoch_data = plan_fit.epoch_data_factory(np.arange(n), encoded, weight, p["negative_sampling_rate"],
-                                                 targets.negative_index)
-        with plan_fit.seeded(seed, batcher.device):
-            history = training.train(net, pairs, epoch_data, batcher, settings, rng=np.random.default_rng(seed),
-                                     dtype=next(net.parameters()).dtype, sparse=net.config["sparse"],
-                                     callbacks=resolve_callbacks(self.callbacks, settings))
-        return plan_fit.apply_result(self, replace(plan_fit.FitResult.of(self),
-                                                   history=plan_fit.continued_history(self.history_, history)))
+        plan = plan_fit.continuation_plan(self._task, p, fitted, pairs, seed=seed)
+        source = plan_fit.InMemorySource(pairs, plan_fit.epoch_data_factory(
+            np.arange(n), encoded, weight, plan.params["negative_sampling_rate"], fitted.targets.negative_index))
+        _, history = plan_fit.run(plan, source, device=next(self.net_.parameters()).device, net=self.net_,
+                                  lens=(self.vocab_sizes_, self.max_seq_lens_),
+                                  callbacks=resolve_callbacks(self.callbacks, plan.settings))
+        history = plan_fit.continued_history(self.history_, history)
+        return plan_fit.apply_result(self, replace(fitted, history=history))
 
     # -------------------------------------------------------------- output
     def _outputs(self, X, log=False):

@@ -332,38 +332,6 @@ def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, setting
                                             *_to_tensors(data, index, settings.task, dtype, batcher.device)))
 
 
-def train(net, pairs: PairData, epoch_data, batcher: Batcher, settings: TrainSettings, *, rng: np.random.Generator,
-          dtype, sparse: bool, validation=None, callbacks=None):
-    """Train ``net`` in place on in-memory pairs.
-
-    Parameters
-    ----------
-    epoch_data : callable
-        ``epoch_data(epoch, rng) -> EpochData``: the records of one epoch (negative
-        sampling draws fresh negatives here).
-    validation : (PairData, EpochData) or None
-        Held-out records for early stopping; the best weights are restored.
-    callbacks : list of Callback or None
-        The fit's callbacks (:func:`skobject2vec.callbacks.resolve_callbacks`); None: the defaults.
-
-    Returns
-    -------
-    history : list of dict
-        One JSON-serialisable dict per epoch, with SageMaker's metric names.
-    """
-
-    def epoch_batches(epoch):
-        return training_batches(pairs, epoch_data(epoch, rng), batcher, settings, rng=rng, dtype=dtype)
-
-    validate = None
-    if validation is not None:
-        def validate():
-            return evaluate(net, *validation, batcher, settings, dtype)
-
-    return run_epochs(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate,
-                      callbacks=callbacks)
-
-
 def _identity(values):
     return values
 

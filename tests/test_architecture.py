@@ -110,3 +110,20 @@ def test_network_knows_no_sklearn_and_no_records():
             third_party = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
             third_party |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             assert "sklearn" not in third_party, name
+
+
+def _function_source(path: Path, name: str) -> str:
+    text = path.read_text(encoding="utf-8")
+    node = next(n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef) and n.name == name)
+    return ast.get_source_segment(text, node)
+
+
+def test_fit_partial_fit_and_torchrun_train_through_the_one_runner():
+    # skobject2vec._fit.run builds or continues the network and runs the epoch loop for every fit path
+    for path, function in (("estimators.py", "_fit"), ("estimators.py", "partial_fit"),
+                           ("parallel/torchrun.py", "train_stream")):
+        body = _function_source(PACKAGE / path, function)
+        assert "plan_fit.run(" in body, (path, function)
+    loop_callers = sorted(_module_name(p) for p in PACKAGE.rglob("*.py")
+                          if "run_epochs(" in p.read_text(encoding="utf-8"))
+    assert loop_callers == ["skobject2vec._fit", "skobject2vec.training"]

@@ -89,6 +89,12 @@ class _Ranks:
                     ranks.backend, device)
         return ranks
 
+    def wrap(self, net):
+        """``net`` for the training step: DistributedDataParallel in a job of several ranks."""
+        if self.world_size == 1:
+            return net
+        return DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
     def leave(self):
         if self.owns_group:
             torch.distributed.destroy_process_group()
@@ -250,48 +256,59 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
             logger.warning(message)
             warnings.warn(message, UserWarning)
             plan = dataclasses.replace(plan, config=dict(plan.config, sparse=False))
-        settings = plan.settings
         if ranks.world_size > 1:
-            settings = dataclasses.replace(
-                settings, batch_size=rank_batch_size(settings.batch_size, ranks.rank, ranks.world_size))
-        batcher = training.Batcher(plan.max_lens, plan.vocab_sizes, ranks.device)
-        rng = np.random.default_rng([plan.seed, ranks.rank])  # each rank its own stream, all fixed by the seed
-        size = chunk_size(settings.batch_size, buffer_size)
-        negatives = (plan.params["negative_sampling_rate"], targets.negative_index)
-
-        def epoch_batches(epoch):
-            records = shuffle_buffer(rank_records(shards, label=task, rank=ranks.rank,
-                                                  world_size=ranks.world_size), buffer_size, rng)
-            batches = _chunk_batches(chunks(records, size, targets.transform), negatives, epoch, batcher,
-                                     settings, rng, plan.dtype)
-            return batches if ranks.world_size == 1 else _in_lockstep(batches, ranks)
-
-        validate = None
-        if val_shards is not None:
-            def validate():
-                sums = np.zeros(3)
-                records = rank_records(val_shards, label=task, rank=ranks.rank, world_size=ranks.world_size)
-                for pairs, val_targets in chunks(records, _EVAL_CHUNK, targets.transform):
-                    index = np.arange(len(val_targets))
-                    data = training.EpochData(index, index, val_targets, np.ones(len(val_targets)))
-                    sums += training.evaluation_sums(
-                        net, training.evaluation_batches(pairs, data, batcher, settings.task, plan.dtype), settings)
-                return training.evaluation_scores(ranks.reduce(sums), settings)
-
-        with plan_fit.seeded(plan.seed, ranks.device):  # the same initial weights on every rank
-            net = plan_fit.build_network(plan, ranks.device)
-            torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
-            model = net
-            if ranks.world_size > 1:
-                model = DistributedDataParallel(
-                    net, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
-            history = training.run_epochs(model, epoch_batches, settings, dtype=plan.dtype,
-                                          sparse=plan.config["sparse"], validate=validate,
-                                          main_process=ranks.rank == 0,
-                                          callbacks=resolve_callbacks(callbacks, settings), reduce_sums=ranks.reduce)
+            plan = dataclasses.replace(plan, settings=dataclasses.replace(
+                plan.settings, batch_size=rank_batch_size(plan.settings.batch_size, ranks.rank, ranks.world_size)))
+        source = _StreamedSource(shards, val_shards, task, targets, plan.params["negative_sampling_rate"], ranks,
+                                 buffer_size)
+        net, history = plan_fit.run(plan, source, device=ranks.device,
+                                    callbacks=resolve_callbacks(callbacks, plan.settings), ranks=ranks)
     finally:
         ranks.leave()
     return plan_fit.FitResult(net, plan.vocab_sizes, plan.max_lens, history, targets, n_records=stats.n_records)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StreamedSource:
+    """Records streamed from JSON Lines shards, this rank's share (the runner's source, see
+    :func:`skobject2vec._fit.run`): shuffled through a buffer, batched in chunks."""
+
+    shards: list
+    val_shards: list | None
+    task: str
+    targets: object
+    negative_sampling_rate: float
+    ranks: _Ranks
+    buffer_size: int
+
+    def epoch_batches(self, batcher, settings, rng, dtype):
+        size = chunk_size(settings.batch_size, self.buffer_size)
+        negatives = (self.negative_sampling_rate, self.targets.negative_index)
+        ranks = self.ranks
+
+        def batches(epoch):
+            records = shuffle_buffer(rank_records(self.shards, label=self.task, rank=ranks.rank,
+                                                  world_size=ranks.world_size), self.buffer_size, rng)
+            out = _chunk_batches(chunks(records, size, self.targets.transform), negatives, epoch, batcher,
+                                 settings, rng, dtype)
+            return out if ranks.world_size == 1 else _in_lockstep(out, ranks)
+        return batches
+
+    def validator(self, net, batcher, settings, dtype):
+        if self.val_shards is None:
+            return None
+        ranks = self.ranks
+
+        def validate():
+            sums = np.zeros(3)
+            records = rank_records(self.val_shards, label=self.task, rank=ranks.rank, world_size=ranks.world_size)
+            for pairs, val_targets in chunks(records, _EVAL_CHUNK, self.targets.transform):
+                index = np.arange(len(val_targets))
+                data = training.EpochData(index, index, val_targets, np.ones(len(val_targets)))
+                sums += training.evaluation_sums(
+                    net, training.evaluation_batches(pairs, data, batcher, settings.task, dtype), settings)
+            return training.evaluation_scores(ranks.reduce(sums), settings)
+        return validate
 
 
 def _chunk_batches(chunk_iter, negatives, epoch, batcher, settings, rng, dtype):
