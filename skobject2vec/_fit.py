@@ -391,13 +391,14 @@ def make_plan(task: str, p: dict, summary: DataSummary, targets, *, random_state
 
 
 def candidate_plans(task: str, p: dict, summary: DataSummary, targets, *, random_state, name: str,
-                    external_validation: bool = False) -> dict:
+                    external_validation: bool = False, compare: bool = True) -> dict:
     """``{recipe name: FitPlan}``: the plans an in-memory fit trains and compares on its validation
-    split (:data:`~._auto.AUTO_RECIPES`), or ``{"": plan}``: one plan, without a validation split or
-    where no recipes apply. Every plan has the same seed and validation split."""
+    split (:data:`~._auto.AUTO_RECIPES`), or ``{"": plan}``: one plan, without a validation split, where
+    no recipes apply, or without ``compare`` (a warm start continues one network). Every plan has the
+    same seed and validation split."""
     base = make_plan(task, p, summary, targets, random_state=random_state, name=name)
     recipes = auto_recipes(p, replace(summary.shape, task=task))
-    if len(recipes) == 1 or not (external_validation or base.params["validation_fraction"]):
+    if not compare or len(recipes) == 1 or not (external_validation or base.params["validation_fraction"]):
         return {"": base}
     return {recipe: make_plan(task, dict(p, **overrides), summary, targets, random_state=random_state, name=name)
             for recipe, overrides in recipes.items()}

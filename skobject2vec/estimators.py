@@ -320,7 +320,7 @@ class _Object2VecBase(BaseEstimator):
             p.update({k: v for k, v in self.auto_recipe_["settings"].items() if p[k] == "auto"})
         plans = plan_fit.candidate_plans(self._task, p, plan_fit.summarize_pairs(pairs, weight), targets,
                                          random_state=self.random_state, name=name,
-                                         external_validation=X_val is not None and warm_net is None)
+                                         external_validation=X_val is not None, compare=warm_net is None)
         plan = next(iter(plans.values()))
         for i, (ragged, side) in enumerate(zip((pairs.in0, pairs.in1), plan.sides)):
             if side.vocab_size is not None:  # given (enc1 inherits enc0's): every record's ids must fit

@@ -263,3 +263,14 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, validation_fraction=None).fit(X, y),
                        "auto_recipe_")
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, dropout=0.1).fit(X, y), "auto_recipe_")
+
+
+def test_a_warm_start_continues_its_network_without_comparing_recipes():
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.integers(0, 30, 3000), rng.integers(30, 70, 3000)])
+    y = rng.normal(size=3000)
+    model = Object2VecRegressor(random_state=0, epochs=2, warm_start=True).fit(X[:500], y[:500])  # no split
+    assert not hasattr(model, "auto_recipe_")
+    first = model.net_
+    model.fit(X, y)  # 3,000 records: a validation split, but the fitted network is continued
+    assert not hasattr(model, "auto_recipe_") and model.net_ is first and len(model.history_) > 2
