@@ -318,6 +318,12 @@ def _payload_bytes(mb: float) -> int:
     return max(int(mb * 1024 * 1024), 1)
 
 
+def _header_bytes(kib: float) -> int:
+    if not (math.isfinite(kib) and kib > 0):
+        raise CLIError(f"--max-header-kb must be a positive number of KiB, got {kib}")
+    return max(int(kib * 1024), 1)
+
+
 def cmd_serve(args):
     try:
         from .serving import serve  # the [serve] extra (starlette, uvicorn): imported only to serve
@@ -330,7 +336,8 @@ def cmd_serve(args):
     serve(args.model_dir, host=args.host, port=args.port, workers=args.workers,
           max_payload_bytes=_payload_bytes(args.max_payload_mb), read_timeout_s=args.read_timeout_s,
           max_connections=args.max_connections, max_reply_values=args.max_reply_values,
-          write_timeout_s=args.write_timeout_s, shutdown_grace_s=args.shutdown_grace_s)
+          write_timeout_s=args.write_timeout_s, shutdown_grace_s=args.shutdown_grace_s,
+          max_head_bytes=_header_bytes(args.max_header_kb), max_headers=args.max_headers)
     return 0
 
 
@@ -418,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--shutdown-grace-s", type=float, default=5.0, metavar="S",
                        help="on SIGTERM, requests already received get S seconds to be answered; requests "
                             "still arriving get 503 at once (default 5)")
+    serve.add_argument("--max-header-kb", type=float, default=64.0, metavar="KB",
+                       help="largest request line and headers in KiB; larger heads get 431 (default 64)")
+    serve.add_argument("--max-headers", type=int, default=100, metavar="N",
+                       help="headers per request; more get 431 (default 100)")
     serve.add_argument("--max-reply-values", type=int, default=2 ** 25, metavar="N",
                        help="numbers one reply may hold (records x output width); larger requests get 413 "
                             "(default 33554432)")

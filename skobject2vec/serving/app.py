@@ -115,7 +115,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def check_serve_options(*, port: int | None = None, workers: int | None = None, max_payload_bytes=None,
                         max_reply_values=None, read_timeout_s=None, max_connections=None, write_timeout_s=None,
-                        shutdown_grace_s=None) -> None:
+                        shutdown_grace_s=None, max_head_bytes=None, max_headers=None) -> None:
     """Raise ValueError naming the option for a value the server cannot run with.
 
     ``--port 99999`` used to be logged as given while the kernel bound another port, and
@@ -136,6 +136,10 @@ def check_serve_options(*, port: int | None = None, workers: int | None = None, 
         integer("max_reply_values", max_reply_values, 1)
     if max_connections is not None:
         integer("max_connections", max_connections, 1)
+    if max_head_bytes is not None:
+        integer("max_head_bytes", max_head_bytes, 256)
+    if max_headers is not None:
+        integer("max_headers", max_headers, 1)
     for name, value in (("read_timeout_s", read_timeout_s), ("write_timeout_s", write_timeout_s),
                         ("shutdown_grace_s", shutdown_grace_s)):
         if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -252,7 +256,8 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
           max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, *, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
           max_connections: int = DEFAULT_MAX_CONNECTIONS,
           max_reply_values: int = DEFAULT_MAX_REPLY_VALUES, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
-          shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S) -> None:
+          shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S, max_head_bytes: int = guard.MAX_HEAD_BYTES,
+          max_headers: int = guard.MAX_HEADERS) -> None:
     """Run the endpoint with uvicorn until interrupted (blocks).
 
     Parameters
@@ -278,6 +283,10 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
     shutdown_grace_s : float, default=5
         On SIGTERM: requests already received get this long to be answered; requests still
         arriving get 503 and a close at once.
+    max_head_bytes : int, default=65536
+        Bytes of a request's line and headers; a larger head gets 431 and a close.
+    max_headers : int, default=100
+        Headers per request; more get 431 and a close.
 
     Raises
     ------
@@ -290,11 +299,11 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
     check_serve_options(port=port, workers=workers, max_payload_bytes=max_payload_bytes,
                         max_reply_values=max_reply_values, read_timeout_s=read_timeout_s,
                         max_connections=max_connections, write_timeout_s=write_timeout_s,
-                        shutdown_grace_s=shutdown_grace_s)
+                        shutdown_grace_s=shutdown_grace_s, max_head_bytes=max_head_bytes, max_headers=max_headers)
     model_dir = Path(model_dir if model_dir is not None else default_model_dir())
     read_config(model_dir)  # a wrong folder fails here, with a clear message, before any worker starts
     preferred_mode_from_env()  # and so does a bad INFERENCE_PREFERRED_MODE
-    guard.configure(read_timeout_s, max_connections, max_payload_bytes, write_timeout_s)
+    guard.configure(read_timeout_s, max_connections, max_payload_bytes, write_timeout_s, max_head_bytes, max_headers)
     options = dict(host=host, port=port, access_log=False, log_level="info",
                    timeout_graceful_shutdown=shutdown_grace_s)
     if guard.protocol_class() is not None:

@@ -9,7 +9,7 @@ refuses a connection beyond :attr:`max_connections` with 503 at once, before
 reading anything, so the descriptors a server holds stay bounded; one client
 address may hold a quarter of them (503 beyond that share). A request head
 (request line and headers) larger than :data:`MAX_HEAD_BYTES` or with more than
-:data:`MAX_HEADERS` headers gets 431 and a close, counted while it arrives (an
+:data:`MAX_HEADERS` headers (``--max-header-kb``, ``--max-headers``) gets 431 and a close, counted while it arrives (an
 unfinished 8 MB head no longer pins memory until the read timeout); and
 ``Expect: 100-continue`` with a Content-Length over ``--max-payload-mb`` gets 413
 from the headers, without asking for the body.
@@ -55,6 +55,8 @@ ENV_MAX_PAYLOAD = "SKOBJECT2VEC_SERVE_MAX_PAYLOAD_BYTES"
 ENV_READ_TIMEOUT = "SKOBJECT2VEC_SERVE_READ_TIMEOUT_S"
 ENV_MAX_CONNECTIONS = "SKOBJECT2VEC_SERVE_MAX_CONNECTIONS"
 ENV_WRITE_TIMEOUT = "SKOBJECT2VEC_SERVE_WRITE_TIMEOUT_S"
+ENV_MAX_HEAD_BYTES = "SKOBJECT2VEC_SERVE_MAX_HEAD_BYTES"
+ENV_MAX_HEADERS = "SKOBJECT2VEC_SERVE_MAX_HEADERS"
 
 
 def _raw_response(status: int, reason: str, message: str) -> bytes:
@@ -64,10 +66,13 @@ def _raw_response(status: int, reason: str, message: str) -> bytes:
 
 
 def configure(read_timeout_s: float, max_connections: int, max_payload_bytes: int | None = None,
-              write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S) -> None:
+              write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S, max_head_bytes: int = MAX_HEAD_BYTES,
+              max_headers: int = MAX_HEADERS) -> None:
     """Set the guards for this process and for worker processes started after this call."""
     if max_payload_bytes is not None:
         os.environ[ENV_MAX_PAYLOAD] = str(int(max_payload_bytes))
+    os.environ[ENV_MAX_HEAD_BYTES] = str(int(max_head_bytes))
+    os.environ[ENV_MAX_HEADERS] = str(int(max_headers))
     os.environ[ENV_READ_TIMEOUT] = repr(float(read_timeout_s))
     os.environ[ENV_WRITE_TIMEOUT] = repr(float(write_timeout_s))
     os.environ[ENV_MAX_CONNECTIONS] = str(int(max_connections))
@@ -75,6 +80,7 @@ def configure(read_timeout_s: float, max_connections: int, max_payload_bytes: in
     if cls is not None:
         cls.read_timeout_s, cls.max_connections = float(read_timeout_s), int(max_connections)
         cls.write_timeout_s = float(write_timeout_s)
+        cls.max_head_bytes, cls.max_headers = int(max_head_bytes), int(max_headers)
 
 
 def protocol_class():
@@ -94,8 +100,8 @@ else:
         write_timeout_s = float(os.environ.get(ENV_WRITE_TIMEOUT, DEFAULT_WRITE_TIMEOUT_S))
         max_connections = int(os.environ.get(ENV_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS))
 
-        max_head_bytes = MAX_HEAD_BYTES
-        max_headers = MAX_HEADERS
+        max_head_bytes = int(os.environ.get(ENV_MAX_HEAD_BYTES, MAX_HEAD_BYTES))
+        max_headers = int(os.environ.get(ENV_MAX_HEADERS, MAX_HEADERS))
 
         #: open connections per client address in this process
         _per_client: dict = {}

@@ -256,7 +256,10 @@ def test_unknown_keys_next_to_in0_and_in1_are_still_ignored(server):
                                           (["--workers", "0"], "workers"),
                                           (["--read-timeout-s", "inf"], "read_timeout_s"),
                                           (["--max-connections", "0"], "max_connections"),
-                                          (["--max-reply-values", "-5"], "max_reply_values")])
+                                          (["--max-reply-values", "-5"], "max_reply_values"),
+                                          (["--max-header-kb", "nan"], "--max-header-kb"),
+                                          (["--max-header-kb", "0.1"], "max_head_bytes"),
+                                          (["--max-headers", "0"], "max_headers")])
 def test_bad_serve_options_give_one_line_errors(model_dir, capsys, args, message):
     assert main(["serve", "--model-dir", str(model_dir), *args]) == 1
     err = capsys.readouterr().err
@@ -482,3 +485,17 @@ def test_a_client_that_stops_reading_a_large_reply_is_aborted_after_the_write_ti
         sock.close()
         assert httpx.get(f"{url}/ping").status_code == 200 and proc.poll() is None
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_header_limits_are_serve_options(model_dir):
+    with running_server(model_dir, "--max-header-kb", "2", "--max-headers", "8") as url:
+        for head, ok in ((b"X-Pad: " + b"a" * 1500 + b"\r\n", True), (b"X-Pad: " + b"a" * 3000 + b"\r\n", False),
+                         (b"".join(b"X-%d: 1\r\n" % i for i in range(4)), True),
+                         (b"".join(b"X-%d: 1\r\n" % i for i in range(9)), False)):
+            sock = _connect(url)
+            body = b'{"instances": [{"in0": [1], "in1": [2]}]}'
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\n" + head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            answer = _read_all(sock)
+            sock.close()
+            assert answer.startswith(b"HTTP/1.1 200" if ok else b"HTTP/1.1 431"), (len(head), answer[:120])
