@@ -14,7 +14,8 @@ from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
-           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "INHERITED_SETTINGS", "AUTO_RECIPES", "auto_recipes"]
+           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "INHERITED_SETTINGS", "AUTO_RECIPES", "RECIPE_SETTINGS",
+           "auto_recipes"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
@@ -305,6 +306,11 @@ AUTO_RECIPES = {
     },
 }
 
+#: The settings some recipe fixes: a fit compares recipes only when all of them are "auto", and
+#: ``auto_recipe_`` records their values for the recipe kept.
+RECIPE_SETTINGS = tuple(sorted({key for recipes in AUTO_RECIPES.values() for overrides in recipes.values()
+                                for key in overrides}))
+
 
 def auto_recipes(p: dict, shape: DataShape) -> dict:
     """``{name: overrides}``: the recipes a fit of ``shape`` compares (one, with no overrides,
@@ -312,7 +318,6 @@ def auto_recipes(p: dict, shape: DataShape) -> dict:
     recipes = AUTO_RECIPES.get(shape.family)
     if recipes is None or shape.streamed:
         return {"": {}}
-    keys = {key for overrides in recipes.values() for key in overrides}
-    if any(p[key] != "auto" for key in keys):
+    if any(p[key] != "auto" for key in RECIPE_SETTINGS):
         return {"": {}}
     return {name: dict(overrides) for name, overrides in recipes.items()}

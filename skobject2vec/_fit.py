@@ -35,7 +35,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
-from ._auto import INHERITED_SETTINGS, DataShape, auto_recipes, resolve_auto
+from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, resolve_auto
 from ._threads import resolve_threads
 from ._validation import is_integer
 from .data.negatives import sample_negatives
@@ -416,10 +416,9 @@ def recipe_record(plans: dict, histories: dict, chosen: str) -> dict | None:
     (None when one plan was trained)."""
     if len(plans) == 1:
         return None
-    keys = ("optimizer", "learning_rate", "weight_decay", "learning_rate_decay", "dropout")
     return {"chosen": chosen,
             "validation_loss": {name: validation_loss(history) for name, history in histories.items()},
-            "settings": {key: plans[chosen].params[key] for key in keys}}
+            "settings": {key: plans[chosen].params[key] for key in RECIPE_SETTINGS}}
 
 
 # ----------------------------------------------------------------- build

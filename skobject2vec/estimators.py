@@ -267,6 +267,14 @@ class _Object2VecBase(BaseEstimator):
         """Batches for the fitted network, on the device the network is on."""
         return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, next(self.net_.parameters()).device)
 
+    def _with_kept_recipe(self, p: dict) -> dict:
+        """``p`` with the settings of the recipe the fit kept (``auto_recipe_``) where ``p`` leaves them
+        "auto": a warm start and ``partial_fit`` continue what the fitted network was trained with."""
+        kept = getattr(self, "auto_recipe_", None)
+        if not kept:
+            return p
+        return dict(p, **{k: v for k, v in kept["settings"].items() if p[k] == "auto"})
+
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None, X_val=None, y_val=None, sample_weight_val=None):
@@ -315,9 +323,8 @@ class _Object2VecBase(BaseEstimator):
         targets, encoded = plan_fit.encode_targets(self._task, y, weight, p)
         pairs = self._finish_pairs(data)
         warm_net = getattr(self, "net_", None) if self.warm_start else None
-        if warm_net is not None and getattr(self, "auto_recipe_", None):
-            # a warm start continues the recipe the fitted model was trained with
-            p.update({k: v for k, v in self.auto_recipe_["settings"].items() if p[k] == "auto"})
+        if warm_net is not None:  # a warm start continues the recipe the fitted model was trained with
+            p = self._with_kept_recipe(p)
         plans = plan_fit.candidate_plans(self._task, p, plan_fit.summarize_pairs(pairs, weight), targets,
                                          random_state=self.random_state, name=name,
                                          external_validation=X_val is not None, compare=warm_net is None)
@@ -411,9 +418,7 @@ class _Object2VecBase(BaseEstimator):
         if classes is not None and self._task == "classification" and not np.array_equal(
                 np.sort(np.asarray(classes)), np.asarray(self.classes_)):
             raise ValueError(f"classes={list(classes)} differ from the fitted classes {self.classes_.tolist()}.")
-        p = self._validated_params()
-        if getattr(self, "auto_recipe_", None):  # continue with the recipe the fit kept
-            p.update({k: v for k, v in self.auto_recipe_["settings"].items() if p[k] == "auto"})
+        p = self._with_kept_recipe(self._validated_params())
         data, y = self._pairs(X, reset=False, y=y)
         pairs = self._finish_pairs(data)
         fitted = plan_fit.FitResult.of(self)

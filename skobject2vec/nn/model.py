@@ -95,16 +95,15 @@ class Object2VecNet(nn.Module):
     def _encode(self, side, ids, lengths, with_tokens: bool = False):
         encoder, compute = self.encoder(side), self.output.weight.dtype
         table = self.token_table(side)
+        mask = lengths_to_mask(lengths, ids.size(1), ids.device)
         if not with_tokens and _pools_flat(encoder, lengths) and (table.weight.dtype == compute
                                                                   or encoder.pooling == "max"):
             # A pooled encoder without projection reduces the valid tokens alone: looked up without padding
             # and pooled per record (segment_reduce), so that neither the forward nor the backward pass
             # touches padded (B, L, D) tensors (on STS-B the masked max and its backward were a quarter of a
             # step). A max is exact in the table's dtype (widened_copy widens after it).
-            mask = lengths_to_mask(lengths, ids.size(1), ids.device)
             pooled = torch.segment_reduce(table(ids[mask]), encoder.pooling, lengths=lengths.to(ids.device))
             return pooled.to(compute), None, None
-        mask = lengths_to_mask(lengths, ids.size(1), ids.device)
         tokens = table(ids)
         if tokens.dtype != compute and _pools_exactly(encoder, ids.size(1)):
             # widened_copy: a max, or the mean of one token, is exact in the table's dtype; widen after it
@@ -135,18 +134,21 @@ class Object2VecNet(nn.Module):
         return out, penalty
 
 
+def _pools_only(encoder) -> bool:
+    """Whether ``encoder`` is a pooled encoder without projection: it only pools its token rows."""
+    return isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
+
+
 def _pools_flat(encoder, lengths: torch.Tensor) -> bool:
-    """Whether ``encoder`` is a pooled encoder without projection and every record has a token
-    (the flat path of :meth:`Object2VecNet._encode`)."""
-    return (isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
-            and bool((lengths > 0).all()))
+    """Whether ``encoder`` only pools and every record has a token (the flat path of
+    :meth:`Object2VecNet._encode`)."""
+    return _pools_only(encoder) and bool((lengths > 0).all())
 
 
 def _pools_exactly(encoder, length: int) -> bool:
-    """Whether ``encoder`` computes the same bits in any batch without matrix products: a pooled
-    encoder without projection that takes a max, or the mean of single tokens."""
-    return (isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
-            and (encoder.pooling == "max" or length == 1))
+    """Whether ``encoder`` computes the same bits in any batch without matrix products: it only
+    pools, and takes a max or the mean of single tokens."""
+    return _pools_only(encoder) and (encoder.pooling == "max" or length == 1)
 
 
 def widened_copy(net: Object2VecNet, dtype: torch.dtype = torch.float64) -> Object2VecNet:
