@@ -308,10 +308,12 @@ def evaluate(net, pairs: PairData, data: EpochData, batcher: Batcher, settings: 
 
 
 class _Batches:
-    """A sized iterable of mini-batches, so that progress bars know the epoch's length."""
+    """A sized iterable of mini-batches, so that progress bars know the epoch's length;
+    ``describe(k)`` names the records of batch ``k`` (for the divergence error)."""
 
-    def __init__(self, indices, make_batch):
+    def __init__(self, indices, make_batch, describe=None):
         self.indices, self.make_batch = indices, make_batch
+        self.describe = describe or (lambda k: "")
 
     def __len__(self):
         return len(self.indices)
@@ -329,7 +331,27 @@ def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, setting
     indices = batch_indices(len(data.left), settings.batch_size, shuffle=True, rng=rng,
                             lengths=lengths, bucket_width=settings.bucket_width)
     return _Batches(indices, lambda index: (batcher.pair(pairs, data.left[index], data.right[index]),
-                                            *_to_tensors(data, index, settings.task, dtype, batcher.device)))
+                                            *_to_tensors(data, index, settings.task, dtype, batcher.device)),
+                    describe=lambda k: describe_records(data, indices[k], settings.task))
+
+
+def describe_records(data: EpochData, index, task: str, shown: int = 8) -> str:
+    """Which records a batch held, and the most extreme target and weight among them."""
+    index = np.sort(np.asarray(index))
+    positives = index[data.left[index] == data.right[index]]
+    records = ", ".join(str(int(r)) for r in data.left[positives][:shown])
+    more = f" and {len(positives) - shown} more" if len(positives) > shown else ""
+    text = f" It held records {records}{more}" if len(positives) else " It held"
+    if len(positives) < len(index):
+        text += f"{',' if len(positives) else ''} {len(index) - len(positives)} sampled negative pairs"
+    heaviest = index[int(np.argmax(data.weight[index]))]
+    text += f". Largest sample weight in it: record {int(data.left[heaviest])} (relative weight " \
+            f"{float(data.weight[heaviest]):.3g} of the largest in the data)"
+    if task == "regression":
+        extreme = index[int(np.argmax(np.abs(data.target[index])))]
+        text += f"; largest standardised target: record {int(data.left[extreme])} " \
+                f"(|y - mean| / std = {abs(float(data.target[extreme])):.3g})"
+    return text + "."
 
 
 def _identity(values):
@@ -356,6 +378,7 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
     running = seen = None
     show = any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
     lazy_decay = any(_row_decay_groups(loop.optimizers))
+    losses = []  # kept (no host synchronisation) so that a divergence can name its first batch
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -373,14 +396,22 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
         for opt in loop.optimizers:
             opt.step()
         batch_weight = weight.detach().sum()
-        weighted = loss.detach() * batch_weight
+        losses.append(loss.detach())
+        weighted = losses[-1] * batch_weight
         running = weighted if running is None else running + weighted
         seen = batch_weight if seen is None else seen + batch_weight
         if show:
             mean = float(running) / max(float(seen), 1e-12) if loop.settings.verbose else None
             for c in callbacks:
                 c.on_batch_end(loop, mean)
-    return (0.0, 0.0) if running is None else (float(running), float(seen))
+    if running is None:
+        return 0.0, 0.0, None
+    running, seen = float(running), float(seen)
+    first_bad = None
+    if not (np.isfinite(running) and np.isfinite(seen)):
+        bad = ~torch.isfinite(torch.stack(losses))
+        first_bad = int(torch.argmax(bad.to(torch.uint8))) if bool(bad.any()) else None
+    return running, seen, first_bad
 
 
 def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate=None,
@@ -415,6 +446,19 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
                            reduce_sums=reduce_sums, main_process=main_process, callbacks=callbacks)
 
 
+def _divergence_message(epoch: int, loss: float, first_bad, batches, settings: TrainSettings, dtype) -> str:
+    where = ""
+    if first_bad is not None:
+        where = f" The loss first became non-finite at batch {first_bad + 1} of the epoch."
+        if hasattr(batches, "describe"):
+            where += batches.describe(first_bad)
+    return (f"Training diverged: the training loss of epoch {epoch} is {loss} (not finite).{where} "
+            f"Targets are standardised and sample weights divided by their largest before training, so "
+            f"unless one record above stands out, the cause is a learning_rate too large for the data "
+            f"(learning_rate={settings.learning_rate}, optimizer={settings.optimizer!r}, "
+            f"dtype={str(dtype).replace('torch.', '')}): lower it.")
+
+
 def _run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate, reduce_sums,
                 main_process: bool, callbacks):
     if callbacks is None:
@@ -430,16 +474,13 @@ def _run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: b
         batches = epoch_batches(epoch)
         for c in callbacks:
             c.on_epoch_begin(loop, epoch, len(batches) if hasattr(batches, "__len__") else None)
-        running, seen = (float(v) for v in reduce_sums(np.array(_run_batches(loop, batches, callbacks,
-                                                                             settings.embedding_l2))))
+        *sums, first_bad = _run_batches(loop, batches, callbacks, settings.embedding_l2)
+        running, seen = (float(v) for v in reduce_sums(np.array(sums)))
         flush_row_decay(loop.optimizers)  # the epoch's weights as dense decay would have left them
         if not (np.isfinite(running) and np.isfinite(seen)):
             # a NaN model must never be the result of a fit (the estimator keeps its previous state)
-            raise ValueError(
-                f"Training diverged: the training loss of epoch {epoch} is {running / max(seen, 1e-12)} (not finite). "
-                f"Causes: targets of a huge scale or non-finite values, sample weights too large for "
-                f"{str(dtype).replace('torch.', '')}, or a learning_rate too large for the data "
-                f"(learning_rate={settings.learning_rate}, optimizer={settings.optimizer!r}).")
+            raise ValueError(_divergence_message(epoch, running / max(seen, 1e-12), first_bad, batches, settings,
+                                                 dtype))
         scale = settings.target_scale ** 2 if settings.task == "regression" else 1.0
         record = {"epoch": epoch, f"train:{loop.metric}": running / max(seen, 1e-12) * scale}
         if validate is not None:

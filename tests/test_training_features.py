@@ -558,9 +558,27 @@ def test_a_diverging_fit_raises_and_keeps_the_previous_model():
             with torch.no_grad():
                 loop.net.output.bias.fill_(float("nan"))
 
-    with pytest.raises(ValueError, match="Training diverged: the training loss of epoch 1 is nan"):
+    with pytest.raises(ValueError, match="Training diverged: the training loss of epoch 1 is nan") as error:
         clf.set_params(callbacks=[Poison()]).fit(X, y)
     np.testing.assert_array_equal(clf.predict_proba(X), before)
+    # the first batch's loss came before the poison: the error names the second batch and its records
+    assert "first became non-finite at batch 2 of the epoch. It held records " in str(error.value)
+    assert "learning_rate=" in str(error.value)
+
+
+def test_a_diverging_batch_is_described_by_its_records_targets_and_weights():
+    from skobject2vec.training import EpochData, describe_records
+
+    # epoch positions 0-3 are records 10-13; positions 4-5 pair in0 of one record with in1 of another
+    data = EpochData(left=np.array([10, 11, 12, 13, 10, 12]), right=np.array([10, 11, 12, 13, 13, 11]),
+                     target=np.array([0.1, -9.0, 0.2, 0.3, 0.0, 0.0]), weight=np.array([0.5, 0.1, 1.0, 0.2, .5, .5]))
+    text = describe_records(data, np.array([5, 1, 2, 4]), "regression")
+    assert text == (" It held records 11, 12, 2 sampled negative pairs. Largest sample weight in it: record 12 "
+                    "(relative weight 1 of the largest in the data); largest standardised target: record 11 "
+                    "(|y - mean| / std = 9).")
+    assert "records 10, 11, 12, 13, 10 and 1 more" in describe_records(
+        EpochData(np.r_[10:14, 10, 10], np.r_[10:14, 10, 10], np.zeros(6), np.ones(6)), np.arange(6),
+        "classification", shown=5)
 
 
 def test_tables_that_cannot_fit_in_memory_are_refused_before_allocation():
