@@ -27,7 +27,9 @@ import contextlib
 import json
 import os
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -38,11 +40,18 @@ from . import training
 from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, resolve_auto
 from ._threads import resolve_threads
 from ._validation import is_integer
+from .callbacks import Callback
 from .data.negatives import sample_negatives
 from .hyperparameters import BY_NAME
 from .nn.encoders import resolve_layers
 from .nn.model import Object2VecNet
 from .text.pretrained import PretrainedInfo, apply_pretrained_settings, load_pretrained_table
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from .data.batching import PairData
+    from .parallel.torchrun import _Ranks
 
 __all__ = ["SideSettings", "DataSummary", "ClassTargets", "ScoreTargets", "FitPlan", "FitResult", "encode_targets",
            "targets_from_counts", "make_plan", "build_network", "seeded", "epoch_data_factory", "apply_result",
@@ -69,7 +78,7 @@ class SideSettings:
     token_dim_from_file: bool
 
 
-def encoder_settings(p: dict) -> tuple[SideSettings, SideSettings]:
+def encoder_settings(p: dict[str, Any]) -> tuple[SideSettings, SideSettings]:
     """Per-side settings, enc1 inheriting enc0's configuration when enc1_network == 'enc0'."""
     if p["shared_encoder"] and p["enc1_network"] not in ("enc0", p["enc0_network"]):
         raise ValueError(f"shared_encoder=True makes enc1 the very encoder of enc0, but enc1_network="
@@ -91,7 +100,7 @@ def encoder_settings(p: dict) -> tuple[SideSettings, SideSettings]:
         s["layers"] = resolve_layers(s["network"], s["layers"])
         if s["network"] == "pooled_embedding" and not s["token_dim_from_file"]:
             s["token_embedding_dim"] = p["enc_dim"]  # SageMaker forces this
-    return tuple(SideSettings(**s) for s in sides)
+    return cast("tuple[SideSettings, SideSettings]", tuple(SideSettings(**s) for s in sides))
 
 
 # ----------------------------------------------------------------- data
@@ -115,9 +124,12 @@ class DataSummary:
                          vocab_size=max(self.max_ids) + 1, min_lens=self.min_lens)
 
 
-def summarize_pairs(pairs, weight) -> DataSummary:
+def summarize_pairs(pairs: PairData, weight: np.ndarray) -> DataSummary:
     """:class:`DataSummary` of in-memory :class:`~.data.batching.PairData`."""
+    assert pairs.in0 is not None and pairs.in1 is not None  # training pairs: both sides
     used = np.flatnonzero(weight > 0)
+    max_ids: list[int]
+    where: list[str]
     max_ids, where = [], []
     for ragged in (pairs.in0, pairs.in1):
         taken = ragged.take(used)
@@ -126,12 +138,14 @@ def summarize_pairs(pairs, weight) -> DataSummary:
         # the record (in the caller's numbering) that holds the largest id of the training records
         where.append("" if token is None else
                      f"record {int(used[np.searchsorted(taken.offsets, token, side='right') - 1])}")
-    return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())), tuple(max_ids),
-                       tuple(where), min_lens=shortest_lengths(pairs))
+    return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())),
+                       cast("tuple[int, int]", tuple(max_ids)), cast("tuple[str, str]", tuple(where)),
+                       min_lens=shortest_lengths(pairs))
 
 
-def shortest_lengths(pairs) -> tuple[int, int]:
+def shortest_lengths(pairs: PairData) -> tuple[int, int]:
     """Shortest sequence of each side of in-memory pairs."""
+    assert pairs.in0 is not None and pairs.in1 is not None  # training pairs: both sides
     return int(pairs.in0.lengths.min()), int(pairs.in1.lengths.min())
 
 
@@ -154,14 +168,14 @@ class ClassTargets:
         found = np.flatnonzero(self.classes == 0)
         return int(found[0]) if found.size else None
 
-    def first_unknown(self, y) -> int | None:
+    def first_unknown(self, y: npt.ArrayLike) -> int | None:
         """Position of the first label that is not a class, or None."""
         y = np.asarray(y)
         index = np.clip(np.searchsorted(self.classes, y), 0, len(self.classes) - 1)
         unknown = np.flatnonzero(self.classes[index] != y)
         return int(unknown[0]) if unknown.size else None
 
-    def transform(self, y, what: str = "y_val") -> np.ndarray:
+    def transform(self, y: npt.ArrayLike, what: str = "y_val") -> np.ndarray:
         """Class indices of labels; a label not among the classes is an error naming ``what[i]``."""
         y = np.asarray(y)
         bad = self.first_unknown(y)
@@ -170,10 +184,10 @@ class ClassTargets:
                              f"{self.classes.tolist()}.")
         return np.searchsorted(self.classes, y).astype(np.int64)
 
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         return {"classes_": self.classes}
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         """The classes as JSON (their dtype kept): ``{"classes": {"dtype", "values"}}``."""
         classes = np.asarray(self.classes)
         kind = classes.dtype.kind
@@ -190,7 +204,7 @@ class ClassTargets:
         return {"classes": {"dtype": "object", "values": values}}
 
     @classmethod
-    def from_config(cls, fitted: dict) -> ClassTargets:
+    def from_config(cls, fitted: dict[str, Any]) -> ClassTargets:
         spec = fitted["classes"]
         if spec["dtype"] == "object":
             classes = np.empty(len(spec["values"]), dtype=object)
@@ -208,28 +222,29 @@ class ScoreTargets:
     n_outputs = 1
     negative_index = None  # regression samples no negatives
 
-    def transform(self, y, what: str = "y_val") -> np.ndarray:
+    def transform(self, y: npt.ArrayLike, what: str = "y_val") -> np.ndarray:
         return (np.asarray(y, dtype=np.float64) - self.mean) / self.scale
 
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         return {"y_mean_": self.mean, "y_scale_": self.scale}
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         return {"y_mean": float(self.mean), "y_scale": float(self.scale)}
 
     @classmethod
-    def from_config(cls, fitted: dict) -> ScoreTargets:
+    def from_config(cls, fitted: dict[str, Any]) -> ScoreTargets:
         return cls(fitted["y_mean"], fitted["y_scale"])
 
 
-def targets_of(estimator) -> ClassTargets | ScoreTargets:
+def targets_of(estimator: Any) -> ClassTargets | ScoreTargets:
     """The fitted targets of ``estimator`` (``classes_``, or ``y_mean_`` and ``y_scale_``)."""
     if hasattr(estimator, "classes_"):
         return ClassTargets(estimator.classes_)
     return ScoreTargets(estimator.y_mean_, estimator.y_scale_)
 
 
-def _check_two_classes(targets: ClassTargets, encoded, weight, negative_sampling_rate):
+def _check_two_classes(targets: ClassTargets, encoded: np.ndarray, weight: np.ndarray,
+                       negative_sampling_rate: int) -> None:
     present = np.unique(encoded[weight > 0])
     if len(present) < 2 and not (negative_sampling_rate > 0 and len(targets.classes) >= 2):
         raise ValueError(
@@ -238,7 +253,8 @@ def _check_two_classes(targets: ClassTargets, encoded, weight, negative_sampling
             "with negative_sampling_rate > 0.")
 
 
-def encode_targets(task: str, y, weight, p: dict):
+def encode_targets(task: str, y: npt.ArrayLike, weight: np.ndarray,
+                   p: dict[str, Any]) -> tuple[ClassTargets | ScoreTargets, np.ndarray]:
     """``(targets, encoded)``: the target state and ``y`` encoded for training (class
     indices, or standardised scores). ``y`` is not modified."""
     if task == "regression":
@@ -246,7 +262,7 @@ def encode_targets(task: str, y, weight, p: dict):
         # Weighted standardisation, so zero-weight records do not move the scale.
         mean = float(np.average(y, weights=weight))
         scale = float(np.sqrt(np.average((y - mean) ** 2, weights=weight)))
-        targets = ScoreTargets(mean, scale if scale > 0 else 1.0)
+        targets: ClassTargets | ScoreTargets = ScoreTargets(mean, scale if scale > 0 else 1.0)
         return targets, targets.transform(y)
     check_classification_targets(y)
     y = np.asarray(y)
@@ -256,7 +272,7 @@ def encode_targets(task: str, y, weight, p: dict):
         values = y.astype(np.int64) if ok.all() else None
         if values is None or (values < 0).any() or (values >= k).any():
             bad = int(np.flatnonzero(~ok)[0]) if not ok.all() else int(
-                np.flatnonzero((values < 0) | (values >= k))[0])
+                np.flatnonzero((values < 0) | (values >= k))[0])  # type: ignore[operator]  # set when ok.all()
             raise ValueError(f"y[{bad}] = {y.ravel()[bad]!r}: with num_classes={k}, labels must be the "
                              f"integers 0..{k - 1}.")
         targets, encoded = ClassTargets(np.arange(k)), values
@@ -273,9 +289,11 @@ def encode_targets(task: str, y, weight, p: dict):
     return targets, encoded
 
 
-def targets_from_counts(task: str, p: dict, *, label_counts=None, n=0, label_sum=0.0, label_sum_sq=0.0):
+def targets_from_counts(task: str, p: dict[str, Any], *, label_counts: Mapping[int, int] | None = None, n: int = 0,
+                        label_sum: float = 0.0, label_sum_sq: float = 0.0) -> ClassTargets | ScoreTargets:
     """The target state from a streaming pre-pass: class counts, or the labels' sum and sum of squares."""
     if task == "classification":
+        assert label_counts is not None  # a classification pre-pass counts its labels
         labels = np.array(sorted(label_counts), dtype=np.int64)
         targets, _ = encode_targets(task, labels, np.ones(len(labels)), p)
         return targets
@@ -290,18 +308,18 @@ class FitPlan:
     """Everything a fit builds and trains, fixed before training starts."""
 
     task: str
-    params: dict  #: validated parameters with every "auto" resolved
-    sides: tuple[SideSettings, SideSettings]
+    params: dict[str, Any]  #: validated parameters with every "auto" resolved
+    sides: tuple[SideSettings, ...]  #: one per side; () for a continued network (continuation_plan)
     vocab_sizes: tuple[int, int]
     max_lens: tuple[int, int]
-    config: dict  #: :class:`~.nn.model.Object2VecNet` configuration
+    config: dict[str, Any]  #: :class:`~.nn.model.Object2VecNet` configuration
     settings: training.TrainSettings
     targets: ClassTargets | ScoreTargets
     seed: int
     dtype: torch.dtype = field(default=torch.float32)
 
 
-def _resolve_vocab(summary: DataSummary, sides, tied: bool, name: str) -> tuple[int, int]:
+def _resolve_vocab(summary: DataSummary, sides: Sequence[SideSettings], tied: bool, name: str) -> tuple[int, int]:
     """Vocabulary sizes: given ones as given (checked against the data by the caller),
     missing ones max id + 1 of the training records and of the side's pretrained
     vocabulary, so that words met only at predict time keep their pretrained vectors
@@ -313,7 +331,7 @@ def _resolve_vocab(summary: DataSummary, sides, tied: bool, name: str) -> tuple[
             continue
         from_data = summary.max_ids[i] + 1
         inferred = max(from_data, 2, s.pretrained.max_id + 1 if s.pretrained is not None else 0)
-        limit = BY_NAME[f"enc{i}_vocab_size"].high
+        limit = cast(float, BY_NAME[f"enc{i}_vocab_size"].high)  # the table bounds vocabulary sizes
         if inferred > limit:  # checked before a table of that many rows is allocated
             where = f"field 'in{i}'"
             if from_data == inferred and summary.max_id_where[i]:  # the id is in the data, not only a vocab file
@@ -333,10 +351,11 @@ def _resolve_vocab(summary: DataSummary, sides, tied: bool, name: str) -> tuple[
                 f"tied_token_embedding_weight=True needs one token table, but the token embedding dims "
                 f"differ: enc0 {sides[0].token_embedding_dim} vs enc1 {sides[1].token_embedding_dim}.")
         sizes = [max(sizes)] * 2
-    return tuple(int(s) for s in sizes)
+    return cast("tuple[int, int]", tuple(int(s) for s in sizes))
 
 
-def network_config(p: dict, sides, vocab, n_outputs: int) -> dict:
+def network_config(p: dict[str, Any], sides: Sequence[SideSettings], vocab: Iterable[int],
+                   n_outputs: int) -> dict[str, Any]:
     return {
         "vocab_sizes": list(vocab),
         "token_dims": [int(s.token_embedding_dim) for s in sides],
@@ -357,7 +376,7 @@ def network_config(p: dict, sides, vocab, n_outputs: int) -> dict:
     }
 
 
-def train_settings(task: str, p: dict, targets) -> training.TrainSettings:
+def train_settings(task: str, p: dict[str, Any], targets: ClassTargets | ScoreTargets) -> training.TrainSettings:
     return training.TrainSettings(
         task=task, epochs=p["epochs"], batch_size=p["mini_batch_size"], optimizer=p["optimizer"],
         learning_rate=p["learning_rate"], weight_decay=p["weight_decay"],
@@ -369,12 +388,13 @@ def train_settings(task: str, p: dict, targets) -> training.TrainSettings:
     )
 
 
-def make_seed(random_state) -> int:
+def make_seed(random_state: Any) -> int:
     """The one integer seed a fit derives every random stream from."""
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def make_plan(task: str, p: dict, summary: DataSummary, targets, *, random_state, name: str) -> FitPlan:
+def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: ClassTargets | ScoreTargets, *,
+              random_state: Any, name: str) -> FitPlan:
     """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
     p = resolve_auto(p, replace(summary.shape, task=task))
     if task == "regression" and p["negative_sampling_rate"] > 0:
@@ -382,16 +402,18 @@ def make_plan(task: str, p: dict, summary: DataSummary, targets, *, random_state
                          "a regressor cannot label sampled negatives. Set negative_sampling_rate=0.")
     sides = encoder_settings(p)
     vocab = _resolve_vocab(summary, sides, p["tied_token_embedding_weight"], name)
-    max_lens = tuple(int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
-                     for s, length in zip(sides, summary.max_lens))
+    max_lens = cast("tuple[int, int]", tuple(
+        int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
+        for s, length in zip(sides, summary.max_lens)))
     return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
                    config=network_config(p, sides, vocab, targets.n_outputs),
                    settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),
                    dtype=torch.float64 if p["dtype"] == "float64" else torch.float32)
 
 
-def candidate_plans(task: str, p: dict, summary: DataSummary, targets, *, random_state, name: str,
-                    external_validation: bool = False, compare: bool = True) -> dict:
+def candidate_plans(task: str, p: dict[str, Any], summary: DataSummary, targets: ClassTargets | ScoreTargets, *,
+                    random_state: Any, name: str, external_validation: bool = False,
+                    compare: bool = True) -> dict[str, FitPlan]:
     """``{recipe name: FitPlan}``: the plans an in-memory fit trains and compares on its validation
     split (:data:`~._auto.AUTO_RECIPES`), or ``{"": plan}``: one plan, without a validation split, where
     no recipes apply, or without ``compare`` (a warm start continues one network). Every plan has the
@@ -404,26 +426,57 @@ def candidate_plans(task: str, p: dict, summary: DataSummary, targets, *, random
             for recipe, overrides in recipes.items()}
 
 
-def validation_loss(history: list) -> float:
+class RecipeRace(Callback):
+    """Stops a compared recipe once it cannot catch up with the best recipe trained before it.
+
+    After each epoch past the first ``window``, the recipe's best validation loss is projected
+    to its last epoch at the rate its best improved over the last ``window`` epochs, kept up
+    to the end (learning curves flatten, so this overestimates what is left to gain). When even that
+    projection stays above ``bar``, the earlier recipe's best loss, the recipe cannot be the one
+    kept and training it further is wasted. With patience built into the rate (a window of
+    epochs, not the last one), a bumpy Adam curve is not stopped on one bad epoch.
+    """
+
+    window = 3
+
+    def __init__(self, bar: float, epochs: int) -> None:
+        self.bar, self.epochs = bar, epochs
+        self.stopped_at: int | None = None
+
+    def on_epoch_end(self, loop: training.Loop, record: dict[str, Any]) -> None:
+        key = f"validation:{loop.metric}"
+        losses = [r[key] for r in loop.history if key in r]
+        if len(losses) <= self.window or not np.isfinite(self.bar):
+            return
+        best = min(losses)
+        rate = max(min(losses[:-self.window]) - best, 0.0) / self.window
+        if best - rate * (self.epochs - len(losses)) > self.bar:
+            loop.stop = True
+            self.stopped_at = int(record["epoch"])
+
+
+def validation_loss(history: list[dict[str, Any]]) -> float:
     """The best validation loss of a fit's ``history`` (inf without one)."""
     losses = [value for record in history for key, value in record.items()
               if key in ("validation:mean_squared_error", "validation:cross_entropy")]
     return min(losses) if losses else float("inf")
 
 
-def recipe_record(plans: dict, histories: dict, chosen: str) -> dict | None:
-    """``auto_recipe_``: the recipe kept, each recipe's best validation loss and the settings it fixed
-    (None when one plan was trained)."""
+def recipe_record(plans: dict[str, FitPlan], histories: dict[str, list[dict[str, Any]]],
+                  chosen: str) -> dict[str, Any] | None:
+    """``auto_recipe_``: the recipe kept, each recipe's best validation loss and epochs trained, and the
+    settings the kept recipe fixed (None when one plan was trained)."""
     if len(plans) == 1:
         return None
     return {"chosen": chosen,
             "validation_loss": {name: validation_loss(history) for name, history in histories.items()},
+            "epochs": {name: len(history) for name, history in histories.items()},
             "settings": {key: plans[chosen].params[key] for key in RECIPE_SETTINGS}}
 
 
 # ----------------------------------------------------------------- build
 @contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Torch's global RNG seeded for the fit and restored afterwards (the caller's stream is untouched)."""
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -476,7 +529,8 @@ def build_network(plan: FitPlan, device: torch.device) -> Object2VecNet:
     return net.to(device=device, dtype=plan.dtype)
 
 
-def epoch_data_factory(train_index, targets, weight, negative_sampling_rate: float, negative_index: int | None):
+def epoch_data_factory(train_index: np.ndarray, targets: np.ndarray, weight: np.ndarray, negative_sampling_rate: int,
+                       negative_index: int | None) -> Callable[[int, np.random.Generator], training.EpochData]:
     """``epoch_data(epoch, rng) -> EpochData``: the training records, plus fresh sampled negatives per epoch."""
     base = training.EpochData(train_index, train_index, targets[train_index], weight[train_index])
     if negative_sampling_rate == 0:
@@ -485,7 +539,7 @@ def epoch_data_factory(train_index, targets, weight, negative_sampling_rate: flo
     # held-out (validation_fraction) record's in1 never enters training.
     positives = np.flatnonzero(targets[train_index] != negative_index)
 
-    def with_negatives(epoch, rng):
+    def with_negatives(epoch: int, rng: np.random.Generator) -> training.EpochData:
         left, right = sample_negatives(positives, len(train_index), negative_sampling_rate, rng)
         left, right = train_index[left], train_index[right]
         return training.EpochData(
@@ -503,26 +557,44 @@ class InMemorySource:
     """Training data held in memory: the pairs, each epoch's records (``epoch_data(epoch, rng)``,
     where negative sampling draws), and held-out ``(PairData, EpochData)`` for early stopping."""
 
-    pairs: object
-    epoch_data: object
-    validation: tuple | None = None
+    pairs: PairData
+    epoch_data: Callable[[int, np.random.Generator], training.EpochData]
+    validation: tuple[PairData, training.EpochData] | None = None
 
-    def epoch_batches(self, batcher, settings, rng, dtype):
+    def epoch_batches(self, batcher: training.Batcher, settings: training.TrainSettings, rng: np.random.Generator,
+                      dtype: torch.dtype) -> Callable[[int], Iterable[training.Batch]]:
         """``epoch -> batches`` for :func:`training.run_epochs`."""
-        def batches(epoch):
+        def batches(epoch: int) -> Iterable[training.Batch]:
             return training.training_batches(self.pairs, self.epoch_data(epoch, rng), batcher, settings, rng=rng,
                                              dtype=dtype)
         return batches
 
-    def validator(self, net, batcher, settings, dtype):
+    def validator(self, net: Object2VecNet, batcher: training.Batcher, settings: training.TrainSettings,
+                  dtype: torch.dtype) -> Callable[[], dict[str, float]] | None:
         """``() -> validation scores``, or None without held-out records."""
         if self.validation is None:
             return None
-        return lambda: training.evaluate(net, *self.validation, batcher, settings, dtype)
+        # (not None: checked above; mypy does not carry the narrowing into the lambda)
+        return lambda: training.evaluate(net, *cast("tuple[PairData, training.EpochData]", self.validation),
+                                         batcher, settings, dtype)
 
 
-def run(plan: FitPlan, source, *, device: torch.device, net: Object2VecNet | None = None, lens=None,
-        callbacks=None, ranks=None) -> tuple[Object2VecNet, list]:
+if TYPE_CHECKING:
+    class FitSource(Protocol):
+        """What :func:`run` trains on: :class:`InMemorySource`, or torchrun's streamed source."""
+
+        def epoch_batches(self, batcher: training.Batcher, settings: training.TrainSettings,
+                          rng: np.random.Generator, dtype: torch.dtype) -> Callable[[int], Iterable[training.Batch]]:
+            ...
+
+        def validator(self, net: Object2VecNet, batcher: training.Batcher, settings: training.TrainSettings,
+                      dtype: torch.dtype) -> Callable[[], dict[str, float]] | None:
+            ...
+
+
+def run(plan: FitPlan, source: FitSource, *, device: torch.device, net: Object2VecNet | None = None,
+        lens: tuple[tuple[int, int], tuple[int, int]] | None = None, callbacks: Sequence[Callback] | None = None,
+        ranks: _Ranks | None = None) -> tuple[Object2VecNet, list[dict[str, Any]]]:
     """Train ``plan`` on ``source``: the one runner of in-memory fits, ``partial_fit`` and torchrun.
 
     Parameters
@@ -548,27 +620,29 @@ def run(plan: FitPlan, source, *, device: torch.device, net: Object2VecNet | Non
     rng = np.random.default_rng(plan.seed if ranks is None else [plan.seed, ranks.rank])
     with seeded(plan.seed, device):  # the same initial weights on every rank
         net = build_network(plan, device) if net is None else net.to(device=device, dtype=plan.dtype)
-        model = net
+        model: torch.nn.Module = net
         if ranks is not None:
             torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
             model = ranks.wrap(net)
         history = training.run_epochs(
             model, source.epoch_batches(batcher, plan.settings, rng, plan.dtype), plan.settings, dtype=plan.dtype,
             sparse=plan.config["sparse"], validate=source.validator(net, batcher, plan.settings, plan.dtype),
-            callbacks=callbacks, **({} if ranks is None else {"reduce_sums": ranks.reduce,
+            # (mypy joins this **kwargs dict's values to object)
+            callbacks=callbacks, **({} if ranks is None else {"reduce_sums": ranks.reduce,  # type: ignore[arg-type]
                                                                "main_process": ranks.rank == 0}))
     return net, history
 
 
-def continuation_plan(task: str, p: dict, fitted: FitResult, pairs, *, seed: int, epochs: int = 1) -> FitPlan:
+def continuation_plan(task: str, p: dict[str, Any], fitted: FitResult, pairs: PairData, *, seed: int,
+                      epochs: int = 1) -> FitPlan:
     """The plan of ``epochs`` more epochs of a fitted network (``partial_fit``): the "auto" rules see
     the fitted sequence lengths and vocabulary, so every call (and a loaded model) trains alike."""
-    p = resolve_auto(p, DataShape(len(pairs), tuple(fitted.max_lens), vocab_size=max(fitted.vocab_sizes),
-                                  min_lens=shortest_lengths(pairs), task=task))
+    p = resolve_auto(p, DataShape(len(pairs), cast("tuple[int, int]", tuple(fitted.max_lens)),
+                                  vocab_size=max(fitted.vocab_sizes), min_lens=shortest_lengths(pairs), task=task))
     net = fitted.net
     # sides=(): a continued network's encoders are fixed by its config (pretrained files are not reread)
-    return FitPlan(task=task, params=p, sides=(), vocab_sizes=tuple(fitted.vocab_sizes),
-                   max_lens=tuple(fitted.max_lens), config=net.config,
+    return FitPlan(task=task, params=p, sides=(), vocab_sizes=cast("tuple[int, int]", tuple(fitted.vocab_sizes)),
+                   max_lens=cast("tuple[int, int]", tuple(fitted.max_lens)), config=net.config,
                    settings=train_settings(task, dict(p, epochs=epochs), fitted.targets), targets=fitted.targets,
                    seed=seed, dtype=next(net.parameters()).dtype)
 
@@ -586,19 +660,19 @@ class FitResult:
     net: Object2VecNet
     vocab_sizes: tuple[int, int]
     max_lens: tuple[int, int]
-    history: list
+    history: list[dict[str, Any]]
     targets: ClassTargets | ScoreTargets
     #: Streamed fits: the number of training records (``n_records_``); None in memory.
     n_records: int | None = None
     #: scikit-learn's input attributes (``n_features_in_``, ``feature_names_in_``) where the input had
     #: columns; set by input validation for in-memory fits, carried here by artifacts.
     n_features_in: int | None = None
-    feature_names_in: tuple | None = None
+    feature_names_in: tuple[str, ...] | None = None
     #: In-memory fits that compared recipes on their validation split (``auto_recipe_``; see
     #: :func:`candidate_plans`): the recipe kept, the validation losses, the settings it fixed.
-    recipe: dict | None = None
+    recipe: dict[str, Any] | None = None
 
-    def attributes(self) -> dict:
+    def attributes(self) -> dict[str, Any]:
         state = {"net_": self.net, "vocab_sizes_": tuple(self.vocab_sizes), "max_seq_lens_": tuple(self.max_lens),
                  "history_": self.history, "n_epochs_": len(self.history), **self.targets.attributes()}
         if self.n_records is not None:
@@ -612,7 +686,7 @@ class FitResult:
         return state
 
     @classmethod
-    def of(cls, estimator) -> FitResult:
+    def of(cls, estimator: Any) -> FitResult:
         """The fitted state of a fitted estimator."""
         names = getattr(estimator, "feature_names_in_", None)
         n_records = getattr(estimator, "n_records_", None)
@@ -622,7 +696,7 @@ class FitResult:
                    None if n_features is None else int(n_features), None if names is None else tuple(names),
                    getattr(estimator, "auto_recipe_", None))
 
-    def to_config(self) -> dict:
+    def to_config(self) -> dict[str, Any]:
         """Everything but the network, as JSON (an artifact's ``"fitted"`` section)."""
         fitted = {"vocab_sizes": list(self.vocab_sizes), "max_seq_lens": list(self.max_lens),
                   "history": self.history, "n_epochs": len(self.history), **self.targets.to_config()}
@@ -636,7 +710,7 @@ class FitResult:
         return fitted
 
     @classmethod
-    def from_config(cls, net: Object2VecNet, fitted: dict) -> FitResult:
+    def from_config(cls, net: Object2VecNet, fitted: dict[str, Any]) -> FitResult:
         """The fitted state an artifact's ``"fitted"`` section describes, around ``net``."""
         targets = ClassTargets.from_config(fitted) if "classes" in fitted else ScoreTargets.from_config(fitted)
         names = fitted.get("feature_names_in")
@@ -645,7 +719,7 @@ class FitResult:
                    fitted.get("auto_recipe"))
 
 
-def apply_result(estimator, result: FitResult, *, from_records: bool = False):
+def apply_result(estimator: Any, result: FitResult, *, from_records: bool = False) -> Any:
     """Set the fitted attributes, all at once; records read from files have no feature columns."""
     if from_records:
         for attr in ("n_features_in_", "feature_names_in_"):
@@ -655,11 +729,11 @@ def apply_result(estimator, result: FitResult, *, from_records: bool = False):
 
 
 @contextlib.contextmanager
-def fitted_state_restored_on_error(estimator):
+def fitted_state_restored_on_error(estimator: object) -> Iterator[None]:
     """A fit that fails leaves the previous fitted state (``classes_``, ``net_``, ...) as it was,
     so a failed refit never pairs new classes with the old network (input checks set
     ``n_features_in_`` early; this undoes that too)."""
-    def fitted():
+    def fitted() -> dict[str, Any]:
         return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("__")}
 
     before = fitted()
@@ -672,7 +746,7 @@ def fitted_state_restored_on_error(estimator):
         raise
 
 
-def reusable_net(old_net, config: dict, warm_start: bool):
+def reusable_net(old_net: Object2VecNet | None, config: dict[str, Any], warm_start: bool) -> Object2VecNet | None:
     """The fitted network to continue from (``warm_start`` and the same architecture,
     vocabulary sizes aside), or None."""
     if not warm_start or old_net is None:
@@ -681,7 +755,7 @@ def reusable_net(old_net, config: dict, warm_start: bool):
     return old_net if same else None
 
 
-def continued_history(previous: list, history: list) -> list:
+def continued_history(previous: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``previous`` followed by ``history`` with epochs renumbered (new records; the inputs are not changed)."""
     start = previous[-1]["epoch"] if previous else 0
     # The weights are now those of the last epoch run, so no earlier epoch is "best".

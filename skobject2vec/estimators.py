@@ -335,7 +335,7 @@ class _Object2VecBase(BaseEstimator):
         validation, train_index = self._validation_data(X_val, y_val, sample_weight_val, pairs, encoded, weight,
                                                         plan)
         device = training.resolve_device(self.device)
-        trained = {}
+        trained, bar = {}, float("inf")
         for recipe, plan in plans.items():
             vocab, max_lens = plan.vocab_sizes, plan.max_lens
             warm = plan_fit.reusable_net(warm_net, plan.config, self.warm_start)
@@ -344,15 +344,20 @@ class _Object2VecBase(BaseEstimator):
             source = plan_fit.InMemorySource(pairs, plan_fit.epoch_data_factory(
                 train_index, encoded, weight, plan.params["negative_sampling_rate"], targets.negative_index),
                 validation)
+            callbacks = resolve_callbacks(self.callbacks, plan.settings)
+            if len(plans) > 1:  # a later recipe stops once it cannot beat the best one before it
+                callbacks.append(plan_fit.RecipeRace(bar, plan.settings.epochs))
             net, history = plan_fit.run(plan, source, device=device, net=warm, lens=(vocab, max_lens),
-                                        callbacks=resolve_callbacks(self.callbacks, plan.settings))
+                                        callbacks=callbacks)
             if warm is not None:
                 history = plan_fit.continued_history(self.history_, history)
             trained[recipe] = (net, vocab, max_lens, history)
+            bar = min(bar, plan_fit.validation_loss(history))
         chosen = min(trained, key=lambda recipe: plan_fit.validation_loss(trained[recipe][3]))
         recipe = plan_fit.recipe_record(plans, {k: v[3] for k, v in trained.items()}, chosen)
         if recipe is not None and plan.settings.verbose:
-            losses = ", ".join(f"{k} {v:.4g}" for k, v in recipe["validation_loss"].items())
+            losses = ", ".join(f"{k} {v:.4g} ({recipe['epochs'][k]} epochs)"
+                               for k, v in recipe["validation_loss"].items())
             print(f"{name}: recipes compared on the validation split (best loss): {losses}; kept {chosen!r}")
         net, vocab, max_lens, history = trained[chosen]
         if recipe is None and warm_net is not None:

@@ -259,6 +259,8 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
         assert not hasattr(alone, "auto_recipe_") or name == "adagrad"
         if name == recipe["chosen"]:
             assert abs(alone.score(X[2500:], y[2500:]) - kept) < 1e-9
+    # Adam, trained first, set the bar; Adagrad's curve could not reach it and was stopped early
+    assert recipe["chosen"] == "adam" and recipe["epochs"]["adam"] == 15 > recipe["epochs"]["adagrad"]
     # no comparison without a validation split, or when a setting the recipes fix is given
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, validation_fraction=None).fit(X, y),
                        "auto_recipe_")
@@ -274,3 +276,25 @@ def test_a_warm_start_continues_its_network_without_comparing_recipes():
     first = model.net_
     model.fit(X, y)  # 3,000 records: a validation split, but the fitted network is continued
     assert not hasattr(model, "auto_recipe_") and model.net_ is first and len(model.history_) > 2
+
+
+@pytest.mark.parametrize("curve, bar, stopped_at", [
+    # flattening (halving steps) from 2.0 towards 1.0, against a bar of 1.2: even at the rate of its
+    # last 3 epochs kept up to epoch 20, it cannot get below 1.2 from epoch 8 on (at 7: 2.03 - 13 x 0.073)
+    ([4.0, 3.0, 2.5, 2.25, 2.125, 2.06, 2.03, 2.015, 2.008], 1.2, 8),
+    ([4.0, 3.0, 2.0, 1.0, 0.5], 1.2, None),  # steep: it will pass the bar (and does)
+    ([4.0, 3.0, 2.4, 2.6, 2.0, 1.9, 2.1, 1.7], 1.2, None),  # bumpy but improving: one bad epoch never stops it
+    ([0.9, 0.85, 0.84, 0.9, 0.95], float("inf"), None),  # the first recipe (no bar) is never stopped
+])
+def test_a_compared_recipe_stops_once_its_curve_cannot_reach_the_best_before_it(curve, bar, stopped_at):
+    from skobject2vec._fit import RecipeRace
+    from skobject2vec.training import Loop
+
+    race = RecipeRace(bar, epochs=20)
+    loop = Loop(net=None, optimizers=[], settings=None, metric="mean_squared_error")
+    for epoch, loss in enumerate(curve, start=1):
+        loop.history.append({"epoch": epoch, "validation:mean_squared_error": loss})
+        race.on_epoch_end(loop, loop.history[-1])
+        if loop.stop:
+            break
+    assert race.stopped_at == stopped_at and loop.stop == (stopped_at is not None)
