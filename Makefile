@@ -60,9 +60,11 @@ test-lowest: $(LOWEST_STAMP)
 	$(LOWEST_VENV)/bin/sphinx-build -q -n -W --keep-going -D plot_gallery=0 -b html \
 		$(LOWEST_VENV)/docs-src/docs $(LOWEST_VENV)/docs-html
 
-# pyflakes and syntax errors over the package, tests, benchmarks and examples ([tool.ruff] in pyproject.toml).
+# pyflakes and syntax errors over the package, tests, benchmarks and examples ([tool.ruff] in pyproject.toml),
+# then mypy over the package: strict on the core modules, default checks elsewhere ([tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check skobject2vec tests benchmarks examples docs/_ext
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick

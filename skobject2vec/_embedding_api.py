@@ -12,6 +12,8 @@ and :class:`~skobject2vec.Object2VecRegressor`. It adds
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _SetOutputMixin
@@ -119,13 +121,15 @@ def most_similar(query, corpus, k: int = 10, *, metric: str = "cosine", chunk_si
         index = torch.arange(start, start + scores.shape[1], device=scores.device).expand_as(scores)
         if best_scores is not None:
             scores = torch.cat([best_scores.to(scores.dtype), scores], dim=1)
-            index = torch.cat([best_index, index], dim=1)
+            index = torch.cat([cast(torch.Tensor, best_index), index], dim=1)  # set with best_scores
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         best_scores, best_index = top.values, torch.gather(index, 1, top.indices)
+    assert best_scores is not None and best_index is not None  # the corpus is not empty: one chunk at least
     return best_scores.cpu().numpy(), best_index.cpu().numpy().astype(np.int64)
 
 
-class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):
+# (sklearn is untyped: mypy checks the class keyword against object.__init_subclass__)
+class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):  # type: ignore[call-arg]
     """Embedding, retrieval, incremental-training and history API of the estimators.
 
     ``auto_wrap_output_keys=None`` here: :meth:`transform` wraps its own output

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from .data.batching import PairData
-    from .parallel.torchrun import _Ranks
 
 __all__ = ["SideSettings", "DataSummary", "ClassTargets", "ScoreTargets", "FitPlan", "FitResult", "encode_targets",
            "targets_from_counts", "make_plan", "build_network", "seeded", "epoch_data_factory", "apply_result",
@@ -591,10 +590,21 @@ if TYPE_CHECKING:
                       dtype: torch.dtype) -> Callable[[], dict[str, float]] | None:
             ...
 
+    class Ranks(Protocol):
+        """A data-parallel job's place (torchrun's ``_Ranks``, not imported: that would be an import cycle)."""
+
+        rank: int
+
+        def wrap(self, net: torch.nn.Module) -> torch.nn.Module:
+            ...
+
+        def reduce(self, values: Any, op: str = "sum") -> np.ndarray:
+            ...
+
 
 def run(plan: FitPlan, source: FitSource, *, device: torch.device, net: Object2VecNet | None = None,
         lens: tuple[tuple[int, int], tuple[int, int]] | None = None, callbacks: Sequence[Callback] | None = None,
-        ranks: _Ranks | None = None) -> tuple[Object2VecNet, list[dict[str, Any]]]:
+        ranks: Ranks | None = None) -> tuple[Object2VecNet, list[dict[str, Any]]]:
     """Train ``plan`` on ``source``: the one runner of in-memory fits, ``partial_fit`` and torchrun.
 
     Parameters

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -32,7 +33,7 @@ _active = 0  # calls inside torch_threads now, in any Python thread
 _saved: int | None = None  # the count before the first of them
 
 
-def resolve_threads(n_threads, networks) -> int | None:
+def resolve_threads(n_threads: int | str | None, networks: Iterable[str]) -> int | None:
     """The thread count for a network with encoders ``networks`` (None: torch's own setting)."""
     if n_threads is None:
         return None
@@ -42,7 +43,7 @@ def resolve_threads(n_threads, networks) -> int | None:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int | None):
+def torch_threads(n: int | None) -> Iterator[None]:
     """``torch.set_num_threads(n)`` for the block, the previous count restored after it (``n`` None: no change).
 
     The thread pool is per process: when calls overlap in several Python threads (a
@@ -65,4 +66,5 @@ def torch_threads(n: int | None):
         with _LOCK:
             _active -= 1
             if _active == 0 and torch.get_num_threads() != _saved:
+                assert _saved is not None  # set when _active went from 0 to 1
                 torch.set_num_threads(_saved)

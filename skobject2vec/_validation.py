@@ -16,14 +16,18 @@ import gc
 import reprlib
 import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, islice
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_non_negative, validate_data
 
 from .data.batching import PairData, Ragged
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 FIELDS = ("in0", "in1")
 _MAX_ID = 2 ** 53  # larger ids cannot be told apart once stored as float
@@ -35,7 +39,7 @@ _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 
 _REPR.maxlong = 40
 
 
-def short_repr(value) -> str:
+def short_repr(value: object) -> str:
     """A bounded, recursion-safe ``repr`` for error messages (any input, any depth)."""
     try:
         return _REPR.repr(value)
@@ -49,7 +53,7 @@ _gc_was_enabled = False
 
 
 @contextlib.contextmanager
-def paused_gc():
+def paused_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector while many small containers are built.
 
     Parsing 524k JSON records allocates a million dicts and lists; each 700 allocations start a
@@ -73,7 +77,7 @@ def paused_gc():
 
 
 @functools.lru_cache(maxsize=4096)
-def _normalized_key(key) -> str | None:
+def _normalized_key(key: object) -> str | None:
     """``"In_0"``, ``"in-0"``, ``"in０"`` (full-width digit) -> ``"in0"``: what a key was meant to be."""
     if not isinstance(key, str) or len(key) > 16:
         return None
@@ -81,7 +85,7 @@ def _normalized_key(key) -> str | None:
     return "".join(c for c in folded if c.isalnum())
 
 
-def lookalike_field(keys, missing) -> str | None:
+def lookalike_field(keys: Iterable[object], missing: str) -> str | None:
     """A key among ``keys`` that looks like the missing field ``missing`` (a typo), or None.
 
     The rule (the same in the estimators, the JSON Lines reader and the server): unknown keys are
@@ -92,11 +96,11 @@ def lookalike_field(keys, missing) -> str | None:
     """
     for key in keys:
         if key != missing and _normalized_key(key) == missing:
-            return key
+            return cast(str, key)  # _normalized_key matched it: a str
     return None
 
 
-def check_lookalike_keys(record, present, where: str) -> None:
+def check_lookalike_keys(record: Iterable[object], present: Collection[str], where: str) -> None:
     """Raise ValueError when ``record`` lacks a field of :data:`FIELDS` but holds a key that looks like it."""
     if len(present) == len(FIELDS):
         return
@@ -108,12 +112,12 @@ def check_lookalike_keys(record, present, where: str) -> None:
                                  f"'in0' and 'in1' (a misspelt key would silently change the inference mode)")
 
 
-def is_dataframe_of_records(X) -> bool:
+def is_dataframe_of_records(X: object) -> bool:
     columns = getattr(X, "columns", None)
     return columns is not None and hasattr(X, "iloc") and any(f in list(columns) for f in FIELDS)
 
 
-def looks_like_records(X) -> bool:
+def looks_like_records(X: object) -> bool:
     """True for SageMaker-style record rows (never for arrays or sparse matrices).
 
     scipy's dok_matrix subclasses dict, so sparse input is ruled out first.
@@ -130,23 +134,23 @@ def looks_like_records(X) -> bool:
     return len(X) > 0 and isinstance(X[0], Mapping)
 
 
-def is_integer(value) -> bool:
+def is_integer(value: object) -> bool:
     """A Python or NumPy integer, not a bool (``True`` is an ``int`` to Python, never a count or an id here)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _record_error(what, index, field, message):
+def _record_error(what: str, index: int, field: str | None, message: str) -> ValueError:
     where = f"record {index}" + (f", field {field!r}" if field else "")
     return ValueError(f"{what}: {where}: {message}")
 
 
-def _is_sequence(seq) -> bool:
+def _is_sequence(seq: object) -> bool:
     """An ordered container of ids: lists, tuples, arrays; not strings, mappings, sets or iterators."""
     return (hasattr(seq, "__len__") and hasattr(seq, "__getitem__")
             and not isinstance(seq, (str, bytes, bytearray, Mapping)))
 
 
-def _token_problem(token) -> str | None:
+def _token_problem(token: object) -> str | None:
     """Why ``token`` is not a valid token id, or None."""
     if isinstance(token, (bool, np.bool_)):
         return f"expected a flat list of integer token ids, got the element {token!r} (booleans are not token ids)"
@@ -166,7 +170,7 @@ def _token_problem(token) -> str | None:
             + (" (nested lists are not allowed)" if isinstance(token, (list, tuple)) else ""))
 
 
-def _locate_bad_sequence(sequences, field, what):
+def _locate_bad_sequence(sequences: Iterable[Any], field: str, what: str) -> NoReturn:
     """Slow path: find the first record whose ``field`` is not a list of token ids."""
     for i, seq in enumerate(sequences):
         if not _is_sequence(seq):
@@ -185,7 +189,7 @@ def _locate_bad_sequence(sequences, field, what):
 _CHUNK = 1 << 20
 
 
-def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
+def ragged_from_sequences(sequences: Sequence[Any], field: str, what: str = "X") -> Ragged:
     """Validate a list of token-id lists and store it flat.
 
     Raises ValueError naming the record and field for: a value that is not a flat
@@ -207,7 +211,7 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     if empty.size:
         raise _record_error(what, int(empty[0]), field, "empty sequence; every record needs at least one token id")
 
-    def record_of(position):
+    def record_of(position: int | np.integer) -> int:
         return int(np.searchsorted(offsets, position, side="right") - 1)
 
     flat = np.empty(int(offsets[-1]), dtype=np.int64)
@@ -216,7 +220,7 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
         try:
             # numpy infers the element type: strings, booleans or nested lists do not give a
             # numeric array, and the slow path then names the offending record.
-            chunk = list(islice(tokens, _CHUNK))
+            chunk: list[Any] | np.ndarray = list(islice(tokens, _CHUNK))
             types = set(map(type, chunk))
             # numpy reads [1, True] as [1, 1]: booleans are refused before it sees them.
             if bool in types or np.bool_ in types:
@@ -246,7 +250,7 @@ def ragged_from_sequences(sequences, field: str, what: str = "X") -> Ragged:
     return Ragged(flat, offsets)
 
 
-def _records_sequences(X, what):
+def _records_sequences(X: Any, what: str) -> tuple[tuple[list[Any] | None, ...], list[tuple[str, ...]]]:
     """Return (in0 list or None, in1 list or None) from records or a DataFrame."""
     if is_dataframe_of_records(X):
         columns = [f for f in FIELDS if f in X.columns]
@@ -254,6 +258,9 @@ def _records_sequences(X, what):
         return tuple(list(X[f]) if f in columns else None for f in FIELDS), [
             tuple(f for f in FIELDS if f in columns)
         ] * len(X)
+    in0: list[Any]
+    in1: list[Any]
+    present: list[tuple[str, ...]]
     in0, in1, present = [], [], []
     shapes = {(True, True): FIELDS, (True, False): ("in0",), (False, True): ("in1",), (False, False): ()}
     # One pass with plain dict operations: this loop runs once per record (524k for a 6 MB request).
@@ -274,7 +281,7 @@ def _records_sequences(X, what):
     return (seqs["in0"], seqs["in1"]), present
 
 
-def records_to_pairs(X, *, what: str = "X", single_side_ok: bool = False) -> PairData:
+def records_to_pairs(X: Any, *, what: str = "X", single_side_ok: bool = False) -> PairData:
     """Validate record rows into :class:`PairData`.
 
     With ``single_side_ok`` the records may all hold only ``in0`` or all only
@@ -284,6 +291,7 @@ def records_to_pairs(X, *, what: str = "X", single_side_ok: bool = False) -> Pai
     if not present:
         raise ValueError(f"{what}: no records; expected at least one record with 'in0' and/or 'in1'.")
     first = present[0]
+    expected: tuple[str, ...]
     if not single_side_ok or first == FIELDS or not first:
         expected = FIELDS
     else:
@@ -299,8 +307,9 @@ def records_to_pairs(X, *, what: str = "X", single_side_ok: bool = False) -> Pai
             raise _record_error(what, i, extra[0], f"has {extra[0]!r} but record 0 has only {list(expected)}; "
                                 "a request holds either pairs or single inputs, not both")
     return PairData(
-        ragged_from_sequences(in0, "in0", what) if "in0" in expected else None,
-        ragged_from_sequences(in1, "in1", what) if "in1" in expected else None,
+        # a field that every record holds was collected (None only for a DataFrame without that column)
+        ragged_from_sequences(cast("list[Any]", in0), "in0", what) if "in0" in expected else None,
+        ragged_from_sequences(cast("list[Any]", in1), "in1", what) if "in1" in expected else None,
     )
 
 
@@ -335,7 +344,7 @@ def array_to_pairs(X: np.ndarray) -> PairData:
 MAX_TARGET = 1e150
 
 
-def check_regression_targets(y, what: str) -> None:
+def check_regression_targets(y: npt.ArrayLike, what: str) -> None:
     """Refuse targets whose standardisation would overflow, naming the first such record."""
     y = np.asarray(y)
     if y.dtype.kind not in "iuf" or not y.size:
@@ -347,8 +356,8 @@ def check_regression_targets(y, what: str) -> None:
                          f"finite with magnitude at most {MAX_TARGET:g} (scale them down).")
 
 
-def check_pairs(estimator, X, *, reset: bool, y="no_validation", single_side_ok: bool = False,
-                y_numeric=False):
+def check_pairs(estimator: Any, X: Any, *, reset: bool, y: Any = "no_validation", single_side_ok: bool = False,
+                y_numeric: bool = False) -> tuple[PairData | np.ndarray, Any]:
     """Validate ``X`` (and ``y`` when given) for ``estimator``.
 
     ``y="no_validation"`` skips y; ``y=None`` (a fit without y) raises scikit-learn's

@@ -25,6 +25,7 @@ import copy
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -42,19 +43,20 @@ class Callback(BaseEstimator):
     (``loop.net``, ``loop.optimizers``, ``loop.history``, ``loop.settings``, ``loop.main_process``;
     set ``loop.stop = True`` to end training after this epoch)."""
 
-    def on_train_begin(self, loop):
+    # loop: a training.Loop (Any: importing it here would be an import cycle, see tests/test_architecture.py)
+    def on_train_begin(self, loop: Any) -> None:
         pass
 
-    def on_epoch_begin(self, loop, epoch: int, n_batches):
+    def on_epoch_begin(self, loop: Any, epoch: int, n_batches: int | None) -> None:
         pass
 
-    def on_batch_end(self, loop, running_loss: float | None):
+    def on_batch_end(self, loop: Any, running_loss: float | None) -> None:
         pass
 
-    def on_epoch_end(self, loop, record: dict):
+    def on_epoch_end(self, loop: Any, record: dict[str, Any]) -> None:
         """``record`` is the epoch's history entry (metrics, ``seconds``); callbacks may add keys."""
 
-    def on_train_end(self, loop):
+    def on_train_end(self, loop: Any) -> None:
         pass
 
 

@@ -18,6 +18,7 @@ import logging
 import math
 import numbers
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,7 @@ class HyperParameter:
     doc: str
     low: float | None = None
     high: float | None = None
-    choices: tuple = ()
+    choices: tuple[str, ...] = ()
     auto: bool = False
     none_ok: bool = False
     sagemaker: bool = True
@@ -85,13 +86,13 @@ class HyperParameter:
         return " or ".join(parts)
 
 
-def _fmt(x):
+def _fmt(x: object) -> str:
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e7:
         return str(int(x))
     return str(x)
 
 
-def _enc(i, suffix, **kw):
+def _enc(i: int, suffix: str, **kw: Any) -> HyperParameter:
     return HyperParameter(name=f"enc{i}_{suffix}", **kw)
 
 
@@ -318,7 +319,7 @@ ESTIMATOR_BY_NAME = {hp.name: hp for hp in ESTIMATOR_ROWS}
 SAGEMAKER_IGNORED = ("_kvstore", "_num_gpus", "_num_kv_servers")
 
 
-def _constraints(hp: HyperParameter):
+def _constraints(hp: HyperParameter) -> list[Any] | str:
     """scikit-learn's constraint list for one row (see ``sklearn.utils._param_validation``)."""
     from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -346,7 +347,7 @@ def _constraints(hp: HyperParameter):
     return allowed
 
 
-def parameter_constraints() -> dict:
+def parameter_constraints() -> dict[str, Any]:
     """The estimators' ``_parameter_constraints``, generated from the table (one source)."""
     return {hp.name: _constraints(hp) for hp in ESTIMATOR_ROWS}
 
@@ -367,7 +368,7 @@ def _numpydoc_type(hp: HyperParameter) -> str:
     return kind + (' or "auto"' if hp.auto else "") + (" or None" if hp.none_ok else "")
 
 
-def numpydoc_parameters(rows=None) -> str:
+def numpydoc_parameters(rows: Iterable[HyperParameter] | None = None) -> str:
     """The numpydoc ``Parameters`` entries of ``rows`` (default: every estimator parameter,
     with ``num_classes``), from the table: each parameter is described once, here."""
     import textwrap
@@ -380,7 +381,7 @@ def numpydoc_parameters(rows=None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _bad(name, value, hp):
+def _bad(name: str, value: object, hp: HyperParameter) -> ValueError:
     return ValueError(f"Invalid value for hyperparameter {name!r}: {value!r}; expected {hp.describe_range()}.")
 
 
@@ -415,9 +416,9 @@ def _check(hp: HyperParameter, value: Any) -> Any:
         raise _bad(name, value, hp)
     if kind == "int":
         if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-                or float(value) != int(value)):
+                or float(value) != int(value)):  # type: ignore[call-overload]  # typeshed: Real.__trunc__ need not return int
             raise _bad(name, value, hp)
-        value = int(value)
+        value = int(value)  # type: ignore[call-overload]  # as above: every Real converts with int()
     elif kind == "float":
         # NaN passes every range comparison (nan < low is False): refused by name here, not deep in torch.
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -441,7 +442,7 @@ def _check(hp: HyperParameter, value: Any) -> Any:
     raise AssertionError(kind)  # pragma: no cover
 
 
-def validate_params(params: dict) -> dict:
+def validate_params(params: dict[str, Any]) -> dict[str, Any]:
     """Validate an estimator's ``get_params(deep=False)`` dict; return the normalised values."""
     return {name: _check(ESTIMATOR_BY_NAME[name], value) for name, value in params.items()
             if name in ESTIMATOR_BY_NAME}
@@ -466,6 +467,7 @@ def parse_sagemaker_value(name: str, raw: Any) -> Any:
         return "auto"
     if hp.none_ok and text.lower() in ("", "none", "null", "auto"):
         return None
+    value: bool | int | float | str
     try:
         if hp.kind == "bool":
             low = text.lower()
@@ -495,7 +497,7 @@ def parse_sagemaker_value(name: str, raw: Any) -> Any:
 SAGEMAKER_NO_DEFAULT = tuple(f"enc{i}_{k}" for i in (0, 1) for k in ("max_seq_len", "vocab_size"))
 
 
-def sagemaker_defaults() -> dict:
+def sagemaker_defaults() -> dict[str, Any]:
     """What a SageMaker job trains with for every key it does not set.
 
     Every SageMaker hyperparameter at SageMaker's default (except the sizes SageMaker
@@ -511,7 +513,7 @@ def sagemaker_defaults() -> dict:
     return filled
 
 
-def _unknown_message(name) -> str:
+def _unknown_message(name: object) -> str:
     """"Unknown hyperparameter 'epoch': did you mean 'epochs'?" (the closest names, not all 40)."""
     import difflib
 
@@ -522,7 +524,7 @@ def _unknown_message(name) -> str:
     return f"Unknown hyperparameter {name!r}: {hint}"
 
 
-def parse_sagemaker_hyperparameters(hyperparameters: dict) -> tuple[dict, dict]:
+def parse_sagemaker_hyperparameters(hyperparameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Parse a SageMaker hyperparameter dict.
 
     Returns

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -115,6 +116,7 @@ def predict_outputs(net, pairs: PairData, batcher, spec: OutputSpec, *, log: boo
     """
     runner, dtype = inference_net(net)
     n = len(pairs)
+    assert pairs.in0 is not None and pairs.in1 is not None  # pairs to score: both sides
     lengths = np.maximum(pairs.in0.lengths, pairs.in1.lengths)
     out = None
     with torch.inference_mode():
@@ -124,7 +126,7 @@ def predict_outputs(net, pairs: PairData, batcher, spec: OutputSpec, *, log: boo
             if out is None:
                 out = np.empty((n,) + values.shape[1:], dtype=np.float64)
             out[index] = values
-    return out
+    return cast(np.ndarray, out)  # set by the first batch (input validation refuses empty X)
 
 
 def embed(net, ragged, side: int, batcher) -> np.ndarray:

@@ -30,6 +30,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import cast
 
 __all__ = ["CHANNELS", "base_dir", "channel_path", "hyperparameters", "model_dir", "failure_path",
            "apply_training_environment", "failure_reporting", "write_failure", "EpochLines"]
@@ -147,11 +148,11 @@ def apply_training_environment(args) -> dict:
     args.train = _data_source(train)
     for name in ("validation", "test"):
         if getattr(args, name) is None and channel_path(name) is not None:
-            setattr(args, name, _data_source(channel_path(name)))
+            setattr(args, name, _data_source(cast(Path, channel_path(name))))  # not None: checked above
     if args.auxiliary is None and channel_path("auxiliary") is not None:
         args.auxiliary = str(channel_path("auxiliary"))
     if channel_path("model") is not None:
-        args.initial_model = _previous_model(channel_path("model"))
+        args.initial_model = _previous_model(cast(Path, channel_path("model")))  # not None: checked above
     if args.model_dir is None:
         args.model_dir = str(model_dir())
     return hyperparameters() if args.hyperparameters is None else {}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -22,9 +24,19 @@ from .data.batching import PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import numpy.typing as npt
+
+    from .data.batching import Ragged
+
+    #: One mini-batch: ``((ids0, lengths0, ids1, lengths1), target, weight)``.
+    Batch: TypeAlias = tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]
+
 logger = logging.getLogger("skobject2vec")
 
-def resolve_device(device) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"`` picks CUDA when available, else CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -58,12 +70,14 @@ class Batcher:
     unknown_ids: tuple[int, int]
     device: torch.device
 
-    def side(self, ragged, index, side: int):
+    def side(self, ragged: Ragged, index: npt.ArrayLike, side: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids, lengths = ragged.pad(index, self.max_lens[side], self.unknown_ids[side])
         return ids.to(self.device, non_blocking=True), lengths
 
-    def pair(self, pairs: PairData, left, right=None):
+    def pair(self, pairs: PairData, left: npt.ArrayLike, right: npt.ArrayLike | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         right = left if right is None else right
+        assert pairs.in0 is not None and pairs.in1 is not None  # pairs to train on or to score: both sides
         return (*self.side(pairs.in0, left, 0), *self.side(pairs.in1, right, 1))
 
 
@@ -95,14 +109,15 @@ class TrainSettings:
     n_threads: int | None = None  # intra-op torch threads while the loop runs (None: torch's setting)
 
 
-def _fused(name: str) -> dict:
+def _fused(name: str) -> dict[str, Any]:
     """Fused Adam/SGD (one kernel for all parameters, CPU and CUDA): on CPU the default
     multi-tensor Adam step over a 50,000-row token table costs several times the
     forward and backward passes (benchmarks/bench_training.py)."""
     return {"fused": True} if name in ("adam", "sgd") else {}
 
 
-def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: float, sparse: bool):
+def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: float,
+                    sparse: bool) -> list[torch.optim.Optimizer]:
     """One optimizer, or (``sparse``) one for the sparse token tables plus one for the rest.
 
     Sparse token tables are updated row by row: a step touches only the rows its batch
@@ -127,7 +142,7 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     sparse_ids = {id(m.weight) for m in net.modules() if isinstance(m, torch.nn.Embedding) and m.sparse}
     sparse_params = [p for p in params if id(p) in sparse_ids]
     dense_params = [p for p in params if id(p) not in sparse_ids]
-    optimizers = []
+    optimizers: list[torch.optim.Optimizer] = []
     if sparse_params:
         sparse_cls = {"adam": torch.optim.SparseAdam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[name]
         # torch's sparse steps take no weight_decay: the group carries it for decay_touched_rows
@@ -137,7 +152,8 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     return optimizers
 
 
-def _idle_decay_factor(opt, group, p, x, rows, idle, decay):
+def _idle_decay_factor(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, x: torch.Tensor,
+                       rows: torch.Tensor | None, idle: torch.Tensor, decay: float) -> torch.Tensor:
     """Per row (a column), the factor by which ``idle`` dense decay steps shrink the rows ``x``.
 
     SGD: ``(1 - lr * wd) ** idle``, exactly; SparseAdam, whose idle steps move a row by
@@ -163,7 +179,8 @@ def _idle_decay_factor(opt, group, p, x, rows, idle, decay):
     return factor.masked_fill_(factor < 1e-12, 0)
 
 
-def _catch_up(opt, group, p, rows, idle, decay):
+def _catch_up(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, rows: torch.Tensor | None,
+              idle: torch.Tensor, decay: float) -> None:
     """Apply ``idle`` (per row, a column) dense decay steps to ``p[rows]`` (``rows`` None: the whole
     table, in place) in closed form; Adagrad's squared sums grow by the idle steps' ``(wd * x) ** 2``."""
     with torch.no_grad():
@@ -181,7 +198,8 @@ def _catch_up(opt, group, p, rows, idle, decay):
             p.index_copy_(0, rows, x)
 
 
-def _row_decay_groups(optimizers):
+def _row_decay_groups(optimizers: Iterable[torch.optim.Optimizer]
+                      ) -> Iterator[tuple[torch.optim.Optimizer, dict[str, Any], float, dict[int, torch.Tensor]]]:
     for opt in optimizers:
         for group in opt.param_groups:
             decay = group.get("row_decay", 0.0)
@@ -189,13 +207,14 @@ def _row_decay_groups(optimizers):
                 yield opt, group, decay, group.setdefault("row_last_step", {})
 
 
-def _last_seen(last_seen: dict, i: int, p) -> torch.Tensor:
+def _last_seen(last_seen: dict[int, torch.Tensor], i: int, p: torch.Tensor) -> torch.Tensor:
     if i not in last_seen:
         last_seen[i] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)
     return last_seen[i]
 
 
-def catch_up_rows(optimizers, lookups) -> None:
+def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
+                  lookups: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Lazy weight decay, part 1: before a step's forward pass, bring the rows it will read up to date.
 
     ``lookups``: ``(table weight, ids)`` pairs, the ids the step looks up in each table.
@@ -221,7 +240,7 @@ def catch_up_rows(optimizers, lookups) -> None:
             _catch_up(opt, group, p, rows, idle, decay)
 
 
-def decay_touched_rows(optimizers) -> None:
+def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
     """Lazy weight decay, part 2: between ``backward()`` and ``step()``, this step's ``wd * row``
     added to the sparse gradient of every row it holds (coalesced: once per row), as with
     dense storage."""
@@ -236,7 +255,7 @@ def decay_touched_rows(optimizers) -> None:
                                              is_coalesced=True, check_invariants=False)
 
 
-def flush_row_decay(optimizers) -> None:
+def flush_row_decay(optimizers: Iterable[torch.optim.Optimizer]) -> None:
     """Apply the pending idle decay of every sparse row (whole tables in place; once per epoch)."""
     for opt, group, decay, last_seen in _row_decay_groups(optimizers):
         step = group.get("row_step", 0)
@@ -247,7 +266,7 @@ def flush_row_decay(optimizers) -> None:
                 seen.fill_(step)
 
 
-def _loss(outputs, target, weight, task):
+def _loss(outputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, task: str) -> torch.Tensor:
     if task == "classification":
         per_record = F.cross_entropy(outputs, target, reduction="none")
     else:
@@ -255,20 +274,21 @@ def _loss(outputs, target, weight, task):
     return _weighted_mean(per_record, weight)
 
 
-def _weighted_mean(per_record, weight):
+def _weighted_mean(per_record: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     # clamp: a batch of zero weights (sample_weight, or a data-parallel rank with no batch
     # left) gives 0 instead of nan; a positive sum is unchanged.
     return (per_record * weight).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).tiny)
 
 
-def _to_tensors(data: EpochData, index, task, dtype, device):
+def _to_tensors(data: EpochData, index: np.ndarray, task: str, dtype: torch.dtype,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     target = torch.from_numpy(data.target[index])
     target = target.long() if task == "classification" else target.to(dtype)
     weight = torch.from_numpy(data.weight[index]).to(dtype)
     return target.to(device, non_blocking=True), weight.to(device, non_blocking=True)
 
 
-def evaluation_sums(net, batches, settings: TrainSettings) -> np.ndarray:
+def evaluation_sums(net: torch.nn.Module, batches: Iterable[Batch], settings: TrainSettings) -> np.ndarray:
     """``[weighted loss sum, weight sum, weighted correct]`` over ``(inputs, target, weight)`` batches.
 
     Sums rather than means, so that chunks of a stream and data-parallel ranks add up.
@@ -286,7 +306,7 @@ def evaluation_sums(net, batches, settings: TrainSettings) -> np.ndarray:
     return sums
 
 
-def evaluation_scores(sums, settings: TrainSettings) -> dict:
+def evaluation_scores(sums: np.ndarray, settings: TrainSettings) -> dict[str, float]:
     """Validation metrics (SageMaker's names, the user's units) from :func:`evaluation_sums`."""
     loss = float(sums[0] / sums[1])
     if settings.task == "classification":
@@ -294,14 +314,17 @@ def evaluation_scores(sums, settings: TrainSettings) -> dict:
     return {"mean_squared_error": loss * settings.target_scale ** 2}
 
 
-def evaluation_batches(pairs: PairData, data: EpochData, batcher: Batcher, task, dtype):
+def evaluation_batches(pairs: PairData, data: EpochData, batcher: Batcher, task: str,
+                       dtype: torch.dtype) -> Iterator[Batch]:
     """Held-out records as ``(inputs, target, weight)`` batches of similar lengths."""
+    assert pairs.in0 is not None  # held-out pairs: both sides
     for index in inference_batches(pairs.in0.lengths[data.left], INFERENCE_BATCH_SIZE):
         yield (batcher.pair(pairs, data.left[index], data.right[index]),
                *_to_tensors(data, index, task, dtype, batcher.device))
 
 
-def evaluate(net, pairs: PairData, data: EpochData, batcher: Batcher, settings: TrainSettings, dtype) -> dict:
+def evaluate(net: torch.nn.Module, pairs: PairData, data: EpochData, batcher: Batcher, settings: TrainSettings,
+             dtype: torch.dtype) -> dict[str, float]:
     """Weighted loss (and accuracy) on held-out records, in the user's units."""
     batches = evaluation_batches(pairs, data, batcher, settings.task, dtype)
     return evaluation_scores(evaluation_sums(net, batches, settings), settings)
@@ -311,22 +334,24 @@ class _Batches:
     """A sized iterable of mini-batches, so that progress bars know the epoch's length;
     ``describe(k)`` names the records of batch ``k`` (for the divergence error)."""
 
-    def __init__(self, indices, make_batch, describe=None):
+    def __init__(self, indices: Sequence[np.ndarray], make_batch: Callable[[np.ndarray], Batch],
+                 describe: Callable[[int], str] | None = None) -> None:
         self.indices, self.make_batch = indices, make_batch
         self.describe = describe or (lambda k: "")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.indices)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         return (self.make_batch(index) for index in self.indices)
 
 
 def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, settings: TrainSettings, *,
-                     rng: np.random.Generator, dtype):
+                     rng: np.random.Generator, dtype: torch.dtype) -> _Batches:
     """Shuffled (and with ``bucket_width``, length-bucketed) ``(inputs, target, weight)`` mini-batches."""
     lengths = None
     if settings.bucket_width > 0:
+        assert pairs.in0 is not None and pairs.in1 is not None  # training pairs: both sides
         lengths = np.maximum(pairs.in0.lengths[data.left], pairs.in1.lengths[data.right])
     indices = batch_indices(len(data.left), settings.batch_size, shuffle=True, rng=rng,
                             lengths=lengths, bucket_width=settings.bucket_width)
@@ -335,7 +360,7 @@ def training_batches(pairs: PairData, data: EpochData, batcher: Batcher, setting
                     describe=lambda k: describe_records(data, indices[k], settings.task))
 
 
-def describe_records(data: EpochData, index, task: str, shown: int = 8) -> str:
+def describe_records(data: EpochData, index: npt.ArrayLike, task: str, shown: int = 8) -> str:
     """Which records a batch held, and the most extreme target and weight among them."""
     index = np.sort(np.asarray(index))
     positives = index[data.left[index] == data.right[index]]
@@ -354,7 +379,7 @@ def describe_records(data: EpochData, index, task: str, shown: int = 8) -> str:
     return text + "."
 
 
-def _identity(values):
+def _identity(values: np.ndarray) -> np.ndarray:
     return values
 
 
@@ -363,28 +388,32 @@ class Loop:
     """The state of a running fit that callbacks see and may change (``stop``)."""
 
     net: torch.nn.Module
-    optimizers: list
+    optimizers: list[torch.optim.Optimizer]
     settings: TrainSettings
     metric: str  #: the loss's SageMaker name: "cross_entropy" or "mean_squared_error"
     main_process: bool = True
-    history: list = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
 
 
-def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
+def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callback],
+                 embedding_l2: float) -> tuple[float, float, int | None]:
     """One epoch's optimisation steps; the weighted loss sum and weight sum (floats)."""
     task = loop.settings.task
     # Running sums stay on the device: no host synchronisation per step unless a bar shows them.
+    running: torch.Tensor | float | None
+    seen: torch.Tensor | float | None
     running = seen = None
     show = any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
     lazy_decay = any(_row_decay_groups(loop.optimizers))
-    losses = []  # kept (no host synchronisation) so that a divergence can name its first batch
+    losses: list[torch.Tensor] = []  # kept (no host synchronisation) so that a divergence can name its first batch
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)
         if lazy_decay:
-            catch_up_rows(loop.optimizers, [(loop.net.token_table(0).weight, inputs[0]),
-                                            (loop.net.token_table(1).weight, inputs[2])])
+            # loop.net is typed Module (torchrun passes a DistributedDataParallel, which has no token_table)
+            catch_up_rows(loop.optimizers, [(loop.net.token_table(0).weight, inputs[0]),  # type: ignore[operator]
+                                            (loop.net.token_table(1).weight, inputs[2])])  # type: ignore[operator]
         if embedding_l2 > 0:
             outputs, penalty = loop.net(*inputs, with_row_penalty=True)
             loss = _loss(outputs, target, weight, task)
@@ -406,6 +435,7 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
                 c.on_batch_end(loop, mean)
     if running is None:
         return 0.0, 0.0, None
+    assert seen is not None  # summed alongside running
     running, seen = float(running), float(seen)
     first_bad = None
     if not (np.isfinite(running) and np.isfinite(seen)):
@@ -414,8 +444,10 @@ def _run_batches(loop: Loop, batches, callbacks, embedding_l2: float):
     return running, seen, first_bad
 
 
-def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate=None,
-               reduce_sums=_identity, main_process: bool = True, callbacks=None):
+def run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], settings: TrainSettings, *,
+               dtype: torch.dtype, sparse: bool, validate: Callable[[], dict[str, float]] | None = None,
+               reduce_sums: Callable[[np.ndarray], np.ndarray] = _identity, main_process: bool = True,
+               callbacks: Sequence[Callback] | None = None) -> list[dict[str, Any]]:
     """The epoch loop shared by in-memory, streamed and data-parallel training.
 
     The loop runs the batches and computes each epoch's metrics; early stopping,
@@ -446,7 +478,8 @@ def run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bo
                            reduce_sums=reduce_sums, main_process=main_process, callbacks=callbacks)
 
 
-def _divergence_message(epoch: int, loss: float, first_bad, batches, settings: TrainSettings, dtype) -> str:
+def _divergence_message(epoch: int, loss: float, first_bad: int | None, batches: object, settings: TrainSettings,
+                        dtype: torch.dtype) -> str:
     where = ""
     if first_bad is not None:
         where = f" The loss first became non-finite at batch {first_bad + 1} of the epoch."
@@ -459,8 +492,10 @@ def _divergence_message(epoch: int, loss: float, first_bad, batches, settings: T
             f"dtype={str(dtype).replace('torch.', '')}): lower it.")
 
 
-def _run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: bool, validate, reduce_sums,
-                main_process: bool, callbacks):
+def _run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], settings: TrainSettings, *,
+                dtype: torch.dtype, sparse: bool, validate: Callable[[], dict[str, float]] | None,
+                reduce_sums: Callable[[np.ndarray], np.ndarray], main_process: bool,
+                callbacks: Sequence[Callback] | None) -> list[dict[str, Any]]:
     if callbacks is None:
         callbacks = resolve_callbacks(None, settings)
     loop = Loop(net, make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse),
@@ -473,7 +508,7 @@ def _run_epochs(net, epoch_batches, settings: TrainSettings, *, dtype, sparse: b
         net.train()
         batches = epoch_batches(epoch)
         for c in callbacks:
-            c.on_epoch_begin(loop, epoch, len(batches) if hasattr(batches, "__len__") else None)
+            c.on_epoch_begin(loop, epoch, len(cast(Sized, batches)) if hasattr(batches, "__len__") else None)
         *sums, first_bad = _run_batches(loop, batches, callbacks, settings.embedding_l2)
         running, seen = (float(v) for v in reduce_sums(np.array(sums)))
         flush_row_decay(loop.optimizers)  # the epoch's weights as dense decay would have left them

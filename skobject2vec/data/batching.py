@@ -8,10 +8,15 @@ longest record of each batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 @dataclass
@@ -28,7 +33,7 @@ class Ragged:
         return cls(array.reshape(-1), np.arange(0, n * d + 1, d, dtype=np.int64))
 
     @classmethod
-    def from_lists(cls, sequences) -> Ragged:
+    def from_lists(cls, sequences: Sequence[Sequence[int]]) -> Ragged:
         """From already validated sequences of ints."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -46,7 +51,7 @@ class Ragged:
     def max_id(self) -> int:
         return int(self.values.max()) if self.values.size else -1
 
-    def take(self, index) -> Ragged:
+    def take(self, index: npt.ArrayLike) -> Ragged:
         index = np.asarray(index, dtype=np.int64)
         starts = self.offsets[index]
         lengths = self.offsets[index + 1] - starts
@@ -59,10 +64,11 @@ class Ragged:
     def row(self, i: int) -> np.ndarray:
         return self.values[self.offsets[i]:self.offsets[i + 1]]
 
-    def to_lists(self) -> list:
+    def to_lists(self) -> list[list[int]]:
         return [self.row(i).tolist() for i in range(len(self))]
 
-    def pad(self, index, max_len: int, unknown_id: int | None = None):
+    def pad(self, index: npt.ArrayLike, max_len: int,
+            unknown_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids (B, L) and lengths (B,) for records ``index``, truncated to ``max_len``.
 
         ``L`` is the longest (truncated) record of this batch. Ids ``>= unknown_id``
@@ -91,9 +97,9 @@ class PairData:
     in1: Ragged | None
 
     def __len__(self) -> int:
-        return len(self.in0 if self.in0 is not None else self.in1)
+        return len(cast(Ragged, self.in0 if self.in0 is not None else self.in1))  # at least one side is given
 
-    def take(self, index) -> PairData:
+    def take(self, index: npt.ArrayLike) -> PairData:
         return PairData(None if self.in0 is None else self.in0.take(index),
                         None if self.in1 is None else self.in1.take(index))
 
@@ -110,7 +116,8 @@ def batch_indices(n: int, batch_size: int, *, shuffle: bool = False, rng: np.ran
     """
     if n == 0:
         return []
-    order = rng.permutation(n) if shuffle else np.arange(n)
+    # a shuffling caller passes its rng
+    order = cast(np.random.Generator, rng).permutation(n) if shuffle else np.arange(n)
     if bucket_width > 0 and lengths is not None:
         keyed = lengths[order]
         order = order[np.argsort(keyed, kind="stable")]
@@ -123,7 +130,7 @@ def batch_indices(n: int, batch_size: int, *, shuffle: bool = False, rng: np.ran
             batches.append(order[start:stop])
             start = stop
         if shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
+            batches = [batches[i] for i in cast(np.random.Generator, rng).permutation(len(batches))]
         return batches
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 

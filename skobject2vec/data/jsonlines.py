@@ -14,21 +14,29 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .._validation import FIELDS, MAX_TARGET, check_lookalike_keys, paused_gc, short_repr
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    #: A path, or a file object (binary or text).
+    Source: TypeAlias = str | os.PathLike[str] | IO[Any]
+
+_loads: Callable[[str | bytes], Any]
+_JSONError: type[ValueError]
 try:  # a fast parser when installed (the serve extra); the stdlib one otherwise
     import orjson as _orjson
 
     _loads = _orjson.loads
     _JSONError = _orjson.JSONDecodeError
 except ImportError:  # pragma: no cover
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]  # mypy cannot type an optional import (module or None)
     _loads = json.loads
     _JSONError = json.JSONDecodeError
 
@@ -48,14 +56,14 @@ class RecordError(ValueError):
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _is_binary(handle) -> bool:
+def _is_binary(handle: object) -> bool:
     return not isinstance(handle, io.TextIOBase) and "b" in getattr(handle, "mode", "b")
 
 
-def _starts_gzipped(handle) -> bool:
+def _starts_gzipped(handle: IO[bytes]) -> bool:
     """Look at a binary stream's first two bytes without consuming them."""
     if hasattr(handle, "peek"):
-        return handle.peek(2)[:2] == _GZIP_MAGIC
+        return cast(bytes, handle.peek(2))[:2] == _GZIP_MAGIC  # a buffered reader's peek
     if getattr(handle, "seekable", lambda: False)():
         position = handle.tell()
         head = handle.read(2)
@@ -65,7 +73,7 @@ def _starts_gzipped(handle) -> bool:
 
 
 @contextlib.contextmanager
-def _binary_stream(source, mode: str) -> Iterator[IO[bytes]]:
+def _binary_stream(source: Source, mode: str) -> Iterator[IO[bytes]]:
     """A binary stream over a path or file object (gzip decompressed/compressed).
 
     Reading detects gzip by its magic bytes; writing compresses paths ending in
@@ -79,17 +87,17 @@ def _binary_stream(source, mode: str) -> Iterator[IO[bytes]]:
         else:
             gz = path.suffix == ".gz"
         with (gzip.open(path, mode[0] + "b") if gz else open(path, mode[0] + "b")) as handle:
-            yield handle
+            yield cast(IO[bytes], handle)  # binary mode: a gzip or a plain binary file
         return
     if "r" in mode and _starts_gzipped(source):
         with gzip.GzipFile(fileobj=source, mode="rb") as handle:  # closing it leaves source open
-            yield handle
+            yield cast(IO[bytes], handle)  # a GzipFile is a binary file object
         return
     yield source
 
 
 @contextlib.contextmanager
-def open_text(source, mode: str = "r") -> Iterator[IO[str]]:
+def open_text(source: Source, mode: str = "r") -> Iterator[IO[str]]:
     """Open a path or wrap a file object as UTF-8 text (gzip handled as in reading records).
 
     For writing, a path ending in ``.gz`` is compressed. A caller's file object is
@@ -108,13 +116,13 @@ def open_text(source, mode: str = "r") -> Iterator[IO[str]]:
             text.detach()  # so that dropping the wrapper does not close the stream under it
 
 
-def _name(source) -> str:
+def _name(source: Source) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
-    return getattr(source, "name", "<stream>")
+    return cast(str, getattr(source, "name", "<stream>"))
 
 
-def _check_ids(value, where: str, field: str) -> list:
+def _check_ids(value: object, where: str, field: str) -> list[int]:
     """The ids of one field as ints (integral floats such as 3.0 accepted)."""
     if not isinstance(value, list):
         raise RecordError(f"{where}: field {field!r} must be a list of integer token ids, got {short_repr(value)}")
@@ -137,7 +145,7 @@ def _check_ids(value, where: str, field: str) -> list:
     return value
 
 
-def _check_label(value, where: str, label: str):
+def _check_label(value: object, where: str, label: str) -> int | float:
     if label == "classification":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not value.is_integer()) or value < 0:
@@ -155,7 +163,7 @@ def _check_label(value, where: str, label: str):
     return float(value)
 
 
-def _numbered_lines(handle, name: str) -> Iterator[tuple[int, bytes]]:
+def _numbered_lines(handle: Iterable[bytes | str], name: str) -> Iterator[tuple[int, bytes | str]]:
     """``(line number, line)``; a truncated or corrupt file is a :class:`RecordError` at the line it breaks."""
     number = 0
     lines = iter(handle)
@@ -171,14 +179,15 @@ def _numbered_lines(handle, name: str) -> Iterator[tuple[int, bytes]]:
         yield number, line
 
 
-def iter_records(source, *, label: str | None = None, fields: str = "pair") -> Iterator[tuple[dict, object]]:
+def iter_records(source: Source, *, label: str | None = None,
+                 fields: str = "pair") -> Iterator[tuple[dict[str, list[int]], object]]:
     """Yield ``(record, label)`` for each non-blank line (see :func:`iter_numbered_records`)."""
     for _, record, value in iter_numbered_records(source, label=label, fields=fields):
         yield record, value
 
 
-def iter_numbered_records(source, *, label: str | None = None,
-                          fields: str = "pair") -> Iterator[tuple[int, dict, object]]:
+def iter_numbered_records(source: Source, *, label: str | None = None,
+                          fields: str = "pair") -> Iterator[tuple[int, dict[str, list[int]], object]]:
     """Yield ``(line number, record, label)`` for each non-blank line.
 
     Parameters
@@ -237,14 +246,19 @@ def iter_numbered_records(source, *, label: str | None = None,
             yield number, record, value
 
 
-def read_records(source, *, label: str | None = None, fields: str = "pair"):
+def read_records(source: Source, *, label: str | None = None,
+                 fields: str = "pair") -> tuple[list[dict[str, list[int]]], np.ndarray | None]:
     """Read a whole file: ``(records, labels)``, labels an array or None."""
     records, labels, _ = read_numbered_records(source, label=label, fields=fields)
     return records, labels
 
 
-def read_numbered_records(source, *, label: str | None = None, fields: str = "pair"):
+def read_numbered_records(source: Source, *, label: str | None = None, fields: str = "pair"
+                          ) -> tuple[list[dict[str, list[int]]], np.ndarray | None, list[int]]:
     """Read a whole file: ``(records, labels, line numbers)``, labels an array or None."""
+    records: list[dict[str, list[int]]]
+    labels: list[object]
+    lines: list[int]
     records, labels, lines = [], [], []
     with paused_gc():  # a million small containers: see paused_gc
         for line, record, value in iter_numbered_records(source, label=label, fields=fields):
@@ -256,7 +270,7 @@ def read_numbered_records(source, *, label: str | None = None, fields: str = "pa
     return records, np.asarray(labels, dtype=np.int64 if label == "classification" else np.float64), lines
 
 
-def _default(obj):
+def _default(obj: object) -> object:
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
@@ -266,14 +280,14 @@ def _default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def dumps(obj) -> str:
+def dumps(obj: object) -> str:
     """One compact JSON line (numpy scalars and arrays allowed)."""
     if _orjson is not None:
         return _orjson.dumps(obj, default=_default, option=_orjson.OPT_SERIALIZE_NUMPY).decode()
     return json.dumps(obj, default=_default, separators=(",", ":"))
 
 
-def write_records(records: Iterable[dict], dest, labels: Iterable | None = None) -> int:
+def write_records(records: Iterable[dict[str, Any]], dest: Source, labels: Iterable[object] | None = None) -> int:
     """Write records (optionally with labels) as JSON Lines; returns the count.
 
     ``dest`` is a path (``.gz`` compresses) or a text file object.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample_negatives(positives: np.ndarray, n_records: int, rate: int, rng: np.random.Generator):
+def sample_negatives(positives: np.ndarray, n_records: int, rate: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """For every positive record, ``rate`` negatives that keep its in0 and take the in1
     of another record drawn uniformly (never the record itself).
 

@@ -27,10 +27,11 @@ deterministic under ``random_state`` for a given number of ranks.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,13 +49,15 @@ BATCHES_PER_CHUNK = 16
 
 _SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 
+_T = TypeVar("_T")
 
-def is_stream_source(X) -> bool:
+
+def is_stream_source(X: object) -> bool:
     """True when ``X`` names a file or folder to stream rather than holding records."""
     return isinstance(X, (str, os.PathLike))
 
 
-def list_shards(source) -> list[Path]:
+def list_shards(source: str | os.PathLike[str]) -> list[Path]:
     """The files of a source: ``[source]`` for a file, the sorted JSON Lines shards of a folder."""
     path = Path(source)
     if path.is_file():
@@ -69,7 +72,7 @@ def list_shards(source) -> list[Path]:
 
 
 def rank_records(shards: list[Path], *, label: str | None, rank: int = 0, world_size: int = 1
-                 ) -> Iterator[tuple[dict, object, str]]:
+                 ) -> Iterator[tuple[dict[str, list[int]], object, str]]:
     """Yield ``(record, label, where)`` for the records of one rank, in file order.
 
     With at least ``world_size`` shards every rank reads whole shards
@@ -89,13 +92,13 @@ def rank_records(shards: list[Path], *, label: str | None, rank: int = 0, world_
             position += 1
 
 
-def shuffle_buffer(items: Iterable, buffer_size: int, rng: np.random.Generator) -> Iterator:
+def shuffle_buffer(items: Iterable[_T], buffer_size: int, rng: np.random.Generator) -> Iterator[_T]:
     """Shuffle a stream holding at most ``buffer_size`` items: each item is yielded exactly once.
 
     Once the buffer is full, every new item replaces a uniformly drawn buffered one,
     which is yielded; the rest come out in random order at the end.
     """
-    buffer = []
+    buffer: list[_T] = []
     draws, used = np.empty(0, dtype=np.int64), 0
     for item in items:
         if len(buffer) < buffer_size:
@@ -111,7 +114,8 @@ def shuffle_buffer(items: Iterable, buffer_size: int, rng: np.random.Generator) 
         yield buffer[slot]
 
 
-def chunks(items: Iterable, size: int, encode_label) -> Iterator[tuple[PairData, np.ndarray]]:
+def chunks(items: Iterable[tuple[dict[str, list[int]], object, str]], size: int,
+           encode_label: Callable[[np.ndarray], np.ndarray]) -> Iterator[tuple[PairData, np.ndarray]]:
     """Group ``(record, label, where)`` items into ``(PairData, targets)`` chunks of ``size`` records.
 
     ``encode_label`` maps the array of raw labels to training targets.
@@ -140,12 +144,12 @@ class StreamStats:
     """What one pass over a rank's records found (summed/maxed across ranks by the caller)."""
 
     n_records: int = 0
-    max_ids: list = field(default_factory=lambda: [-1, -1])
-    max_lens: list = field(default_factory=lambda: [0, 0])
-    min_lens: list = field(default_factory=lambda: [MAX_RECORD_LEN, MAX_RECORD_LEN])
-    max_id_where: list = field(default_factory=lambda: ["", ""])
-    global_max_ids: list = field(default_factory=lambda: [-1, -1])  # across ranks (max_ids: this rank's)
-    label_counts: dict = field(default_factory=dict)  # classification: label -> count
+    max_ids: list[int] = field(default_factory=lambda: [-1, -1])
+    max_lens: list[int] = field(default_factory=lambda: [0, 0])
+    min_lens: list[int] = field(default_factory=lambda: [MAX_RECORD_LEN, MAX_RECORD_LEN])
+    max_id_where: list[str] = field(default_factory=lambda: ["", ""])
+    global_max_ids: list[int] = field(default_factory=lambda: [-1, -1])  # across ranks (max_ids: this rank's)
+    label_counts: dict[int, int] = field(default_factory=dict)  # classification: label -> count
     label_sum: float = 0.0  # regression
     label_sum_sq: float = 0.0
 
@@ -167,8 +171,10 @@ def scan(shards: list[Path], *, label: str, rank: int = 0, world_size: int = 1) 
             stats.max_lens[side] = max(stats.max_lens[side], len(ids))
             stats.min_lens[side] = min(stats.min_lens[side], len(ids))
         if label == "classification":
+            assert isinstance(value, int)  # _check_label's classification label
             stats.label_counts[value] = stats.label_counts.get(value, 0) + 1
         else:
+            assert isinstance(value, float)  # _check_label's regression label
             stats.label_sum += value
             stats.label_sum_sq += value * value
     return stats

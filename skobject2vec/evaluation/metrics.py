@@ -81,6 +81,7 @@ def _sequences(X) -> tuple[list, list]:
         if X.ndim != 2 or X.shape[1] < 2:
             raise ValueError(f"ranking scorer: X must be pair records or a 2-D token array; got shape {X.shape}.")
         pairs = array_to_pairs(X.astype(np.int64))
+    assert pairs.in0 is not None and pairs.in1 is not None  # pair records or a 2-D array: both sides
     return [tuple(s) for s in pairs.in0.to_lists()], [tuple(s) for s in pairs.in1.to_lists()]
 
 
@@ -170,6 +171,7 @@ def ranks_of_true_pairs(estimator, X, y=None, *, candidates=None, similarity="mo
     if max_queries is not None and len(queries) > max_queries:
         pick = np.random.default_rng(random_state).choice(len(queries), max_queries, replace=False)
         queries = [queries[i] for i in np.sort(pick)]
+    pool: dict[tuple[int, ...], None] | list[tuple[int, ...]]  # the candidates, then as a list
     pool = dict.fromkeys(in1 if candidates is None else (tuple(int(t) for t in c) for c in candidates))
     for q in queries:
         pool.update(dict.fromkeys(positives[q]))  # the true items are always candidates

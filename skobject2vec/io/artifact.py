@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from re._constants import MAXREPEAT as _MAXREPEAT
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ __all__ = ["save", "load", "CONFIG_FILE", "WEIGHTS_FILE"]
 
 #: The estimator classes an artifact may name. They register themselves
 #: (:func:`register_estimator`), so this module does not import the estimators.
-ESTIMATOR_CLASSES: dict[str, type] = {}
+ESTIMATOR_CLASSES: dict[str, type[Any]] = {}
 
 
 def register_estimator(cls):

@@ -35,6 +35,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ class _MaskedBiLSTM(nn.Module):
                 one = nn.LSTM(width, lstm.hidden_size, batch_first=True)
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     getattr(one, f"{name}_l0").data.copy_(getattr(lstm, f"{name}_l{layer}{suffix}").data)
-                target.append(one.to(lstm.weight_ih_l0.dtype))
+                target.append(one.to(cast(torch.Tensor, lstm.weight_ih_l0).dtype))  # a parameter registered by name
 
     def forward(self, x, mask, lengths):
         positions = torch.arange(x.size(1), device=x.device).unsqueeze(0)
@@ -198,6 +199,7 @@ def to_onnx(estimator, path, part: str = "model", *, opset_version: int | None =
             )
         finally:
             torch_onnx_logger.setLevel(level)
+    assert program is not None  # dynamo=True returns the program
     program.save(str(path))
     return path
 

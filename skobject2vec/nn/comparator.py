@@ -9,7 +9,7 @@ OPERATIONS = ("hadamard", "concat", "abs_diff")
 _WIDTH = {"hadamard": 1, "concat": 2, "abs_diff": 1}
 
 
-def parse_comparator_list(value) -> tuple[str, ...]:
+def parse_comparator_list(value: object) -> tuple[str, ...]:
     """Normalise SageMaker's ``"hadamard, concat, abs_diff"`` (or a tuple/list) to a tuple.
 
     Order is kept because it decides the layout of the comparator output.
@@ -39,7 +39,7 @@ def parse_comparator_list(value) -> tuple[str, ...]:
 class Comparator(nn.Module):
     """Concatenate ``hadamard`` (e0*e1), ``concat`` ([e0; e1]) and ``abs_diff`` (|e0-e1|) in order."""
 
-    def __init__(self, operations, enc_dim: int):
+    def __init__(self, operations: object, enc_dim: int) -> None:
         super().__init__()
         self.operations = parse_comparator_list(operations)
         self.out_dim = enc_dim * sum(_WIDTH[op] for op in self.operations)

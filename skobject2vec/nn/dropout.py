@@ -11,13 +11,15 @@ mode are torch's own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 _HALF_RANGE = 1 << 16
 
 
-def keep_mask(shape, p: float, device=None) -> torch.Tensor:
+def keep_mask(shape: Sequence[int], p: float, device: torch.device | str | None = None) -> torch.Tensor:
     """A boolean tensor of ``shape`` whose elements are True with probability ``1 - p``,
     independently (to within ``p``'s rounding to a multiple of 1/65,536)."""
     n = 1

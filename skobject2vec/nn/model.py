@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from .encoders import PooledEmbeddingEncoder, build_encoder
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "linear": nn.Identity}
 
 
-def lengths_to_mask(lengths: torch.Tensor, max_len: int, device) -> torch.Tensor:
+def lengths_to_mask(lengths: torch.Tensor, max_len: int, device: torch.device) -> torch.Tensor:
     positions = torch.arange(max_len, device=device)
     return positions.unsqueeze(0) < lengths.to(device, non_blocking=True).unsqueeze(1)
 
@@ -54,7 +55,7 @@ class Object2VecNet(nn.Module):
         before 0.2 have no key: mean, SageMaker's pooling).
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]):
         super().__init__()
         self.config = dict(config)
         c = self.config
@@ -69,6 +70,7 @@ class Object2VecNet(nn.Module):
         self.encoder1 = None if self.shared else build_encoder(
             c["networks"][1], c["token_dims"][1], c["enc_dim"], c["layers"][1], c["filter_widths"][1], pooling)
         self.comparator = Comparator(c["comparator"], c["enc_dim"])
+        layers: list[nn.Module]
         layers, width = [], self.comparator.out_dim
         if c["dropout"] > 0:
             layers.append(FastDropout(c["dropout"]))
@@ -87,12 +89,15 @@ class Object2VecNet(nn.Module):
                 nn.init.normal_(table.weight, std=table.embedding_dim ** -0.5)
 
     def token_table(self, side: int) -> nn.Embedding:
-        return self.token_embedding0 if side == 0 or self.tied else self.token_embedding1
+        # the second table exists unless the sides are tied
+        return self.token_embedding0 if side == 0 or self.tied else cast(nn.Embedding, self.token_embedding1)
 
     def encoder(self, side: int) -> nn.Module:
-        return self.encoder0 if side == 0 or self.shared else self.encoder1
+        # the second encoder exists unless it is shared
+        return self.encoder0 if side == 0 or self.shared else cast(nn.Module, self.encoder1)
 
-    def _encode(self, side, ids, lengths, with_tokens: bool = False):
+    def _encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor, with_tokens: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         encoder, compute = self.encoder(side), self.output.weight.dtype
         table = self.token_table(side)
         mask = lengths_to_mask(lengths, ids.size(1), ids.device)
@@ -116,7 +121,8 @@ class Object2VecNet(nn.Module):
         """Embed one side: ``ids`` (B, L) padded token ids, ``lengths`` (B,) on CPU."""
         return self._encode(side, ids, lengths)[0]
 
-    def forward(self, ids0, lengths0, ids1, lengths1, with_row_penalty: bool = False):
+    def forward(self, ids0: torch.Tensor, lengths0: torch.Tensor, ids1: torch.Tensor, lengths1: torch.Tensor,
+                with_row_penalty: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, n_classes) or scores (B, 1).
 
         With ``with_row_penalty``, also the per-record squared L2 norm of the token
@@ -126,26 +132,28 @@ class Object2VecNet(nn.Module):
         """
         e0, tokens0, mask0 = self._encode(0, ids0, lengths0, with_tokens=with_row_penalty)
         e1, tokens1, mask1 = self._encode(1, ids1, lengths1, with_tokens=with_row_penalty)
-        out = self.output(self.mlp(self.comparator(e0, e1)))
+        out: torch.Tensor = self.output(self.mlp(self.comparator(e0, e1)))
         if not with_row_penalty:
             return out
+        # with_tokens=True: _encode returned the tokens and masks
+        assert tokens0 is not None and mask0 is not None and tokens1 is not None and mask1 is not None
         penalty = sum((t.pow(2).sum(-1) * m).sum(1) / m.sum(1).clamp_min(1)
                       for t, m in ((tokens0, mask0), (tokens1, mask1)))
-        return out, penalty
+        return out, cast(torch.Tensor, penalty)  # a sum of two tensors
 
 
-def _pools_only(encoder) -> bool:
+def _pools_only(encoder: nn.Module) -> TypeGuard[PooledEmbeddingEncoder]:
     """Whether ``encoder`` is a pooled encoder without projection: it only pools its token rows."""
     return isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
 
 
-def _pools_flat(encoder, lengths: torch.Tensor) -> bool:
+def _pools_flat(encoder: nn.Module, lengths: torch.Tensor) -> TypeGuard[PooledEmbeddingEncoder]:
     """Whether ``encoder`` only pools and every record has a token (the flat path of
     :meth:`Object2VecNet._encode`)."""
     return _pools_only(encoder) and bool((lengths > 0).all())
 
 
-def _pools_exactly(encoder, length: int) -> bool:
+def _pools_exactly(encoder: nn.Module, length: int) -> TypeGuard[PooledEmbeddingEncoder]:
     """Whether ``encoder`` computes the same bits in any batch without matrix products: it only
     pools, and takes a max or the mean of single tokens."""
     return _pools_only(encoder) and (encoder.pooling == "max" or length == 1)

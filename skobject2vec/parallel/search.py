@@ -19,7 +19,7 @@ def _worker_plugin_base():
     return WorkerPlugin
 
 
-class TorchThreads(_worker_plugin_base()):
+class TorchThreads(_worker_plugin_base()):  # type: ignore[misc]  # a base chosen at import time: mypy cannot follow
     """Dask worker plugin: torch uses ``n_threads`` threads in every worker process.
 
     Workers with one thread each otherwise still run torch's intra-op pool on every

@@ -20,6 +20,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class _Ranks:
                     ranks.backend, device)
         return ranks
 
-    def wrap(self, net):
+    def wrap(self, net: torch.nn.Module) -> torch.nn.Module:
         """``net`` for the training step: DistributedDataParallel in a job of several ranks."""
         if self.world_size == 1:
             return net
@@ -157,13 +158,15 @@ def _in_lockstep(batches, ranks: _Ranks):
     all ranks apply the same averaged gradient, so their weights stay identical.
     (``torch.distributed.algorithms.Join`` would do this but fails with sparse gradients.)
     """
+    last: tuple[Any, Any, torch.Tensor] | None
     iterator, last = iter(batches), None
     while True:
         item = next(iterator, None)
         if not ranks.reduce([item is not None], "max")[0]:
             return
         if item is None:
-            inputs, target, weight = last
+            # not None: _reduced_scan refuses a rank without records, so every rank has a first batch
+            inputs, target, weight = cast("tuple[Any, Any, torch.Tensor]", last)
             item = (inputs, target, torch.zeros_like(weight))
         last = item
         yield item
@@ -245,9 +248,9 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
         stats = _reduced_scan(shards, task, ranks, str(X))
         targets = plan_fit.targets_from_counts(task, p, label_counts=stats.label_counts, n=stats.n_records,
                                                label_sum=stats.label_sum, label_sum_sq=stats.label_sum_sq)
-        summary = plan_fit.DataSummary(stats.n_records, tuple(int(n) for n in stats.max_lens),
-                                       tuple(stats.global_max_ids), streamed=True,
-                                       min_lens=tuple(int(n) for n in stats.min_lens))
+        summary = plan_fit.DataSummary(stats.n_records, cast("tuple[int, int]", tuple(int(n) for n in stats.max_lens)),
+                                       cast("tuple[int, int]", tuple(stats.global_max_ids)), streamed=True,
+                                       min_lens=cast("tuple[int, int]", tuple(int(n) for n in stats.min_lens)))
         plan = plan_fit.make_plan(task, p, summary, targets, random_state=random_state, name=name)
         _check_vocab(stats, plan.sides, name)
         if plan.config["sparse"] and ranks.backend == "nccl":

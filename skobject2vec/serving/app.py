@@ -14,6 +14,7 @@ import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -304,7 +305,7 @@ def serve(model_dir=None, host: str = "127.0.0.1", port: int = 8080, workers: in
     read_config(model_dir)  # a wrong folder fails here, with a clear message, before any worker starts
     preferred_mode_from_env()  # and so does a bad INFERENCE_PREFERRED_MODE
     guard.configure(read_timeout_s, max_connections, max_payload_bytes, write_timeout_s, max_head_bytes, max_headers)
-    options = dict(host=host, port=port, access_log=False, log_level="info",
+    options: dict[str, Any] = dict(host=host, port=port, access_log=False, log_level="info",
                    timeout_graceful_shutdown=shutdown_grace_s)
     if guard.protocol_class() is not None:
         options["http"] = "skobject2vec.serving.guard:GuardedHttpToolsProtocol"

@@ -101,12 +101,14 @@ class MicroBatcher:
         """The rows of ``request``'s records, computed together with concurrent requests."""
         self.start()
         future = asyncio.get_running_loop().create_future()
+        assert self._queue is not None  # made by start()
         self._queue.put_nowait(_Job(request, future))
         return await future
 
     async def _gather(self) -> list[_Job]:
         """The next batch: the first queued job, everything behind it, and what arrives within the window."""
         loop = asyncio.get_running_loop()
+        assert self._queue is not None  # made by start(), which starts this worker
         jobs = [await self._queue.get()]
         await asyncio.sleep(0)  # let requests whose bytes already arrived finish parsing
         n_records = jobs[0].request.n_records

@@ -30,8 +30,12 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["configure", "protocol_class", "DEFAULT_READ_TIMEOUT_S", "DEFAULT_WRITE_TIMEOUT_S",
            "DEFAULT_MAX_CONNECTIONS", "DEFAULT_SHUTDOWN_GRACE_S"]
@@ -93,7 +97,8 @@ try:
 except ImportError:  # pragma: no cover - httptools is part of the serve extra
     GuardedHttpToolsProtocol = None
 else:
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    # (mypy cannot type a class that exists only when its optional import succeeds: it saw the None above)
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[no-redef]
         """uvicorn's httptools protocol with a per-request read timeout and a connection limit."""
 
         read_timeout_s = float(os.environ.get(ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT_S))
@@ -105,6 +110,9 @@ else:
 
         #: open connections per client address in this process
         _per_client: dict = {}
+        #: the pending read and write timeouts (set per connection in connection_made)
+        _read_timer: asyncio.TimerHandle | None
+        _write_timer: asyncio.TimerHandle | None
 
         def connection_made(self, transport) -> None:
             self._read_timer = self._write_timer = None
@@ -238,7 +246,7 @@ else:
         def connection_lost(self, exc) -> None:
             self._disarm()
             if getattr(self, "_write_timer", None) is not None:
-                self._write_timer.cancel()
+                self._write_timer.cancel()  # type: ignore[union-attr]  # mypy does not narrow through getattr
                 self._write_timer = None
             if getattr(self, "_client", None) is not None:
                 left = self._per_client.get(self._client, 1) - 1

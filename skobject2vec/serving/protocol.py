@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import orjson
@@ -78,7 +79,7 @@ def _split_media_type(header: str | None) -> tuple[str, dict]:
 def _max_lens(params: dict, default: tuple[int, int]) -> tuple[int, int]:
     text = params.get("infer_max_seqlens")
     if text is None:
-        return tuple(default)
+        return cast("tuple[int, int]", tuple(default))
     parts = [p.strip() for p in text.split(",")]
     low, high = SEQLEN_RANGE
     # isascii: str.isdigit accepts "²" or "٣", which int() then refuses (a 500 instead of a 400).

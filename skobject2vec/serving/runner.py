@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class ModelRunner:
         self.device = next(self.net.parameters()).device
         self.task = task_of(estimator)
         self.spec = OutputSpec.of(estimator)
-        self.max_lens = tuple(int(n) for n in estimator.max_seq_lens_)
+        self.max_lens = cast("tuple[int, int]", tuple(int(n) for n in estimator.max_seq_lens_))
         self.preferred_mode = preferred_mode
         self._batcher = lru_cache(maxsize=64)(self._make_batcher)
         self._widths: dict = {}
