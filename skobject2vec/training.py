@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from .data.batching import Ragged
+    from .nn.model import Object2VecNet
 
     #: One mini-batch: ``((ids0, lengths0, ids1, lengths1), target, weight)``.
     Batch: TypeAlias = tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]
@@ -240,6 +241,24 @@ def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
             _catch_up(opt, group, p, rows, idle, decay)
 
 
+def catch_up_gradient_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
+    """Lazy weight decay under data parallelism, between ``backward()`` and ``step()``: the rows of the
+    all-reduced gradient that this rank's batch did not read (another rank's batch touched them) are
+    brought up to date as :func:`catch_up_rows` brought this rank's, so that every rank applies the
+    same decay to the same rows and the ranks stay in sync."""
+    for opt, group, decay, last_seen in _row_decay_groups(optimizers):
+        step = group.get("row_step", 0) + 1
+        for i, p in enumerate(group["params"]):
+            if p.grad is None or not p.grad.is_sparse:
+                continue
+            rows = p.grad.coalesce().indices()[0]
+            seen = _last_seen(last_seen, i, p)
+            rows = rows[seen[rows] < step]  # rows this rank's own batch read are already caught up
+            idle = (step - 1 - seen[rows]).to(p.dtype).unsqueeze(1)
+            seen[rows] = step
+            _catch_up(opt, group, p, rows, idle, decay)
+
+
 def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
     """Lazy weight decay, part 2: between ``backward()`` and ``step()``, this step's ``wd * row``
     added to the sparse gradient of every row it holds (coalesced: once per row), as with
@@ -406,14 +425,15 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
     running = seen = None
     show = any(type(c).on_batch_end is not Callback.on_batch_end for c in callbacks)
     lazy_decay = any(_row_decay_groups(loop.optimizers))
+    # torchrun trains a DistributedDataParallel wrapper: the token tables belong to the network inside it
+    tables = cast("Object2VecNet", getattr(loop.net, "module", loop.net))
     losses: list[torch.Tensor] = []  # kept (no host synchronisation) so that a divergence can name its first batch
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)
         if lazy_decay:
-            # loop.net is typed Module (torchrun passes a DistributedDataParallel, which has no token_table)
-            catch_up_rows(loop.optimizers, [(loop.net.token_table(0).weight, inputs[0]),  # type: ignore[operator]
-                                            (loop.net.token_table(1).weight, inputs[2])])  # type: ignore[operator]
+            catch_up_rows(loop.optimizers, [(tables.token_table(0).weight, inputs[0]),
+                                            (tables.token_table(1).weight, inputs[2])])
         if embedding_l2 > 0:
             outputs, penalty = loop.net(*inputs, with_row_penalty=True)
             loss = _loss(outputs, target, weight, task)
@@ -421,6 +441,8 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
         else:
             loss = objective = _loss(loop.net(*inputs), target, weight, task)
         objective.backward()
+        if lazy_decay and tables is not loop.net:  # data parallel: the gradient holds other ranks' rows too
+            catch_up_gradient_rows(loop.optimizers)
         decay_touched_rows(loop.optimizers)
         for opt in loop.optimizers:
             opt.step()

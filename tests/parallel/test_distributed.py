@@ -80,6 +80,21 @@ def test_gradients_are_averaged_across_ranks(tmp_path):
         assert np.abs(ranks[0]["output.weight"] - unchanged).max() > 1e-3
 
 
+def test_lazy_row_decay_trains_data_parallel(tmp_path):
+    """Sparse rows with weight decay (decayed lazily, through the network inside the DDP wrapper)."""
+    X, y = make_topic_pairs(128, seed=3)
+    write_records(X, tmp_path / "train.jsonl", labels=y.tolist())
+    script = GRADIENT_SCRIPT.replace('("dense", "row_sparse")', '("row_sparse",)')
+    (tmp_path / "step.py").write_text(script)
+    params = dict(SMALL, epochs=2, optimizer="adagrad", learning_rate=0.1, weight_decay=0.01, mini_batch_size=64)
+    _torchrun(["step.py", "train.jsonl", str(tmp_path), repr(params)], cwd=tmp_path)
+    ranks = [np.load(tmp_path / f"row_sparse-rank{r}.npz") for r in (0, 1)]
+    for name in ranks[0].files:
+        # the ranks stay in sync: each decays the rows the other's batch touched as it decays its own
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name])
+        assert np.isfinite(ranks[0][name]).all()
+
+
 def test_torchrun_cli_matches_one_process_and_writes_one_artifact(tmp_path, topic_files):
     hp = dict(SMALL, epochs=4, mini_batch_size=64, learning_rate=0.01)  # the global batch: 32 per rank
     del hp["random_state"], hp["device"]
