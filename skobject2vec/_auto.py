@@ -16,6 +16,7 @@ from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
            "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "INHERITED_SETTINGS", "AUTO_RECIPES", "RECIPE_SETTINGS",
+           "RECIPE_STRUCTURE", "AUTO_COMPARATOR",
            "auto_recipes"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
@@ -165,6 +166,8 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
     if p["pooling"] == "auto":
         words = shape.vocab_size is not None and shape.vocab_size >= AUTO_MAX_POOLING_MIN_VOCAB
         p["pooling"] = "max" if shape.sequences and words else "mean"
+    if p["comparator_list"] == "auto":
+        p["comparator_list"] = AUTO_COMPARATOR
     if p["mlp_layers"] == "auto":
         p["mlp_layers"] = 0 if shape.single_ids else 1
     if p["mini_batch_size"] == "auto":
@@ -292,26 +295,33 @@ AUTO_DROPOUT = {
 
 
 #: The recipes an in-memory fit of one id per side compares on its own validation split when
-#: every setting they fix is "auto" (evidence instead of one more shape rule). The family's
-#: recipe (Adagrad, weight decay 0.002, the rate times 0.8 per epoch, dropout 0.3) was tuned on
-#: MovieLens, where most items are rare: RMSE 0.863 on the 90/10 split vs 0.889 for Adam. On
-#: planted low-rank ratings, where every id is seen often, it stops far short (test R^2 0.766
-#: vs Surprise SVD's 0.987; noisy 0.510 vs 0.689), and Adam at a constant 0.003 with light weight
-#: decay and no dropout reaches 0.985 (noisy 0.544). Each recipe trains to its own early stop;
-#: the one with the better validation loss is kept (``auto_recipe_`` records both scores).
-#: They train in this order, and a later recipe stops as soon as it cannot catch up with the best
-#: before it (``_fit.RecipeRace``): Adam goes first because it converges, or overfits, within a few
-#: epochs, which sets the bar early; the slower Adagrad is then stopped early where it falls behind.
+#: every optimisation setting they fix is "auto" (evidence instead of one more shape rule). The
+#: family's recipe (Adagrad, weight decay 0.002, the rate times 0.8 per epoch, dropout 0.3) was tuned
+#: on MovieLens, where most items are rare; on planted low-rank ratings, where every id is seen
+#: often, it stops far short, and Adam at a constant rate fits. The Adam recipe joins the two ids by
+#: hadamard and concat only (biased matrix factorisation: abs_diff adds a term no rating model has,
+#: and overfits noisy ratings). They train in this order, each to its own early stop, and a later
+#: recipe stops as soon as it cannot catch up with the best before it (``_fit.RecipeRace``): Adam
+#: goes first because it converges, or overfits, within a few epochs, which sets the bar early. The
+#: one with the better validation loss is kept (``auto_recipe_``). Measured on every ratings family:
+#: ``docs/choosing_settings.rst`` and ``benchmarks/bench_defaults.py``.
 AUTO_RECIPES = {
     "single_ids": {
-        "adam": {"optimizer": "adam", "learning_rate": 0.003, "weight_decay": 0.0001,
-                 "learning_rate_decay": 1.0, "dropout": 0.0},
+        "adam": {"optimizer": "adam", "learning_rate": 0.003, "weight_decay": 0.0003,
+                 "learning_rate_decay": 1.0, "dropout": 0.0, "comparator_list": ("hadamard", "concat")},
         "adagrad": {},
     },
 }
 
-#: The settings some recipe fixes: a fit compares recipes only when all of them are "auto", and
-#: ``auto_recipe_`` records their values for the recipe kept.
+#: ``comparator_list="auto"`` outside the recipes: SageMaker's default.
+AUTO_COMPARATOR = ("hadamard", "concat", "abs_diff")
+
+#: Settings a recipe fixes only where they are "auto": given, they apply to every recipe and the fit
+#: still compares (unlike the optimisation settings, which a user who sets one has chosen).
+RECIPE_STRUCTURE = ("comparator_list",)
+
+#: The settings some recipe fixes: a fit compares recipes only when all of them but
+#: :data:`RECIPE_STRUCTURE` are "auto", and ``auto_recipe_`` records their values for the recipe kept.
 RECIPE_SETTINGS = tuple(sorted({key for recipes in AUTO_RECIPES.values() for overrides in recipes.values()
                                 for key in overrides}))
 
@@ -322,6 +332,7 @@ def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any
     recipes = AUTO_RECIPES.get(shape.family)
     if recipes is None or shape.streamed:
         return {"": {}}
-    if any(p[key] != "auto" for key in RECIPE_SETTINGS):
+    if any(p[key] != "auto" for key in RECIPE_SETTINGS if key not in RECIPE_STRUCTURE):
         return {"": {}}
-    return {name: dict(overrides) for name, overrides in recipes.items()}
+    return {name: {key: value for key, value in overrides.items() if p[key] == "auto"}
+            for name, overrides in recipes.items()}

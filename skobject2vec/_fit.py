@@ -470,7 +470,12 @@ def recipe_record(plans: dict[str, FitPlan], histories: dict[str, list[dict[str,
     return {"chosen": chosen,
             "validation_loss": {name: validation_loss(history) for name, history in histories.items()},
             "epochs": {name: len(history) for name, history in histories.items()},
-            "settings": {key: plans[chosen].params[key] for key in RECIPE_SETTINGS}}
+            "settings": {key: _plain(plans[chosen].params[key]) for key in RECIPE_SETTINGS}}
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON keeps it (the artifact stores ``auto_recipe_``): a comparator tuple as its string."""
+    return ", ".join(value) if isinstance(value, tuple) else value
 
 
 # ----------------------------------------------------------------- build

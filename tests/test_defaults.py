@@ -239,6 +239,8 @@ def test_a_grid_over_learning_rate_alone_finds_a_good_model_of_planted_ratings()
 
 
 def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
+    from skobject2vec._auto import AUTO_RECIPES
+
     # Planted rank-2 ratings where every id is seen often: the family's Adagrad recipe (tuned on
     # MovieLens's rare items) stops short, Adam at a constant rate fits; the fit measures both on its
     # validation split, keeps the better and says so in auto_recipe_.
@@ -253,12 +255,16 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     assert recipe["settings"]["optimizer"] == ("adam" if recipe["chosen"] == "adam" else "adagrad")
     kept = model.score(X[2500:], y[2500:])
     for name in recipe["validation_loss"]:  # the recipe kept scores as well as refitting it alone
-        settings = {"adagrad": {}, "adam": dict(optimizer="adam", learning_rate=0.003, weight_decay=0.0001,
-                                                 learning_rate_decay=1.0, dropout=0.0)}[name]
+        settings = AUTO_RECIPES["single_ids"][name]
         alone = Object2VecRegressor(random_state=0, epochs=15, **settings).fit(X[:2500], y[:2500])
         assert not hasattr(alone, "auto_recipe_") or name == "adagrad"
         if name == recipe["chosen"]:
             assert abs(alone.score(X[2500:], y[2500:]) - kept) < 1e-9
+    # the Adam recipe joins the ids without abs_diff; a comparator_list the user gives holds for both recipes
+    assert model.net_.config["comparator"] == ["hadamard", "concat"] and recipe["settings"]["comparator_list"] == (
+        "hadamard, concat")
+    given = Object2VecRegressor(random_state=0, epochs=3, comparator_list="hadamard").fit(X[:2500], y[:2500])
+    assert given.net_.config["comparator"] == ["hadamard"] and set(given.auto_recipe_["epochs"]) == {"adam", "adagrad"}
     # Adam, trained first, set the bar; Adagrad's curve could not reach it and was stopped early
     assert recipe["chosen"] == "adam" and recipe["epochs"]["adam"] == 15 > recipe["epochs"]["adagrad"]
     # no comparison without a validation split, or when a setting the recipes fix is given
