@@ -33,14 +33,15 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
 from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, resolve_auto
 from ._threads import resolve_threads
-from ._validation import is_integer
-from .callbacks import Callback
+from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs, is_integer
+from .callbacks import Callback, resolve_callbacks
 from .data.negatives import sample_negatives
 from .hyperparameters import BY_NAME
 from .nn.encoders import resolve_layers
@@ -776,3 +777,109 @@ def continued_history(previous: list[dict[str, Any]], history: list[dict[str, An
     # The weights are now those of the last epoch run, so no earlier epoch is "best".
     return ([{k: v for k, v in r.items() if k != "best"} for r in previous]
             + [dict(r, epoch=r["epoch"] + start) for r in history])
+
+
+# ----------------------------------------------------------------- in-memory fits
+def with_kept_recipe(estimator: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """``p`` with the settings of the recipe the fit kept (``auto_recipe_``) where ``p`` leaves them
+    "auto": a warm start and ``partial_fit`` continue what the fitted network was trained with."""
+    kept = getattr(estimator, "auto_recipe_", None)
+    if not kept:
+        return p
+    return dict(p, **{k: v for k, v in kept["settings"].items() if p[k] == "auto"})
+
+
+def held_out(estimator: Any, validation: tuple[Any, Any, Any], pairs: PairData, encoded: np.ndarray,
+             weight: np.ndarray, plan: FitPlan) -> tuple[tuple[PairData, training.EpochData] | None, np.ndarray]:
+    """``((PairData, EpochData) or None, train_index)``: the records early stopping holds out, from
+    ``validation = (X_val, y_val, sample_weight_val)`` or else a ``validation_fraction`` split."""
+    X_val, y_val, sample_weight_val = validation
+    n = len(encoded)
+    if X_val is not None:
+        if y_val is None:
+            raise ValueError("X_val was given without y_val.")
+        data, y_val = check_pairs(estimator, X_val, reset=False, y=y_val, y_numeric=estimator._task == "regression")
+        index = np.arange(len(y_val))
+        val = training.EpochData(index, index, plan.targets.transform(y_val),
+                                 check_sample_weight(sample_weight_val, len(y_val)))
+        return (finish_pairs(data, type(estimator).__name__), val), np.arange(n)
+    fraction = plan.params["validation_fraction"]
+    if not fraction:
+        return None, np.arange(n)
+    stratify = encoded if estimator._task == "classification" and np.bincount(encoded).min() >= 2 else None
+    train_index, val_index = train_test_split(np.arange(n), test_size=fraction, random_state=plan.seed,
+                                              stratify=stratify)
+    val_index = np.sort(val_index)
+    return (pairs, training.EpochData(val_index, val_index, encoded[val_index], weight[val_index])), \
+        np.sort(train_index)
+
+
+def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
+                  validation: tuple[Any, Any, Any] = (None, None, None)) -> Any:
+    """An in-memory ``fit``: targets, plans (the recipes compared, :func:`candidate_plans`), the held-out
+    records, then :func:`run` for each recipe, the later ones raced against the best before them
+    (:class:`RecipeRace`); the fitted state of the one with the best validation loss is applied
+    (:func:`apply_result`) and the estimator returned. ``validation``: ``(X_val, y_val,
+    sample_weight_val)``; a warm start (``estimator.warm_start``) continues its network."""
+    task, name = estimator._task, type(estimator).__name__
+    targets, encoded = encode_targets(task, fit.y, fit.weight, p)
+    pairs = finish_pairs(fit.data, name)
+    warm_net = getattr(estimator, "net_", None) if estimator.warm_start else None
+    if warm_net is not None:  # a warm start continues the recipe the fitted model was trained with
+        p = with_kept_recipe(estimator, p)
+    plans = candidate_plans(task, p, summarize_pairs(pairs, fit.weight), targets, random_state=estimator.random_state,
+                            name=name, external_validation=validation[0] is not None, compare=warm_net is None)
+    plan = next(iter(plans.values()))
+    assert pairs.in0 is not None and pairs.in1 is not None  # a fit's records hold both sides
+    for i, (ragged, side) in enumerate(zip((pairs.in0, pairs.in1), plan.sides)):
+        if side.vocab_size is not None:  # given (enc1 inherits enc0's): every record's ids must fit
+            check_vocab(ragged, side.vocab_size, f"in{i}", name)
+    held, train_index = held_out(estimator, validation, pairs, encoded, fit.weight, plan)
+    device = training.resolve_device(estimator.device)
+    trained, bar = {}, float("inf")
+    for recipe, plan in plans.items():
+        vocab, max_lens = plan.vocab_sizes, plan.max_lens
+        warm = reusable_net(warm_net, plan.config, estimator.warm_start)
+        if warm is not None:  # continue from the fitted network: its tables and lengths stay
+            vocab, max_lens = estimator.vocab_sizes_, estimator.max_seq_lens_
+        source = InMemorySource(pairs, epoch_data_factory(train_index, encoded, fit.weight,
+                                                          plan.params["negative_sampling_rate"],
+                                                          targets.negative_index), held)
+        callbacks = resolve_callbacks(estimator.callbacks, plan.settings)
+        if len(plans) > 1:  # a later recipe stops once it cannot beat the best one before it
+            callbacks.append(RecipeRace(bar, plan.settings.epochs))
+        net, history = run(plan, source, device=device, net=warm, lens=(vocab, max_lens), callbacks=callbacks)
+        if warm is not None:
+            history = continued_history(estimator.history_, history)
+        trained[recipe] = (net, vocab, max_lens, history)
+        bar = min(bar, validation_loss(history))
+    chosen = min(trained, key=lambda recipe: validation_loss(trained[recipe][3]))
+    record = recipe_record(plans, {k: v[3] for k, v in trained.items()}, chosen)
+    if record is not None and plan.settings.verbose:
+        losses = ", ".join(f"{k} {v:.4g} ({record['epochs'][k]} epochs)" for k, v in record["validation_loss"].items())
+        print(f"{name}: recipes compared on the validation split (best loss): {losses}; kept {chosen!r}")
+    net, vocab, max_lens, history = trained[chosen]
+    if record is None and warm_net is not None:
+        record = getattr(estimator, "auto_recipe_", None)
+    return apply_result(estimator, FitResult(net, vocab, max_lens, history, targets, recipe=record))
+
+
+def continue_in_memory(estimator: Any, p: dict[str, Any], fit: FitData) -> Any:
+    """One more epoch of a fitted estimator (``partial_fit``): its network, classes, vocabulary,
+    lengths, target scaling and kept recipe; a fresh optimizer; one more history record. Applies the
+    fitted state and returns the estimator."""
+    p = with_kept_recipe(estimator, p)
+    pairs = finish_pairs(fit.data, type(estimator).__name__)
+    fitted = FitResult.of(estimator)
+    encoded = fitted.targets.transform(fit.y, what="y")
+    # A fresh stream per call, reproducible for an int random_state.
+    seed = int(np.random.default_rng([make_seed(estimator.random_state), len(estimator.history_)])
+               .integers(np.iinfo(np.int32).max))
+    plan = continuation_plan(estimator._task, p, fitted, pairs, seed=seed)
+    source = InMemorySource(pairs, epoch_data_factory(np.arange(len(encoded)), encoded, fit.weight,
+                                                      plan.params["negative_sampling_rate"],
+                                                      fitted.targets.negative_index))
+    _, history = run(plan, source, device=next(estimator.net_.parameters()).device, net=estimator.net_,
+                     lens=(estimator.vocab_sizes_, estimator.max_seq_lens_),
+                     callbacks=resolve_callbacks(estimator.callbacks, plan.settings))
+    return apply_result(estimator, replace(fitted, history=continued_history(estimator.history_, history)))

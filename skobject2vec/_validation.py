@@ -17,12 +17,13 @@ import reprlib
 import threading
 import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import check_non_negative, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_non_negative, validate_data
 
 from .data.batching import PairData, Ragged
 
@@ -391,6 +392,43 @@ def check_pairs(estimator: Any, X: Any, *, reset: bool, y: Any = "no_validation"
     else:
         X = validate_data(estimator, X, **kwargs)
     return X, y
+
+
+def relative_weights(weight: np.ndarray) -> np.ndarray:
+    """Sample weights divided by their largest: every loss is a weighted mean, so only their ratios count,
+    and weights as large as 1e308 would overflow the float32 sums of a batch into a NaN model."""
+    top = float(weight.max()) if weight.size else 0.0
+    return weight / top if top > 0 else weight
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """scikit-learn's checks of ``sample_weight`` for ``n`` records (None: all 1), as float64."""
+    return cast(np.ndarray, _check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64,
+                                                 ensure_non_negative=True))
+
+
+def finish_pairs(data: PairData | np.ndarray, what: str) -> PairData:
+    """Checked records as they are, or a checked integer array's token checks and its split into two sides
+    (after the target checks: the order scikit-learn's checks expect)."""
+    if isinstance(data, PairData):
+        return data
+    return array_to_pairs(check_token_array(data, what))
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The checked input of an in-memory fit: the records (an integer array not yet split, see
+    :func:`finish_pairs`), the targets as given and the relative sample weights."""
+
+    data: PairData | np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+
+def check_fit_data(estimator: Any, X: Any, y: Any, sample_weight: Any, *, reset: bool) -> FitData:
+    """Validate a fit's ``X``, ``y`` and ``sample_weight`` (``reset``: a new fit, not ``partial_fit``)."""
+    data, y = check_pairs(estimator, X, reset=reset, y=y, y_numeric=estimator._task == "regression")
+    return FitData(data, y, relative_weights(check_sample_weight(sample_weight, len(y))))
 
 
 def check_vocab(ragged: Ragged, vocab_size: int, field: str, what: str) -> None:

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context
-from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from . import _fit as plan_fit
 from . import training
 from ._embedding_api import EmbeddingMixin
 from ._threads import resolve_threads, torch_threads
-from ._validation import array_to_pairs, check_pairs, check_token_array, check_vocab
-from .callbacks import as_named_list, named_callbacks, resolve_callbacks
+from ._validation import check_fit_data, check_pairs, finish_pairs
+from .callbacks import as_named_list, named_callbacks
 from .data.batching import PairData
 from .data.streaming import is_stream_source
 from .hyperparameters import (
@@ -40,13 +38,6 @@ from .parallel.torchrun import fit_stream
 __all__ = ["Object2VecClassifier", "Object2VecRegressor", "from_sagemaker_hyperparameters"]
 
 _PARAMS_DOC = "\n" + numpydoc_parameters()
-
-
-def relative_weights(weight: np.ndarray) -> np.ndarray:
-    """Sample weights divided by their largest: every loss is a weighted mean, so only their ratios count,
-    and weights as large as 1e308 would overflow the float32 sums of a batch into a NaN model."""
-    top = float(weight.max()) if weight.size else 0.0
-    return weight / top if top > 0 else weight
 
 
 def _default(name):
@@ -254,9 +245,7 @@ class _Object2VecBase(BaseEstimator):
         return data, y
 
     def _finish_pairs(self, data):
-        if isinstance(data, PairData):
-            return data
-        return array_to_pairs(check_token_array(data, type(self).__name__))
+        return finish_pairs(data, type(self).__name__)
 
     def _predict_pairs(self, X, single_side_ok=False) -> PairData:
         check_is_fitted(self, "net_")
@@ -266,14 +255,6 @@ class _Object2VecBase(BaseEstimator):
     def _batcher(self):
         """Batches for the fitted network, on the device the network is on."""
         return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, next(self.net_.parameters()).device)
-
-    def _with_kept_recipe(self, p: dict) -> dict:
-        """``p`` with the settings of the recipe the fit kept (``auto_recipe_``) where ``p`` leaves them
-        "auto": a warm start and ``partial_fit`` continue what the fitted network was trained with."""
-        kept = getattr(self, "auto_recipe_", None)
-        if not kept:
-            return p
-        return dict(p, **{k: v for k, v in kept["settings"].items() if p[k] == "auto"})
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -313,79 +294,11 @@ class _Object2VecBase(BaseEstimator):
         p = self._validated_params()
         if epochs is not None:  # partial_fit's first call: one epoch, get_params() unchanged
             p["epochs"] = epochs
-        name = type(self).__name__
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             warnings.warn("fit() on in-memory data under torchrun trains a separate model on every rank; pass a "
                           "path to JSON Lines records to train data parallel.", UserWarning)
-        data, y = self._pairs(X, reset=True, y=y)
-        weight = relative_weights(_check_sample_weight(sample_weight, np.empty((len(y), 0)), dtype=np.float64,
-                                                       ensure_non_negative=True))
-        targets, encoded = plan_fit.encode_targets(self._task, y, weight, p)
-        pairs = self._finish_pairs(data)
-        warm_net = getattr(self, "net_", None) if self.warm_start else None
-        if warm_net is not None:  # a warm start continues the recipe the fitted model was trained with
-            p = self._with_kept_recipe(p)
-        plans = plan_fit.candidate_plans(self._task, p, plan_fit.summarize_pairs(pairs, weight), targets,
-                                         random_state=self.random_state, name=name,
-                                         external_validation=X_val is not None, compare=warm_net is None)
-        plan = next(iter(plans.values()))
-        for i, (ragged, side) in enumerate(zip((pairs.in0, pairs.in1), plan.sides)):
-            if side.vocab_size is not None:  # given (enc1 inherits enc0's): every record's ids must fit
-                check_vocab(ragged, side.vocab_size, f"in{i}", name)
-        validation, train_index = self._validation_data(X_val, y_val, sample_weight_val, pairs, encoded, weight,
-                                                        plan)
-        device = training.resolve_device(self.device)
-        trained, bar = {}, float("inf")
-        for recipe, plan in plans.items():
-            vocab, max_lens = plan.vocab_sizes, plan.max_lens
-            warm = plan_fit.reusable_net(warm_net, plan.config, self.warm_start)
-            if warm is not None:  # continue from the fitted network: its tables and lengths stay
-                vocab, max_lens = self.vocab_sizes_, self.max_seq_lens_
-            source = plan_fit.InMemorySource(pairs, plan_fit.epoch_data_factory(
-                train_index, encoded, weight, plan.params["negative_sampling_rate"], targets.negative_index),
-                validation)
-            callbacks = resolve_callbacks(self.callbacks, plan.settings)
-            if len(plans) > 1:  # a later recipe stops once it cannot beat the best one before it
-                callbacks.append(plan_fit.RecipeRace(bar, plan.settings.epochs))
-            net, history = plan_fit.run(plan, source, device=device, net=warm, lens=(vocab, max_lens),
-                                        callbacks=callbacks)
-            if warm is not None:
-                history = plan_fit.continued_history(self.history_, history)
-            trained[recipe] = (net, vocab, max_lens, history)
-            bar = min(bar, plan_fit.validation_loss(history))
-        chosen = min(trained, key=lambda recipe: plan_fit.validation_loss(trained[recipe][3]))
-        recipe = plan_fit.recipe_record(plans, {k: v[3] for k, v in trained.items()}, chosen)
-        if recipe is not None and plan.settings.verbose:
-            losses = ", ".join(f"{k} {v:.4g} ({recipe['epochs'][k]} epochs)"
-                               for k, v in recipe["validation_loss"].items())
-            print(f"{name}: recipes compared on the validation split (best loss): {losses}; kept {chosen!r}")
-        net, vocab, max_lens, history = trained[chosen]
-        if recipe is None and warm_net is not None:
-            recipe = getattr(self, "auto_recipe_", None)
-        return plan_fit.apply_result(self, plan_fit.FitResult(net, vocab, max_lens, history, targets,
-                                                              recipe=recipe))
-
-    def _validation_data(self, X_val, y_val, sample_weight_val, pairs, encoded, weight, plan):
-        """``((PairData, EpochData) or None, train_index)``: held-out records for early stopping."""
-        n = len(encoded)
-        if X_val is not None:
-            if y_val is None:
-                raise ValueError("X_val was given without y_val.")
-            data, y_val = self._pairs(X_val, reset=False, y=y_val)
-            val_weight = _check_sample_weight(sample_weight_val, np.empty((len(y_val), 0)), dtype=np.float64,
-                                              ensure_non_negative=True)
-            index = np.arange(len(y_val))
-            val = training.EpochData(index, index, plan.targets.transform(y_val), val_weight)
-            return (self._finish_pairs(data), val), np.arange(n)
-        fraction = plan.params["validation_fraction"]
-        if not fraction:
-            return None, np.arange(n)
-        stratify = encoded if self._task == "classification" and np.bincount(encoded).min() >= 2 else None
-        train_index, val_index = train_test_split(np.arange(n), test_size=fraction, random_state=plan.seed,
-                                                  stratify=stratify)
-        val_index = np.sort(val_index)
-        return (pairs, training.EpochData(val_index, val_index, encoded[val_index], weight[val_index])), \
-            np.sort(train_index)
+        fit = check_fit_data(self, X, y, sample_weight, reset=True)
+        return plan_fit.fit_in_memory(self, p, fit, (X_val, y_val, sample_weight_val))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -423,25 +336,8 @@ class _Object2VecBase(BaseEstimator):
         if classes is not None and self._task == "classification" and not np.array_equal(
                 np.sort(np.asarray(classes)), np.asarray(self.classes_)):
             raise ValueError(f"classes={list(classes)} differ from the fitted classes {self.classes_.tolist()}.")
-        p = self._with_kept_recipe(self._validated_params())
-        data, y = self._pairs(X, reset=False, y=y)
-        pairs = self._finish_pairs(data)
-        fitted = plan_fit.FitResult.of(self)
-        encoded = fitted.targets.transform(y, what="y")
-        n = len(encoded)
-        weight = relative_weights(_check_sample_weight(sample_weight, np.empty((n, 0)), dtype=np.float64,
-                                                       ensure_non_negative=True))
-        # A fresh stream per call, reproducible for an int random_state.
-        seed = int(np.random.default_rng([plan_fit.make_seed(self.random_state), len(self.history_)])
-                   .integers(np.iinfo(np.int32).max))
-        plan = plan_fit.continuation_plan(self._task, p, fitted, pairs, seed=seed)
-        source = plan_fit.InMemorySource(pairs, plan_fit.epoch_data_factory(
-            np.arange(n), encoded, weight, plan.params["negative_sampling_rate"], fitted.targets.negative_index))
-        _, history = plan_fit.run(plan, source, device=next(self.net_.parameters()).device, net=self.net_,
-                                  lens=(self.vocab_sizes_, self.max_seq_lens_),
-                                  callbacks=resolve_callbacks(self.callbacks, plan.settings))
-        history = plan_fit.continued_history(self.history_, history)
-        return plan_fit.apply_result(self, replace(fitted, history=history))
+        fit = check_fit_data(self, X, y, sample_weight, reset=False)
+        return plan_fit.continue_in_memory(self, self._validated_params(), fit)
 
     # -------------------------------------------------------------- output
     def _outputs(self, X, log=False):

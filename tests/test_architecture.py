@@ -120,10 +120,53 @@ def _function_source(path: Path, name: str) -> str:
 
 def test_fit_partial_fit_and_torchrun_train_through_the_one_runner():
     # skobject2vec._fit.run builds or continues the network and runs the epoch loop for every fit path
-    for path, function in (("estimators.py", "_fit"), ("estimators.py", "partial_fit"),
+    for path, function in (("_fit.py", "fit_in_memory"), ("_fit.py", "continue_in_memory"),
                            ("parallel/torchrun.py", "train_stream")):
         body = _function_source(PACKAGE / path, function)
-        assert "plan_fit.run(" in body, (path, function)
+        assert " run(" in body or "plan_fit.run(" in body, (path, function)
+    assert "plan_fit.fit_in_memory(" in _function_source(PACKAGE / "estimators.py", "_fit")
+    assert "plan_fit.continue_in_memory(" in _function_source(PACKAGE / "estimators.py", "partial_fit")
     loop_callers = sorted(_module_name(p) for p in PACKAGE.rglob("*.py")
                           if "run_epochs(" in p.read_text(encoding="utf-8"))
     assert loop_callers == ["skobject2vec._fit", "skobject2vec.training"]
+
+
+def _package_calls(path: Path, function: str) -> list[tuple[str, str]]:
+    """``(module, called name)`` for each call in ``function`` of ``path`` into another package module
+    (a name imported from it, an attribute of an imported module, or a method of the class that forwards to
+    one: ``self._validated_params`` -> hyperparameters), in-memory path only (the streamed branch skipped)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            for alias in node.names:
+                module = f"{node.module}.{alias.name}" if node.module else alias.name
+                imported[alias.asname or alias.name] = node.module or module
+    target = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function)
+    calls = []
+
+    def visit(node):
+        if isinstance(node, ast.If) and "is_stream_source" in ast.unparse(node.test):
+            visit(node.test)  # the check is a hop; the streamed branch is another path
+            return
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in imported:
+                calls.append((imported[func.id], func.id))
+            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                if func.value.id in imported:
+                    calls.append((imported[func.value.id], func.attr))
+                elif func.value.id == "self" and func.attr == "_validated_params":
+                    calls.append(("hyperparameters", func.attr))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    for statement in target.body:
+        visit(statement)
+    return calls
+
+
+def test_an_in_memory_fit_enters_each_package_module_once():
+    calls = _package_calls(PACKAGE / "estimators.py", "_fit")
+    modules = [module for module, _ in calls]
+    assert len(calls) <= 4 and len(set(modules)) == len(modules), calls
