@@ -63,8 +63,8 @@ def speed(network: str, n: int, repeats: int) -> dict:
     threads, and of the plain forward at predict's default thread count and at torch's own."""
     import torch
 
-    from skobject2vec._threads import resolve_threads, torch_threads
     from skobject2vec.inference import INFERENCE_BATCH_SIZE
+    from skobject2vec.threads import resolve_threads, torch_threads
 
     estimator = fitted(network)
     own_threads = resolve_threads("auto", estimator.net_.config["networks"]) or torch.get_num_threads()

@@ -29,7 +29,7 @@ import torch
 from _common import format_table, machine_line, report, write_results
 
 from skobject2vec import training
-from skobject2vec.data.batching import Ragged
+from skobject2vec.data.batching import Batcher, Ragged
 from skobject2vec.nn.model import Object2VecNet
 
 
@@ -72,7 +72,7 @@ def run_side(sparse, args, optimizer, data):
     torch.manual_seed(0)
     net = Object2VecNet(net_config(args.vocab, args.dim, sparse)).train()
     optimizers = training.make_optimizers(net, optimizer, args.learning_rate, 0.0, sparse)
-    batcher = training.Batcher((5000, 5000), (args.vocab, args.vocab), torch.device("cpu"))
+    batcher = Batcher((5000, 5000), (args.vocab, args.vocab), torch.device("cpu"))
     times, losses = [], []
     for step in range(args.warmup + args.steps):
         index = np.arange(step * args.batch, (step + 1) * args.batch)

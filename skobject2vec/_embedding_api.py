@@ -19,9 +19,9 @@ import torch
 from sklearn.utils._set_output import ADAPTERS_MANAGER, _get_output_config, _SetOutputMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from ._threads import torch_threads
 from .data.batching import inference_batches
 from .inference import INFERENCE_BATCH_SIZE, embed, inference_net
+from .threads import torch_threads
 
 __all__ = ["EmbeddingMixin", "similarity", "most_similar"]
 

@@ -24,7 +24,6 @@ runs the same three steps:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,14 +38,25 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
 from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, resolve_auto
-from ._threads import resolve_threads
-from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs, is_integer
+from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs
 from .callbacks import Callback, resolve_callbacks
+from .data.batching import Batcher
 from .data.negatives import sample_negatives
+from .data.records import is_integer
+from .devices import resolve_device
+from .fitted import (
+    MAX_SEQ_LEN,
+    ClassTargets,
+    FitResult,
+    ScoreTargets,
+    apply_result,
+    fitted_state_restored_on_error,
+)
 from .hyperparameters import BY_NAME
 from .nn.encoders import resolve_layers
 from .nn.model import Object2VecNet
 from .text.pretrained import PretrainedInfo, apply_pretrained_settings, load_pretrained_table
+from .threads import resolve_threads
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -57,8 +67,6 @@ __all__ = ["SideSettings", "DataSummary", "ClassTargets", "ScoreTargets", "FitPl
            "targets_from_counts", "make_plan", "build_network", "seeded", "epoch_data_factory", "apply_result",
            "fitted_state_restored_on_error", "reusable_net", "continued_history", "MAX_SEQ_LEN"]
 
-#: Longest sequence a side keeps when ``enc*_max_seq_len`` is not given (longer ones are truncated).
-MAX_SEQ_LEN = 5000
 
 # ----------------------------------------------------------------- per side
 @dataclass(frozen=True)
@@ -150,99 +158,6 @@ def shortest_lengths(pairs: PairData) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------- targets
-@dataclass(frozen=True)
-class ClassTargets:
-    """Classification targets: the classes (``classes_``) and label encoding."""
-
-    classes: np.ndarray
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.classes)
-
-    @property
-    def negative_index(self) -> int | None:
-        """Index of class 0, the label of sampled negatives (None without it)."""
-        if self.classes.dtype.kind not in "iufb":  # string labels hold no 0 (old numpy warns on the comparison)
-            return None
-        found = np.flatnonzero(self.classes == 0)
-        return int(found[0]) if found.size else None
-
-    def first_unknown(self, y: npt.ArrayLike) -> int | None:
-        """Position of the first label that is not a class, or None."""
-        y = np.asarray(y)
-        index = np.clip(np.searchsorted(self.classes, y), 0, len(self.classes) - 1)
-        unknown = np.flatnonzero(self.classes[index] != y)
-        return int(unknown[0]) if unknown.size else None
-
-    def transform(self, y: npt.ArrayLike, what: str = "y_val") -> np.ndarray:
-        """Class indices of labels; a label not among the classes is an error naming ``what[i]``."""
-        y = np.asarray(y)
-        bad = self.first_unknown(y)
-        if bad is not None:
-            raise ValueError(f"{what}[{bad}] = {y[bad].item()!r} is not one of the training classes "
-                             f"{self.classes.tolist()}.")
-        return np.searchsorted(self.classes, y).astype(np.int64)
-
-    def attributes(self) -> dict[str, Any]:
-        return {"classes_": self.classes}
-
-    def to_config(self) -> dict[str, Any]:
-        """The classes as JSON (their dtype kept): ``{"classes": {"dtype", "values"}}``."""
-        classes = np.asarray(self.classes)
-        kind = classes.dtype.kind
-        if kind in "iubU":
-            return {"classes": {"dtype": classes.dtype.str, "values": classes.tolist()}}
-        if kind == "f":
-            return {"classes": {"dtype": classes.dtype.str, "values": [float(v) for v in classes]}}
-        values = classes.tolist()
-        try:
-            json.dumps(values)
-        except TypeError as exc:
-            raise ValueError(f"classes_ of type {type(values[0]).__name__} cannot be stored in a safe artifact; "
-                             f"use string or numeric labels (or pickle/joblib).") from exc
-        return {"classes": {"dtype": "object", "values": values}}
-
-    @classmethod
-    def from_config(cls, fitted: dict[str, Any]) -> ClassTargets:
-        spec = fitted["classes"]
-        if spec["dtype"] == "object":
-            classes = np.empty(len(spec["values"]), dtype=object)
-            classes[:] = spec["values"]
-            return cls(classes)
-        return cls(np.asarray(spec["values"], dtype=np.dtype(spec["dtype"])))
-
-
-@dataclass(frozen=True)
-class ScoreTargets:
-    """Regression targets: standardised for training, reported in the user's units."""
-
-    mean: float = 0.0
-    scale: float = 1.0
-    n_outputs = 1
-    negative_index = None  # regression samples no negatives
-
-    def transform(self, y: npt.ArrayLike, what: str = "y_val") -> np.ndarray:
-        return (np.asarray(y, dtype=np.float64) - self.mean) / self.scale
-
-    def attributes(self) -> dict[str, Any]:
-        return {"y_mean_": self.mean, "y_scale_": self.scale}
-
-    def to_config(self) -> dict[str, Any]:
-        return {"y_mean": float(self.mean), "y_scale": float(self.scale)}
-
-    @classmethod
-    def from_config(cls, fitted: dict[str, Any]) -> ScoreTargets:
-        return cls(fitted["y_mean"], fitted["y_scale"])
-
-
-def targets_of(estimator: Any) -> ClassTargets | ScoreTargets:
-    """The fitted targets of ``estimator`` (``classes_``, or ``y_mean_`` and ``y_scale_``)."""
-    if hasattr(estimator, "classes_"):
-        return ClassTargets(estimator.classes_)
-    return ScoreTargets(estimator.y_mean_, estimator.y_scale_)
-
-
 def _check_two_classes(targets: ClassTargets, encoded: np.ndarray, weight: np.ndarray,
                        negative_sampling_rate: int) -> None:
     present = np.unique(encoded[weight > 0])
@@ -566,7 +481,7 @@ class InMemorySource:
     epoch_data: Callable[[int, np.random.Generator], training.EpochData]
     validation: tuple[PairData, training.EpochData] | None = None
 
-    def epoch_batches(self, batcher: training.Batcher, settings: training.TrainSettings, rng: np.random.Generator,
+    def epoch_batches(self, batcher: Batcher, settings: training.TrainSettings, rng: np.random.Generator,
                       dtype: torch.dtype) -> Callable[[int], Iterable[training.Batch]]:
         """``epoch -> batches`` for :func:`training.run_epochs`."""
         def batches(epoch: int) -> Iterable[training.Batch]:
@@ -574,7 +489,7 @@ class InMemorySource:
                                              dtype=dtype)
         return batches
 
-    def validator(self, net: Object2VecNet, batcher: training.Batcher, settings: training.TrainSettings,
+    def validator(self, net: Object2VecNet, batcher: Batcher, settings: training.TrainSettings,
                   dtype: torch.dtype) -> Callable[[], dict[str, float]] | None:
         """``() -> validation scores``, or None without held-out records."""
         if self.validation is None:
@@ -588,11 +503,11 @@ if TYPE_CHECKING:
     class FitSource(Protocol):
         """What :func:`run` trains on: :class:`InMemorySource`, or torchrun's streamed source."""
 
-        def epoch_batches(self, batcher: training.Batcher, settings: training.TrainSettings,
+        def epoch_batches(self, batcher: Batcher, settings: training.TrainSettings,
                           rng: np.random.Generator, dtype: torch.dtype) -> Callable[[int], Iterable[training.Batch]]:
             ...
 
-        def validator(self, net: Object2VecNet, batcher: training.Batcher, settings: training.TrainSettings,
+        def validator(self, net: Object2VecNet, batcher: Batcher, settings: training.TrainSettings,
                       dtype: torch.dtype) -> Callable[[], dict[str, float]] | None:
             ...
 
@@ -632,7 +547,7 @@ def run(plan: FitPlan, source: FitSource, *, device: torch.device, net: Object2V
     (net, history)
     """
     vocab, max_lens = lens if lens is not None else (plan.vocab_sizes, plan.max_lens)
-    batcher = training.Batcher(max_lens, vocab, device)
+    batcher = Batcher(max_lens, vocab, device)
     rng = np.random.default_rng(plan.seed if ranks is None else [plan.seed, ranks.rank])
     with seeded(plan.seed, device):  # the same initial weights on every rank
         net = build_network(plan, device) if net is None else net.to(device=device, dtype=plan.dtype)
@@ -661,105 +576,6 @@ def continuation_plan(task: str, p: dict[str, Any], fitted: FitResult, pairs: Pa
                    max_lens=cast("tuple[int, int]", tuple(fitted.max_lens)), config=net.config,
                    settings=train_settings(task, dict(p, epochs=epochs), fitted.targets), targets=fitted.targets,
                    seed=seed, dtype=next(net.parameters()).dtype)
-
-
-# ----------------------------------------------------------------- result
-@dataclass(frozen=True)
-class FitResult:
-    """The fitted state, declared once: what a successful fit hands to the estimator, what an
-    artifact stores (:meth:`to_config`, :meth:`from_config`) and what :meth:`of` reads back.
-
-    Every public fitted attribute of the estimators comes from :meth:`attributes`, so a fit
-    path, ``save``/``load`` and pickling cannot disagree on the list.
-    """
-
-    net: Object2VecNet
-    vocab_sizes: tuple[int, int]
-    max_lens: tuple[int, int]
-    history: list[dict[str, Any]]
-    targets: ClassTargets | ScoreTargets
-    #: Streamed fits: the number of training records (``n_records_``); None in memory.
-    n_records: int | None = None
-    #: scikit-learn's input attributes (``n_features_in_``, ``feature_names_in_``) where the input had
-    #: columns; set by input validation for in-memory fits, carried here by artifacts.
-    n_features_in: int | None = None
-    feature_names_in: tuple[str, ...] | None = None
-    #: In-memory fits that compared recipes on their validation split (``auto_recipe_``; see
-    #: :func:`candidate_plans`): the recipe kept, the validation losses, the settings it fixed.
-    recipe: dict[str, Any] | None = None
-
-    def attributes(self) -> dict[str, Any]:
-        state = {"net_": self.net, "vocab_sizes_": tuple(self.vocab_sizes), "max_seq_lens_": tuple(self.max_lens),
-                 "history_": self.history, "n_epochs_": len(self.history), **self.targets.attributes()}
-        if self.n_records is not None:
-            state["n_records_"] = self.n_records
-        if self.n_features_in is not None:
-            state["n_features_in_"] = self.n_features_in
-        if self.feature_names_in is not None:
-            state["feature_names_in_"] = np.asarray(self.feature_names_in, dtype=object)
-        if self.recipe is not None:
-            state["auto_recipe_"] = self.recipe
-        return state
-
-    @classmethod
-    def of(cls, estimator: Any) -> FitResult:
-        """The fitted state of a fitted estimator."""
-        names = getattr(estimator, "feature_names_in_", None)
-        n_records = getattr(estimator, "n_records_", None)
-        n_features = getattr(estimator, "n_features_in_", None)
-        return cls(estimator.net_, tuple(estimator.vocab_sizes_), tuple(estimator.max_seq_lens_),
-                   estimator.history_, targets_of(estimator), None if n_records is None else int(n_records),
-                   None if n_features is None else int(n_features), None if names is None else tuple(names),
-                   getattr(estimator, "auto_recipe_", None))
-
-    def to_config(self) -> dict[str, Any]:
-        """Everything but the network, as JSON (an artifact's ``"fitted"`` section)."""
-        fitted = {"vocab_sizes": list(self.vocab_sizes), "max_seq_lens": list(self.max_lens),
-                  "history": self.history, "n_epochs": len(self.history), **self.targets.to_config()}
-        for key in ("n_records", "n_features_in"):
-            if getattr(self, key) is not None:
-                fitted[key] = getattr(self, key)
-        if self.feature_names_in is not None:
-            fitted["feature_names_in"] = [str(name) for name in self.feature_names_in]
-        if self.recipe is not None:
-            fitted["auto_recipe"] = self.recipe
-        return fitted
-
-    @classmethod
-    def from_config(cls, net: Object2VecNet, fitted: dict[str, Any]) -> FitResult:
-        """The fitted state an artifact's ``"fitted"`` section describes, around ``net``."""
-        targets = ClassTargets.from_config(fitted) if "classes" in fitted else ScoreTargets.from_config(fitted)
-        names = fitted.get("feature_names_in")
-        return cls(net, tuple(fitted["vocab_sizes"]), tuple(fitted["max_seq_lens"]), fitted["history"], targets,
-                   fitted.get("n_records"), fitted.get("n_features_in"), None if names is None else tuple(names),
-                   fitted.get("auto_recipe"))
-
-
-def apply_result(estimator: Any, result: FitResult, *, from_records: bool = False) -> Any:
-    """Set the fitted attributes, all at once; records read from files have no feature columns."""
-    if from_records:
-        for attr in ("n_features_in_", "feature_names_in_"):
-            vars(estimator).pop(attr, None)
-    vars(estimator).update(result.attributes())
-    return estimator
-
-
-@contextlib.contextmanager
-def fitted_state_restored_on_error(estimator: object) -> Iterator[None]:
-    """A fit that fails leaves the previous fitted state (``classes_``, ``net_``, ...) as it was,
-    so a failed refit never pairs new classes with the old network (input checks set
-    ``n_features_in_`` early; this undoes that too)."""
-    def fitted() -> dict[str, Any]:
-        return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("__")}
-
-    before = fitted()
-    try:
-        yield
-    except BaseException:
-        for key in fitted().keys() - before.keys():
-            delattr(estimator, key)
-        vars(estimator).update(before)
-        raise
 
 
 def reusable_net(old_net: Object2VecNet | None, config: dict[str, Any], warm_start: bool) -> Object2VecNet | None:
@@ -835,7 +651,7 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
         if side.vocab_size is not None:  # given (enc1 inherits enc0's): every record's ids must fit
             check_vocab(ragged, side.vocab_size, f"in{i}", name)
     held, train_index = held_out(estimator, validation, pairs, encoded, fit.weight, plan)
-    device = training.resolve_device(estimator.device)
+    device = resolve_device(estimator.device)
     trained, bar = {}, float("inf")
     for recipe, plan in plans.items():
         vocab, max_lens = plan.vocab_sizes, plan.max_lens

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from . import sagemaker_env
-from ._fit import ClassTargets
 from ._version import __version__
 from .data.jsonlines import dumps, iter_numbered_records, open_text, read_numbered_records, read_records
 from .estimators import from_sagemaker_hyperparameters
+from .fitted import ClassTargets
 from .hyperparameters import HYPERPARAMETERS, SAGEMAKER_ONLY
 from .inference import task_of
 from .io.artifact import check_save_target, load

@@ -14,13 +14,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from . import _fit as plan_fit
-from . import training
 from ._embedding_api import EmbeddingMixin
-from ._threads import resolve_threads, torch_threads
 from ._validation import check_fit_data, check_pairs, finish_pairs
 from .callbacks import as_named_list, named_callbacks
-from .data.batching import PairData
+from .data.batching import Batcher, PairData
 from .data.streaming import is_stream_source
+from .fitted import fitted_state_restored_on_error
 from .hyperparameters import (
     ESTIMATOR_BY_NAME,
     numpydoc_parameters,
@@ -34,6 +33,7 @@ from .io.artifact import register_estimator
 from .io.artifact import save as save_artifact
 from .nn.model import Object2VecNet
 from .parallel.torchrun import fit_stream
+from .threads import resolve_threads, torch_threads
 
 __all__ = ["Object2VecClassifier", "Object2VecRegressor", "from_sagemaker_hyperparameters"]
 
@@ -254,7 +254,7 @@ class _Object2VecBase(BaseEstimator):
 
     def _batcher(self):
         """Batches for the fitted network, on the device the network is on."""
-        return training.Batcher(self.max_seq_lens_, self.vocab_sizes_, next(self.net_.parameters()).device)
+        return Batcher(self.max_seq_lens_, self.vocab_sizes_, next(self.net_.parameters()).device)
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -284,7 +284,7 @@ class _Object2VecBase(BaseEstimator):
         self : object
             The fitted estimator.
         """
-        with plan_fit.fitted_state_restored_on_error(self):
+        with fitted_state_restored_on_error(self):
             return self._fit(X, y, sample_weight, X_val, y_val, sample_weight_val)
 
     def _fit(self, X, y, sample_weight, X_val, y_val, sample_weight_val, epochs=None):
@@ -331,7 +331,7 @@ class _Object2VecBase(BaseEstimator):
                 if not np.array_equal(np.sort(np.asarray(classes)), seen) and self.num_classes is None:
                     raise ValueError(f"The first partial_fit call must see every class of classes={list(classes)}"
                                      f" (got {seen.tolist()}), or set num_classes.")
-            with plan_fit.fitted_state_restored_on_error(self):  # one epoch; self.epochs is never touched
+            with fitted_state_restored_on_error(self):  # one epoch; self.epochs is never touched
                 return self._fit(X, y, sample_weight, None, None, None, epochs=1)
         if classes is not None and self._task == "classification" and not np.array_equal(
                 np.sort(np.asarray(classes)), np.asarray(self.classes_)):
@@ -347,7 +347,7 @@ class _Object2VecBase(BaseEstimator):
             return predict_outputs(self.net_, pairs, self._batcher(), OutputSpec.of(self), log=log)
 
     def _inference_threads(self):
-        """The thread count of predict, transform and encode (``n_threads``; :mod:`skobject2vec._threads`)."""
+        """The thread count of predict, transform and encode (``n_threads``; :mod:`skobject2vec.threads`)."""
         return resolve_threads(getattr(self, "n_threads", "auto"), self.net_.config["networks"])
 
     # ------------------------------------------------------------- artifact

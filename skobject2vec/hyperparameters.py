@@ -338,7 +338,7 @@ def _constraints(hp: HyperParameter) -> list[Any] | str:
     elif hp.kind == "comparator":
         allowed = [str, tuple, list]  # parsed (and checked) by nn.comparator.parse_comparator_list
     elif hp.name == "device":
-        return "no_validation"  # a str or a torch.device, checked by training.resolve_device
+        return "no_validation"  # a str or a torch.device, checked by devices.resolve_device
     elif hp.kind == "callbacks":
         allowed = [list, tuple]  # items checked by callbacks.resolve_callbacks
     else:  # file names

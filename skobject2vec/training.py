@@ -18,69 +18,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._threads import torch_threads
 from .callbacks import Callback, resolve_callbacks
-from .data.batching import PairData, batch_indices, inference_batches
+from .data.batching import Batcher, PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
+from .threads import torch_threads
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
     import numpy.typing as npt
 
-    from .data.batching import Ragged
     from .nn.model import Object2VecNet
 
     #: One mini-batch: ``((ids0, lengths0, ids1, lengths1), target, weight)``.
     Batch: TypeAlias = tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]
 
 logger = logging.getLogger("skobject2vec")
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"Invalid value for parameter 'device': {device!r}; expected 'auto', 'cpu', 'cuda' "
-                         f"or 'cuda:N'.") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available on this machine; "
-                         f"use device='auto' or 'cpu'.")
-    if resolved.type not in ("cpu", "cuda") and not _accelerator_available(resolved.type):
-        raise ValueError(f"device={device!r} was asked for but {resolved.type} is not available on this machine; "
-                         f"use device='auto' or 'cpu'.")
-    return resolved
-
-
-def _accelerator_available(kind: str) -> bool:
-    """Whether torch can use an accelerator of this type here (mps, xpu, ...)."""
-    if kind == "mps":
-        return bool(torch.backends.mps.is_available())
-    module = getattr(torch, kind, None)
-    return bool(getattr(module, "is_available", lambda: False)())
-
-
-@dataclass
-class Batcher:
-    """Turns record indices into padded tensors on the training device."""
-
-    max_lens: tuple[int, int]
-    unknown_ids: tuple[int, int]
-    device: torch.device
-
-    def side(self, ragged: Ragged, index: npt.ArrayLike, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, lengths = ragged.pad(index, self.max_lens[side], self.unknown_ids[side])
-        return ids.to(self.device, non_blocking=True), lengths
-
-    def pair(self, pairs: PairData, left: npt.ArrayLike, right: npt.ArrayLike | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        right = left if right is None else right
-        assert pairs.in0 is not None and pairs.in1 is not None  # pairs to train on or to score: both sides
-        return (*self.side(pairs.in0, left, 0), *self.side(pairs.in1, right, 1))
-
 
 @dataclass
 class EpochData:

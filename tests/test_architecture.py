@@ -170,3 +170,14 @@ def test_an_in_memory_fit_enters_each_package_module_once():
     calls = _package_calls(PACKAGE / "estimators.py", "_fit")
     modules = [module for module, _ in calls]
     assert len(calls) <= 4 and len(set(modules)) == len(modules), calls
+
+
+def test_subpackages_reach_the_core_through_public_modules():
+    # data/, io/, serving/, text/ and evaluation/ use what the core offers them (data.records, fitted, devices,
+    # threads, inference, ...), never a private module of the root (_validation, _fit, _auto)
+    private = []
+    for importer, imported, _ in _imports(_modules()):
+        if importer.split(".")[1:2] in (["data"], ["io"], ["serving"], ["text"], ["evaluation"]):
+            if imported.split(".")[-1].startswith("_") and imported != "skobject2vec._version":
+                private.append((importer, imported))
+    assert private == []

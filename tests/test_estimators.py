@@ -14,7 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from support import FAST
 
-from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, inference, training
+from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, inference
+from skobject2vec.data.batching import Batcher
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 
 
@@ -189,14 +190,14 @@ def test_predict_works_in_bounded_batches(fitted_classifier, monkeypatch):
     X, _ = make_topic_pairs(250, seed=3)
     expected = fitted_classifier.predict_proba(X)
     seen = []
-    original = training.Batcher.pair
+    original = Batcher.pair
 
     def spy(self, pairs, left, right=None):
         seen.append(len(left))
         return original(self, pairs, left, right)
 
     monkeypatch.setattr(inference, "INFERENCE_BATCH_SIZE", 64)
-    monkeypatch.setattr(training.Batcher, "pair", spy)
+    monkeypatch.setattr(Batcher, "pair", spy)
     np.testing.assert_allclose(fitted_classifier.predict_proba(X), expected, rtol=1e-5, atol=1e-7)
     assert max(seen) == 64 and sum(seen) == 250
 

@@ -13,7 +13,7 @@ from support import FAST
 import skobject2vec
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, training
 from skobject2vec._fit import epoch_data_factory
-from skobject2vec.data.batching import PairData, Ragged, batch_indices
+from skobject2vec.data.batching import Batcher, PairData, Ragged, batch_indices
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
 from skobject2vec.nn.model import Object2VecNet
 from skobject2vec.text.pretrained import load_pretrained_table, read_pretrained_vectors
@@ -305,7 +305,7 @@ def test_row_sparse_trains(optimizer, topic_data):
     # records {"in0": [1, 2], "in1": [30]} and {"in0": [2], "in1": [31, 32]}
     pairs = PairData(Ragged(np.array([1, 2, 2]), np.array([0, 2, 3])),
                      Ragged(np.array([30, 31, 32]), np.array([0, 1, 3])))
-    inputs = training.Batcher(clf.max_seq_lens_, clf.vocab_sizes_, torch.device("cpu")).pair(pairs, np.arange(2))
+    inputs = Batcher(clf.max_seq_lens_, clf.vocab_sizes_, torch.device("cpu")).pair(pairs, np.arange(2))
     before = net.token_table(0).weight.detach().clone()
     loss = net(*inputs).logsumexp(1).sum()
     loss.backward()

@@ -143,3 +143,22 @@ def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """
     order = np.argsort(lengths, kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@dataclass
+class Batcher:
+    """Turns record indices into padded tensors on the training device."""
+
+    max_lens: tuple[int, int]
+    unknown_ids: tuple[int, int]
+    device: torch.device
+
+    def side(self, ragged: Ragged, index: npt.ArrayLike, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, lengths = ragged.pad(index, self.max_lens[side], self.unknown_ids[side])
+        return ids.to(self.device, non_blocking=True), lengths
+
+    def pair(self, pairs: PairData, left: npt.ArrayLike, right: npt.ArrayLike | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        right = left if right is None else right
+        assert pairs.in0 is not None and pairs.in1 is not None  # pairs to train on or to score: both sides
+        return (*self.side(pairs.in0, left, 0), *self.side(pairs.in1, right, 1))

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .._validation import FIELDS, MAX_TARGET, check_lookalike_keys, paused_gc, short_repr
+from .records import FIELDS, MAX_TARGET, check_lookalike_keys, paused_gc, short_repr
 
 if TYPE_CHECKING:
     from typing import TypeAlias

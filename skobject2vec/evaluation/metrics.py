@@ -36,7 +36,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import make_scorer
 
-from .._validation import array_to_pairs, looks_like_records, records_to_pairs
+from ..data.records import array_to_pairs, looks_like_records, records_to_pairs
 
 __all__ = [
     "spearman_correlation",

@@ -38,12 +38,12 @@ from safetensors.torch import save as save_safetensors
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from .._fit import MAX_SEQ_LEN, ClassTargets, FitResult, apply_result
-from .._validation import is_integer
 from .._version import __version__
+from ..data.records import is_integer
+from ..devices import resolve_device
+from ..fitted import MAX_SEQ_LEN, ClassTargets, FitResult, apply_result
 from ..nn.model import Object2VecNet
 from ..text import TextPairTokenizer
-from ..training import resolve_device
 
 FORMAT = "skobject2vec"
 FORMAT_VERSION = 1

@@ -42,7 +42,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._validation import records_to_pairs
+from ..data.records import records_to_pairs
 from ..inference import OutputSpec, postprocess
 from ..nn.encoders import BiLSTMEncoder
 

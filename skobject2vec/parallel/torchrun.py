@@ -40,6 +40,8 @@ from ..data.streaming import (
     scan,
     shuffle_buffer,
 )
+from ..devices import resolve_device
+from ..fitted import FitResult, apply_result, fitted_state_restored_on_error
 from ..hyperparameters import validate_params
 from ..inference import INFERENCE_BATCH_SIZE, task_of
 
@@ -74,7 +76,7 @@ class _Ranks:
     def join(cls, device_param) -> _Ranks:
         """Join the torchrun job described by the environment (``WORLD_SIZE``, ``RANK``, ...), if any."""
         dist = torch.distributed
-        device = training.resolve_device(device_param)
+        device = resolve_device(device_param)
         initialized = dist.is_available() and dist.is_initialized()
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not initialized:
             return cls(0, 1, device)
@@ -228,15 +230,15 @@ def fit_stream(estimator, X, y=None, *, sample_weight=None, X_val=None, y_val=No
     if int(buffer_size) < 1:
         raise ValueError(f"buffer_size must be a positive number of records, got {buffer_size!r}.")
     params = estimator.get_params(deep=False)
-    with plan_fit.fitted_state_restored_on_error(estimator):
+    with fitted_state_restored_on_error(estimator):
         result = train_stream(task_of(estimator), validate_params(params), X, X_val, name=name,
                               device=params["device"], random_state=params["random_state"],
                               callbacks=params["callbacks"], buffer_size=int(buffer_size))
-        return plan_fit.apply_result(estimator, result, from_records=True)
+        return apply_result(estimator, result, from_records=True)
 
 
 def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random_state, callbacks=None,
-                 buffer_size: int = DEFAULT_BUFFER_SIZE) -> plan_fit.FitResult:
+                 buffer_size: int = DEFAULT_BUFFER_SIZE) -> FitResult:
     """Plan, build and train from streamed records (the body of :func:`fit_stream`); nothing is set on an estimator."""
     if p["validation_fraction"] not in (None, 0, "auto"):
         raise ValueError(f"{name}.fit(path): validation_fraction needs in-memory data; pass X_val=<path to "
@@ -268,7 +270,7 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
                                     callbacks=resolve_callbacks(callbacks, plan.settings), ranks=ranks)
     finally:
         ranks.leave()
-    return plan_fit.FitResult(net, plan.vocab_sizes, plan.max_lens, history, targets, n_records=stats.n_records)
+    return FitResult(net, plan.vocab_sizes, plan.max_lens, history, targets, n_records=stats.n_records)
 
 
 @dataclasses.dataclass(frozen=True)

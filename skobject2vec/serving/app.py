@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .._validation import is_integer
+from ..data.records import is_integer
 from ..io.artifact import load, read_config
 from . import guard
 from .batcher import MicroBatcher

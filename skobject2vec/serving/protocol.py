@@ -17,8 +17,8 @@ from typing import cast
 import numpy as np
 import orjson
 
-from .._validation import paused_gc, records_to_pairs
 from ..data.batching import PairData
+from ..data.records import paused_gc, records_to_pairs
 
 __all__ = [
     "PayloadError", "ParsedRequest", "request_format", "parse_body", "response_media_type", "write_response",

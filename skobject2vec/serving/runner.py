@@ -4,7 +4,7 @@ It computes exactly what the estimator computes in process (``predict_proba``
 for a classifier, ``predict`` for a regressor, ``transform`` on single-side
 records), through the same :mod:`skobject2vec.training` functions, only with
 truncation lengths chosen per call: a request's ``infer_max_seqlens`` gets its
-own :class:`~skobject2vec.training.Batcher` and never changes the shared model.
+own :class:`~skobject2vec.Batcher` and never changes the shared model.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from typing import cast
 import numpy as np
 import torch
 
-from .. import training
-from .._threads import torch_threads
-from ..data.batching import PairData, Ragged
+from ..data.batching import Batcher, PairData, Ragged
 from ..inference import OutputSpec, embed, predict_outputs, task_of
+from ..threads import torch_threads
 
 __all__ = ["ModelRunner", "preferred_mode_from_env", "PREFERRED_MODES"]
 
@@ -78,8 +77,8 @@ class ModelRunner:
             self._widths[side] = int(self.run(side, self.max_lens, PairData(one, one)).shape[1])
         return self._widths[side]
 
-    def _make_batcher(self, max_lens: tuple[int, int]) -> training.Batcher:
-        return training.Batcher(max_lens, self.estimator.vocab_sizes_, self.device)
+    def _make_batcher(self, max_lens: tuple[int, int]) -> Batcher:
+        return Batcher(max_lens, self.estimator.vocab_sizes_, self.device)
 
     def run(self, side: int | None, max_lens: tuple[int, int], pairs: PairData) -> np.ndarray:
         """Scores (n, n_classes) or (n, 1) for pairs (``side=None``); embeddings (n, enc_dim) for one side."""

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import is_integer
+from ..data.records import is_integer
 
 __all__ = ["TextPairTokenizer"]
 

@@ -116,7 +116,7 @@ def test_ids_beyond_the_vocabulary_limit_are_refused_before_allocating():
 
 
 def test_conversion_in_chunks_locates_errors_and_keeps_values(monkeypatch):
-    from skobject2vec import _validation
+    from skobject2vec.data import records as _validation
 
     monkeypatch.setattr(_validation, "_CHUNK", 3)
     sequences = [[1, 2], [3, 4, 5, 6], [7], [8.0, 9]]

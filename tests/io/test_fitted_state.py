@@ -11,8 +11,8 @@ from support import FAST
 
 import skobject2vec
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
-from skobject2vec._fit import FitResult
 from skobject2vec.datasets import make_topic_pairs
+from skobject2vec.fitted import FitResult
 
 
 def _public_fitted(estimator) -> dict:
