@@ -31,9 +31,9 @@ AUTO_MAX_POOLING_MIN_VOCAB = 1000
 #: record holds the same number of tokens, from 2 to this many, and the other side is a single id
 #: or a tuple too.
 AUTO_TUPLE_MAX_LEN = 8
-#: ``token_embedding_storage_type="auto"`` keeps sparse rows from this many token ids (max id + 1) up.
-#: One default epoch of 100,000 ratings (benchmarks/bench_fit_cost.py): at 2,000 ids dense runs 63,000
-#: records/s and sparse 48,000; at 30,000 ids dense 4,900 and sparse 33,000.
+#: ``token_embedding_storage_type="auto"`` keeps sparse rows from this many token ids (max id + 1) up:
+#: below it a dense step is cheaper than the sparse bookkeeping, above it far dearer (the vocabulary
+#: sweep of ``benchmarks/bench_fit_cost.py``; figures in ``docs/performance.rst``).
 AUTO_SPARSE_MIN_VOCAB = 5000
 #: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
 INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
@@ -72,7 +72,7 @@ class DataShape:
         if all(fixed):
             return True, True
         # A regressor on [user] vs [item, year] (ratings with side features) keeps the id-pair
-        # rules: MovieLens 90/10 RMSE 0.864 with them vs 0.872 with the tuple hcnn and Adam.
+        # rules, which do better on MovieLens than the tuple hcnn with Adam (docs/choosing_settings.rst).
         if self.task == "regression":
             return False, False
         return cast("tuple[bool, bool]", tuple(fixed[i] and self.max_lens[1 - i] == 1 for i in (0, 1)))
@@ -110,12 +110,10 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         ``[head, relation]`` vs ``[tail]``): one hcnn layer as wide as the tuple, so that the encoder reads which
         token sits in which field, which a pooled mean cannot. With
         ``enc1_network="enc0"`` a single-id side keeps pooled_embedding (enc0's other
-        settings copied). Measured on Kinships link prediction (filtered test MRR,
-        Adam, 10 negatives per fact): 0.746 with the tuple hcnn vs 0.642 pooled; with
-        Adagrad the tuple hcnn does not learn. scikit-learn's regression check (5 + 5
-        integer columns): R^2 0.975 vs 0.29 pooled. Not for a regressor on a tuple
-        against single ids (ratings of ``[item, year]`` by ``[user]``): MovieLens RMSE
-        0.872 with the tuple rule vs 0.864 with the id-pair rules, which it keeps.
+        settings copied). It wins on link prediction and on scikit-learn's integer-column
+        checks; with Adagrad the tuple hcnn does not learn. Not for a regressor on a tuple
+        against single ids (ratings of ``[item, year]`` by ``[user]``), which keeps the
+        id-pair rules (better on MovieLens).
     shared_encoder
         True when both sides hold sequences (``shape.sequences``), enc1 copies enc0's
         configuration and nothing forces two tables (two vocabulary sizes, two
@@ -129,11 +127,9 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
     pooling
         "max" when both sides hold sequences (``shape.sequences``) over a vocabulary of
         at least :data:`AUTO_MAX_POOLING_MIN_VOCAB` token ids, else "mean" (with one
-        token per side both are the identity). Measured with pooled_embedding: on STS-B
-        from scratch (11,472 word ids) test Pearson 0.715-0.727 (dev 0.754-0.767) with
-        max vs 0.65-0.67 (dev 0.68-0.69) with mean, over 3 seeds; on digit pairs (256
-        pixel tokens, up to 64 per image) max loses (test accuracy 0.840 vs 0.888, 5,000
-        pairs) and trains 6x longer.
+        token per side both are the identity). Max wins on sentence pairs from scratch
+        (STS-B) and loses on small alphabets of features (digit pairs' pixel tokens), where
+        it also trains longer.
     dropout
         :data:`AUTO_DROPOUT`: 0.6 for tuples of fields, else 0.3.
     token_embedding_storage_type
@@ -144,7 +140,7 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         is cheaper than the sparse bookkeeping. See ``docs/performance.rst``.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
-        layer overfits: RMSE 0.877 vs 0.875), else 1.
+        layer overfits), else 1.
     optimizer, learning_rate, weight_decay, learning_rate_decay
         :data:`AUTO_OPTIMIZATION`: Adam for sequence pairs and for tuples of fields,
         Adagrad with weight decay for other shapes with a single-id side (decay 0.002
@@ -220,13 +216,12 @@ def _optimization(p: dict[str, Any], family: str) -> dict[str, Any]:
 
     The family's learning rate, optimizer, decay and schedule go together: Adagrad at 0.05
     with weight decay and a learning rate multiplied by 0.8 per epoch starves at an
-    Adam-sized rate (planted low-rank ratings, R^2 0.21 with ``learning_rate=0.003``). So
+    Adam-sized rate (planted low-rank ratings). So
     an explicit rate with ``optimizer="auto"`` takes the optimizer it suits (Adam up to
     :data:`AUTO_ADAM_MAX_LEARNING_RATE`, else the family's), and an explicit rate keeps a
     constant schedule. An optimizer other than the family's (given, or taken for the rate)
     gets its own "auto" settings: :data:`OPTIMIZER_LEARNING_RATES`, no weight decay, a
-    constant schedule. Planted rank-4 ratings (300 x 400 ids, 16,000 ratings), test R^2:
-    ``learning_rate=0.003`` 0.94 (0.21 before), ``optimizer="adam"`` with it 0.94 (0.83).
+    constant schedule.
     """
     settings = dict(AUTO_OPTIMIZATION[family])
     optimizer = p["optimizer"]
@@ -244,32 +239,26 @@ def _optimization(p: dict[str, Any], family: str) -> dict[str, Any]:
 def auto_batch_size(n_records: int) -> int:
     """A power of two near ``n_records / 256``, within [32, 256].
 
-    Measured: on 5,749 sentence pairs batch 32 beats 128 by 0.02 Pearson (more steps);
-    on 90,000 ratings batch 256 reaches the same RMSE as 32 in a fraction of the time.
+    Small sets gain from more steps (sentence pairs); on ratings the largest batch reaches
+    the same error in a fraction of the time.
     """
     target = max(int(n_records) // 256, 1)
     return int(min(max(1 << (target.bit_length() - 1), 32), 256))
 
 
 #: What ``optimizer``, ``learning_rate`` and ``weight_decay`` "auto" become, by data shape.
-#: Measured (benchmarks/bench_movielens.py, bench_sts.py; docs/choosing_settings.rst):
-#: on (user, item) ratings, Adam overfits the id tables within 2-3 epochs whatever its
-#: regularisation, while Adagrad with weight decay shrinks rarely seen rows and keeps
-#: improving (RMSE 0.873 vs 0.882-0.886); on sentence pairs the same Adagrad setting
-#: loses 0.03-0.35 Pearson to Adam at 0.001 (STS-B 0.32-0.64 vs 0.67).
+#: On (user, item) ratings with many rare items, Adam overfits the id tables within 2-3 epochs
+#: whatever its regularisation, while Adagrad with weight decay shrinks rarely seen rows and keeps
+#: improving; on sentence pairs the same Adagrad setting loses to Adam at 0.001. The measurements
+#: are in ``docs/choosing_settings.rst`` (benchmarks/bench_movielens.py, bench_sts.py, bench_kg.py).
 AUTO_OPTIMIZATION = {
     "sequences": {"optimizer": "adam", "learning_rate": 0.001, "weight_decay": 0.0, "learning_rate_decay": 1.0},
     "ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.0005, "learning_rate_decay": 1.0},
     # A tuple of fields against single ids (knowledge-graph [head, relation] vs tail), with the tuple
-    # hcnn: Adam. Kinships filtered test MRR 0.746 vs 0.051 with the "ids" Adagrad (it does not learn);
-    # with a pooled mean Adam also beats Adagrad (0.642 vs 0.510).
+    # hcnn: Adam (with the "ids" Adagrad it does not learn; with a pooled mean Adam also wins).
     "tuples": {"optimizer": "adam", "learning_rate": 0.001, "weight_decay": 0.0, "learning_rate_decay": 1.0},
-    # One id per side (user, item): 4x the decay. MovieLens subset, 90/10 split and 2 of the
-    # 5 folds: RMSE 0.866 / 0.8746 / 0.8800 with 0.002 vs 0.874 / 0.8849 / 0.8874 with 0.0005
-    # (0.001: 0.872 / 0.882 / 0.884); best epoch 17-19 instead of 5.
-    # learning_rate_decay 0.8 (the lr times 0.8 after each epoch, on top of Adagrad's own decay):
-    # 5-fold RMSE 0.8740 vs 0.8770 constant (tuned surprise SVD 0.8775), lower on each of the 5
-    # folds (90/10: 0.8668 vs 0.8660); learning rate 0.1 instead: 0.8713 on 90/10, worse.
+    # One id per side (user, item): 4x the decay, and the rate times 0.8 after each epoch (on top of
+    # Adagrad's own decay), each lower on MovieLens's 90/10 split and folds than the alternatives tried.
     "single_ids": {"optimizer": "adagrad", "learning_rate": 0.05, "weight_decay": 0.002, "learning_rate_decay": 0.8},
 }
 
@@ -284,12 +273,10 @@ OPTIMIZER_LEARNING_RATES = {"adam": 0.001, "adagrad": 0.05, "sgd": 0.01, "rmspro
 
 #: What ``dropout="auto"`` becomes, by data shape (``DataShape.family``; "other": every other shape).
 AUTO_DROPOUT = {
-    # STS-B (sequences): 0.3 adds 0.04-0.07 test Pearson over none; 0.5 is no better (0.719 vs 0.715-0.727).
+    # STS-B (sequences): 0.3 beats none; 0.5 is no better.
     "other": 0.3,
-    # Link prediction ([head, relation] vs [tail], the tuple hcnn), valid filtered MRR, seeds 0 / 1, with
-    # 0.3 / 0.5 / 0.6: UMLS 0.845, 0.829 / 0.859, 0.859 / 0.869, 0.865; Kinships 0.743, 0.738 / 0.755, 0.759 /
-    # 0.762, 0.764; Nations (seeds 0-3, spread 0.72-0.77) 0.758 / 0.742 / 0.741 on average. 0.6 trains up to
-    # twice as long as 0.5 (more epochs to the best one), for 0.006-0.01 more on both larger graphs.
+    # Link prediction ([head, relation] vs [tail], the tuple hcnn): 0.6 beats 0.3 and 0.5 on the two larger
+    # graphs (UMLS, Kinships), at up to twice the epochs; Nations is within its seed spread.
     "tuples": 0.6,
 }
 

@@ -2,12 +2,10 @@
 
 Why a policy: torch's intra-op threads busy-wait between the small operations of a
 training step, so next to any other busy process (another fit, a notebook, a server)
-they spin against it and a fit slows down several times (measured on 2 cores: a default
-ratings fit 2.3x slower beside one busy process with 2 threads, unchanged with 1). One
-thread loses nothing where a step's operations are small (pooled and bilstm encoders:
-the same speed with 1 or 2 threads on a quiet machine); hcnn's convolutions are large
-enough to gain from more (1.26x with 2 threads, still ahead beside a busy process).
-Figures: ``docs/performance.rst``.
+they spin against it and a fit slows down several times, while with one thread it does
+not. One thread loses nothing where a step's operations are small (pooled and bilstm
+encoders: the same speed with 1 or 2 threads on a quiet machine); hcnn's convolutions are
+large enough to gain from more, even beside a busy process. Figures: ``docs/performance.rst``.
 
 The estimators' ``n_threads`` parameter chooses: ``"auto"`` applies the rule above,
 an int sets the count, ``None`` leaves torch's setting (``torch.set_num_threads``)
