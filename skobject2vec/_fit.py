@@ -345,11 +345,12 @@ class RecipeRace(Callback):
     """Stops a compared recipe once it cannot catch up with the best recipe trained before it.
 
     After each epoch past the first ``window``, the recipe's best validation loss is projected
-    to its last epoch at the rate its best improved over the last ``window`` epochs, kept up
-    to the end (learning curves flatten, so this overestimates what is left to gain). When even that
-    projection stays above ``bar``, the earlier recipe's best loss, the recipe cannot be the one
-    kept and training it further is wasted. With patience built into the rate (a window of
-    epochs, not the last one), a bumpy Adam curve is not stopped on one bad epoch.
+    to its last epoch: at the rate its best improved over the last ``window`` epochs, kept up
+    to the end, or, once two windows are known and the last improved less than the one before,
+    with the improvement shrinking by that ratio each window (a geometric tail; whichever
+    projects less gain). When even that projection stays above ``bar``, the earlier recipe's
+    best loss, the recipe cannot be the one kept and training it further is wasted. With
+    windows of epochs, not single ones, a bumpy Adam curve is not stopped on one bad epoch.
     """
 
     window = 3
@@ -358,14 +359,25 @@ class RecipeRace(Callback):
         self.bar, self.epochs = bar, epochs
         self.stopped_at: int | None = None
 
+    def projected_best(self, losses: list[float]) -> float:
+        """The lowest loss the curve ``losses`` (one per epoch so far) could reach by the last epoch."""
+        w, t = self.window, len(losses)
+        best = min(losses)
+        recent = min(losses[:t - w]) - best  # the best's improvement over the last window
+        gain = recent * (self.epochs - t) / w  # kept up: learning curves flatten, so an overestimate
+        if t > 2 * w:
+            before = min(losses[:t - 2 * w]) - min(losses[:t - w])  # over the window before
+            if before > 0 and recent < before:
+                ratio = recent / before
+                gain = min(gain, recent * ratio / (1 - ratio))  # every later window gains `ratio` times less
+        return best - gain
+
     def on_epoch_end(self, loop: training.Loop, record: dict[str, Any]) -> None:
         key = f"validation:{loop.metric}"
         losses = [r[key] for r in loop.history if key in r]
         if len(losses) <= self.window or not np.isfinite(self.bar):
             return
-        best = min(losses)
-        rate = max(min(losses[:-self.window]) - best, 0.0) / self.window
-        if best - rate * (self.epochs - len(losses)) > self.bar:
+        if self.projected_best(losses) > self.bar:
             loop.stop = True
             self.stopped_at = int(record["epoch"])
 

@@ -262,7 +262,7 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
         HyperParameter("warm_start", "bool", False, sagemaker=False,
                        doc="Refit from the fitted network's weights instead of a fresh one."),
         # Added after the table above was settled (new rows go last).
-        HyperParameter("pooling", "choice", "auto", choices=("mean", "max"), auto=True, sagemaker=False,
+        HyperParameter("pooling", "choice", "auto", choices=("mean", "max", "head_mean"), auto=True, sagemaker=False,
                        sagemaker_default="mean",
                        doc="How a pooled_embedding encoder pools its token vectors: 'mean' (SageMaker's "
                            "pooled_embedding) or 'max' (each dimension's largest value over the tokens, "

@@ -16,15 +16,18 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
 
 
-POOLINGS = ("mean", "max")
+POOLINGS = ("mean", "max", "head_mean")
 
 
 class PooledEmbeddingEncoder(nn.Module):
     """Masked mean (SageMaker's ``pooled_embedding``) or masked max of the token embeddings.
 
     ``pooling="max"`` takes each dimension's largest value over the valid tokens
-    (InferSent's max pooling, here over the raw token vectors); it has no weights,
-    so a mean- and a max-pooled network have the same parameters.
+    (InferSent's max pooling, here over the raw token vectors); ``"head_mean"`` adds the
+    first token's vector to the mean of the others' (an id followed by its context, such
+    as a user and the items the user rated: SVD++'s user vector, where a plain mean would
+    weigh the id as one token among hundreds). None has weights, so the networks of
+    every pooling have the same parameters.
     """
 
     def __init__(self, token_dim: int, enc_dim: int, pooling: str = "mean"):
@@ -39,6 +42,9 @@ class PooledEmbeddingEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.pooling == "max":
             pooled = x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        elif self.pooling == "head_mean":
+            weights = mask[:, 1:].unsqueeze(-1).to(x.dtype)
+            pooled = x[:, 0] + (x[:, 1:] * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1)
         else:
             weights = mask.unsqueeze(-1).to(x.dtype)
             pooled = (x * weights).sum(dim=1) / weights.sum(dim=1)

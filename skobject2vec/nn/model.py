@@ -149,7 +149,7 @@ def _pools_only(encoder: nn.Module) -> TypeGuard[PooledEmbeddingEncoder]:
 def _pools_flat(encoder: nn.Module, lengths: torch.Tensor) -> TypeGuard[PooledEmbeddingEncoder]:
     """Whether ``encoder`` only pools and every record has a token (the flat path of
     :meth:`Object2VecNet._encode`)."""
-    return _pools_only(encoder) and bool((lengths > 0).all())
+    return _pools_only(encoder) and encoder.pooling in ("mean", "max") and bool((lengths > 0).all())
 
 
 def _pools_exactly(encoder: nn.Module, length: int) -> TypeGuard[PooledEmbeddingEncoder]:
