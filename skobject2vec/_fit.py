@@ -54,7 +54,7 @@ from .fitted import (
 )
 from .hyperparameters import BY_NAME
 from .nn.encoders import resolve_layers
-from .nn.model import Object2VecNet
+from .nn.model import NetworkConfig, Object2VecNet
 from .text.pretrained import PretrainedInfo, apply_pretrained_settings, load_pretrained_table
 from .threads import resolve_threads
 
@@ -227,7 +227,7 @@ class FitPlan:
     sides: tuple[SideSettings, ...]  #: one per side; () for a continued network (continuation_plan)
     vocab_sizes: tuple[int, int]
     max_lens: tuple[int, int]
-    config: dict[str, Any]  #: :class:`~.nn.model.Object2VecNet` configuration
+    config: NetworkConfig  #: :class:`~.nn.model.Object2VecNet` configuration
     settings: training.TrainSettings
     targets: ClassTargets | ScoreTargets
     seed: int
@@ -270,7 +270,7 @@ def _resolve_vocab(summary: DataSummary, sides: Sequence[SideSettings], tied: bo
 
 
 def network_config(p: dict[str, Any], sides: Sequence[SideSettings], vocab: Iterable[int],
-                   n_outputs: int) -> dict[str, Any]:
+                   n_outputs: int) -> NetworkConfig:
     return {
         "vocab_sizes": list(vocab),
         "token_dims": [int(s.token_embedding_dim) for s in sides],
@@ -590,7 +590,7 @@ def continuation_plan(task: str, p: dict[str, Any], fitted: FitResult, pairs: Pa
                    seed=seed, dtype=next(net.parameters()).dtype)
 
 
-def reusable_net(old_net: Object2VecNet | None, config: dict[str, Any], warm_start: bool) -> Object2VecNet | None:
+def reusable_net(old_net: Object2VecNet | None, config: NetworkConfig, warm_start: bool) -> Object2VecNet | None:
     """The fitted network to continue from (``warm_start`` and the same architecture,
     vocabulary sizes aside), or None."""
     if not warm_start or old_net is None:

@@ -181,3 +181,22 @@ def test_subpackages_reach_the_core_through_public_modules():
             if imported.split(".")[-1].startswith("_") and imported != "skobject2vec._version":
                 private.append((importer, imported))
     assert private == []
+
+
+def test_the_network_config_is_declared_once():
+    # nn.model.NetworkConfig declares the keys; the plan builds exactly them, the artifact stores them
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from skobject2vec import Object2VecRegressor
+    from skobject2vec.nn.model import NetworkConfig
+
+    X = np.random.default_rng(0).integers(0, 20, (40, 2))
+    model = Object2VecRegressor(epochs=1, random_state=0).fit(X, X[:, 0] * 1.0)
+    assert set(model.net_.config) == set(NetworkConfig.__annotations__)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(folder + "/m")
+        with open(folder + "/m/config.json") as handle:
+            assert set(json.load(handle)["network"]) == set(NetworkConfig.__annotations__)

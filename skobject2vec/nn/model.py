@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, TypeGuard, cast
+from typing import Any, NotRequired, TypedDict, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -24,6 +24,29 @@ def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
     # allocated uninitialised: Object2VecNet draws the rows once (torch's own N(0, 1) draw would be
     # replaced anyway, and costs as much as the fit's first steps at 150,000 ids)
     return nn.Embedding(rows, dim, sparse=sparse, _weight=torch.empty(rows, dim))
+
+
+class NetworkConfig(TypedDict):
+    """The keys of a network's ``config``, declared once: :func:`skobject2vec._fit.network_config` builds it,
+    :class:`Object2VecNet` reads it, the artifact stores it (and checks it by building the network), ONNX
+    export and the server read it from ``net_.config``. Meanings: :class:`Object2VecNet`."""
+
+    vocab_sizes: list[int]
+    token_dims: list[int]
+    networks: list[str]
+    layers: list[int]
+    filter_widths: list[int]
+    enc_dim: int
+    comparator: list[str]
+    mlp_layers: int
+    mlp_dim: int
+    mlp_activation: str
+    dropout: float
+    n_outputs: int
+    tied: bool
+    shared: NotRequired[bool]  # artifacts written before 0.2 have no key
+    sparse: bool
+    pooling: NotRequired[str]  # artifacts written before 0.2 have no key
 
 
 class Object2VecNet(nn.Module):
@@ -50,14 +73,14 @@ class Object2VecNet(nn.Module):
         one embedding space (a Siamese / bi-encoder). Implies ``tied``.
     sparse : bool
         Sparse gradients on the token tables.
-    pooling : {"mean", "max"}, optional (default "mean")
+    pooling : {"mean", "max", "head_mean"}, optional (default "mean")
         How pooled_embedding encoders pool the token vectors (artifacts written
         before 0.2 have no key: mean, SageMaker's pooling).
     """
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: NetworkConfig | dict[str, Any]):
         super().__init__()
-        self.config = dict(config)
+        self.config = cast(NetworkConfig, dict(config))
         c = self.config
         self.shared = bool(c.get("shared", False))  # artifacts written before 0.2 have no key
         self.tied = bool(c["tied"]) or self.shared

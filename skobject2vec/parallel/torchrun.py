@@ -260,7 +260,7 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
                        "so this data-parallel fit uses dense token gradients.")
             logger.warning(message)
             warnings.warn(message, UserWarning)
-            plan = dataclasses.replace(plan, config=dict(plan.config, sparse=False))
+            plan = dataclasses.replace(plan, config=plan.config | {"sparse": False})
         if ranks.world_size > 1:
             plan = dataclasses.replace(plan, settings=dataclasses.replace(
                 plan.settings, batch_size=rank_batch_size(plan.settings.batch_size, ranks.rank, ranks.world_size)))
