@@ -112,7 +112,11 @@ def test_torchrun_cli_matches_one_process_and_writes_one_artifact(tmp_path, topi
     one = one_process.history_
     # the same hyperparameter file trains the same model: same steps per epoch, same held-out accuracy
     assert len(two) == len(one)
-    accuracies = [load(tmp_path / "model").score(X[2000:], y[2000:]), one_process.score(X[2000:], y[2000:])]
+    loaded = load(tmp_path / "model")
+    # the fitted state of a torchrun fit survives the artifact: every rank's records counted once
+    assert loaded.n_records_ == one_process.n_records_ == sum(1 for _ in open(train))
+    assert loaded.classes_.tolist() == one_process.classes_.tolist() and len(loaded.history_) == len(one)
+    accuracies = [loaded.score(X[2000:], y[2000:]), one_process.score(X[2000:], y[2000:])]
     assert accuracies[0] > 0.95 and abs(accuracies[0] - accuracies[1]) < 0.02, accuracies
     losses = [[h["validation:cross_entropy"] for h in history] for history in (two, one)]
     print("validation cross-entropy, 2 ranks vs 1 process:", losses)
