@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
+
 from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
@@ -50,6 +52,8 @@ class DataShape:
     vocab_size: int | None = None
     min_lens: tuple[int, int] | None = None  #: shortest sequence per side (None: not known)
     task: str | None = None  #: "classification" or "regression" (None: not known)
+    #: Which sides hold an id followed by context tokens (:func:`id_with_context`; not known: False).
+    id_contexts: tuple[bool, bool] = (False, False)
 
     @property
     def single_ids(self) -> bool:
@@ -57,9 +61,16 @@ class DataShape:
         return max(self.max_lens) == 1
 
     @property
+    def ids_with_context(self) -> bool:
+        """Each side one id, or an id followed by context tokens (a user and the items the user
+        rated, an item and its genres), and some side has context: matrix factorisation's data with
+        SVD++'s inputs, not sentences."""
+        return any(self.id_contexts) and all(self.max_lens[i] == 1 or self.id_contexts[i] for i in (0, 1))
+
+    @property
     def sequences(self) -> bool:
-        """Both sides hold sequences (not single ids): the symmetric, sentence-like case."""
-        return min(self.max_lens) > 1
+        """Both sides hold sequences (not single ids, nor ids with context): the symmetric, sentence-like case."""
+        return min(self.max_lens) > 1 and not self.ids_with_context
 
     @property
     def tuple_sides(self) -> tuple[bool, bool]:
@@ -82,9 +93,27 @@ class DataShape:
         """The key of :data:`AUTO_OPTIMIZATION` for this shape."""
         if self.sequences:
             return "sequences"
-        if self.single_ids:
-            return "single_ids"
-        return "tuples" if any(self.tuple_sides) else "ids"
+        if any(self.tuple_sides):
+            return "tuples"
+        return "single_ids" if self.single_ids or self.ids_with_context else "ids"
+
+
+def id_with_context(values: np.ndarray, offsets: np.ndarray) -> bool:
+    """Whether one side's records (flat token ``values``, record ``offsets``) are an id followed by
+    context tokens: some record holds more than one token, the first tokens differ, and no record's
+    first token appears at a later position of any record (users and the items they rated, items and
+    their genres: two vocabularies). Sentences and pixel tokens fail it: their first tokens recur later."""
+    starts = offsets[:-1]
+    if len(starts) == 0 or int(np.diff(offsets).max()) <= 1:
+        return False
+    later = np.ones(len(values), dtype=bool)
+    later[starts] = False
+    heads = values[starts]
+    if len(np.unique(heads[:1000])) < 2:  # one first token for all: a marker, not ids
+        return False
+    seen = np.zeros(int(values.max()) + 1, dtype=bool)
+    seen[values[later]] = True
+    return not bool(seen[heads].any())
 
 
 def _shared(p: dict[str, Any], shape: DataShape) -> bool:
@@ -161,11 +190,12 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         p["validation_fraction"] = AUTO_VALIDATION_FRACTION if big else None
     if p["pooling"] == "auto":
         words = shape.vocab_size is not None and shape.vocab_size >= AUTO_MAX_POOLING_MIN_VOCAB
-        p["pooling"] = "max" if shape.sequences and words else "mean"
+        p["pooling"] = ("head_mean" if shape.ids_with_context else
+                        "max" if shape.sequences and words else "mean")
     if p["comparator_list"] == "auto":
         p["comparator_list"] = AUTO_COMPARATOR
     if p["mlp_layers"] == "auto":
-        p["mlp_layers"] = 0 if shape.single_ids else 1
+        p["mlp_layers"] = 0 if shape.family == "single_ids" else 1
     if p["mini_batch_size"] == "auto":
         p["mini_batch_size"] = auto_batch_size(shape.n_records)
     for name, value in _optimization(p, shape.family).items():

@@ -37,7 +37,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
-from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, resolve_auto
+from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, id_with_context, resolve_auto
 from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs
 from .callbacks import Callback, resolve_callbacks
 from .data.batching import Batcher
@@ -125,11 +125,13 @@ class DataSummary:
     streamed: bool = False
     #: Shortest sequence per side (None: not known).
     min_lens: tuple[int, int] | None = None
+    #: Which sides hold an id followed by context tokens (:func:`~._auto.id_with_context`).
+    id_contexts: tuple[bool, bool] = (False, False)
 
     @property
     def shape(self) -> DataShape:
         return DataShape(self.n_records, self.max_lens, streamed=self.streamed,
-                         vocab_size=max(self.max_ids) + 1, min_lens=self.min_lens)
+                         vocab_size=max(self.max_ids) + 1, min_lens=self.min_lens, id_contexts=self.id_contexts)
 
 
 def summarize_pairs(pairs: PairData, weight: np.ndarray) -> DataSummary:
@@ -148,7 +150,13 @@ def summarize_pairs(pairs: PairData, weight: np.ndarray) -> DataSummary:
                      f"record {int(used[np.searchsorted(taken.offsets, token, side='right') - 1])}")
     return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())),
                        cast("tuple[int, int]", tuple(max_ids)), cast("tuple[str, str]", tuple(where)),
-                       min_lens=shortest_lengths(pairs))
+                       min_lens=shortest_lengths(pairs), id_contexts=id_contexts(pairs))
+
+
+def id_contexts(pairs: PairData) -> tuple[bool, bool]:
+    """Which sides of in-memory pairs hold an id followed by context tokens."""
+    assert pairs.in0 is not None and pairs.in1 is not None  # training pairs: both sides
+    return id_with_context(pairs.in0.values, pairs.in0.offsets), id_with_context(pairs.in1.values, pairs.in1.offsets)
 
 
 def shortest_lengths(pairs: PairData) -> tuple[int, int]:
@@ -581,7 +589,8 @@ def continuation_plan(task: str, p: dict[str, Any], fitted: FitResult, pairs: Pa
     """The plan of ``epochs`` more epochs of a fitted network (``partial_fit``): the "auto" rules see
     the fitted sequence lengths and vocabulary, so every call (and a loaded model) trains alike."""
     p = resolve_auto(p, DataShape(len(pairs), cast("tuple[int, int]", tuple(fitted.max_lens)),
-                                  vocab_size=max(fitted.vocab_sizes), min_lens=shortest_lengths(pairs), task=task))
+                                  vocab_size=max(fitted.vocab_sizes), min_lens=shortest_lengths(pairs), task=task,
+                                  id_contexts=id_contexts(pairs)))
     net = fitted.net
     # sides=(): a continued network's encoders are fixed by its config (pretrained files are not reread)
     return FitPlan(task=task, params=p, sides=(), vocab_sizes=cast("tuple[int, int]", tuple(fitted.vocab_sizes)),

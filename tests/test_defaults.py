@@ -313,3 +313,39 @@ def test_a_compared_recipe_stops_once_its_curve_cannot_reach_the_best_before_it(
         if loop.stop:
             break
     assert race.stopped_at == stopped_at and loop.stop == (stopped_at is not None)
+
+
+def test_an_id_followed_by_context_is_told_from_sentences():
+    from skobject2vec._auto import id_with_context
+    from skobject2vec.data.records import records_to_pairs
+
+    def side(sequences):
+        pairs = records_to_pairs([{"in0": s, "in1": [0]} for s in sequences])
+        return id_with_context(pairs.in0.values, pairs.in0.offsets)
+
+    # users 0-2 and the items (10+) they rated: no first token recurs later
+    assert side([[0, 10, 11], [1, 11], [2], [0, 12, 10, 13]])
+    assert not side([[5, 6, 7], [6, 5], [7]])  # words: a first token recurs at a later position
+    assert not side([[0], [1], [2]])  # single ids: no context
+    assert not side([[0, 10], [10, 11]])  # a context token that is another record's head
+    assert not side([[7, 10, 11], [7, 12]])  # one first token for every record: a marker, not ids
+
+
+def test_ids_with_context_train_as_matrix_factorisation_with_the_id_kept_apart():
+    # ratings of [user] + the items the user rated vs [item] (SVD++'s inputs): not sentences, not a
+    # bag where the user's id is one token among many, but biased matrix factorisation with pooling
+    # "head_mean" (the user's vector plus the mean of the items' vectors) and the recipes compared
+    rng = np.random.default_rng(0)
+    n_users, n_items, n = 40, 60, 2000
+    users, items = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    rated = {u: sorted(set(items[users == u].tolist()))[:8] for u in range(n_users)}
+    X = [{"in0": [int(u)] + [n_users + i for i in rated[int(u)]], "in1": [int(i)]} for u, i in zip(users, items)]
+    y = rng.normal(size=n)
+    model = Object2VecRegressor(random_state=0, epochs=2).fit(X, y)
+    config = model.net_.config
+    assert config["pooling"] == "head_mean" and config["mlp_layers"] == 0 and not config["shared"]
+    assert set(model.auto_recipe_["epochs"]) == {"adam", "adagrad"}
+    # a sentence pair keeps the sentence rules
+    sentences = [{"in0": [1, 2, 3], "in1": [3, 1]}, {"in0": [2, 1], "in1": [1, 4, 2]}, {"in0": [4, 2], "in1": [2, 3]}]
+    words = Object2VecRegressor(random_state=0, epochs=1).fit(sentences * 10, np.arange(30.))
+    assert words.net_.config["pooling"] == "mean" and words.net_.config["shared"]
