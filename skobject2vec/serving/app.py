@@ -127,20 +127,14 @@ def check_serve_options(*, port: int | None = None, workers: int | None = None, 
             bound = f"in [{low}, {high}]" if high else f">= {low}"
             raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
 
-    if port is not None:
-        integer("port", port, 1, 65535)
-    if workers is not None:
-        integer("workers", workers, 1)
-    if max_payload_bytes is not None:
-        integer("max_payload_bytes", max_payload_bytes, 1)
-    if max_reply_values is not None:
-        integer("max_reply_values", max_reply_values, 1)
-    if max_connections is not None:
-        integer("max_connections", max_connections, 1)
-    if max_head_bytes is not None:
-        integer("max_head_bytes", max_head_bytes, 256)
-    if max_headers is not None:
-        integer("max_headers", max_headers, 1)
+    for name, value, low, high in (("port", port, 1, 65535), ("workers", workers, 1, None),
+                                   ("max_payload_bytes", max_payload_bytes, 1, None),
+                                   ("max_reply_values", max_reply_values, 1, None),
+                                   ("max_connections", max_connections, 1, None),
+                                   ("max_head_bytes", max_head_bytes, 256, None),
+                                   ("max_headers", max_headers, 1, None)):
+        if value is not None:
+            integer(name, value, low, high)
     for name, value in (("read_timeout_s", read_timeout_s), ("write_timeout_s", write_timeout_s),
                         ("shutdown_grace_s", shutdown_grace_s)):
         if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
