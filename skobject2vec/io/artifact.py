@@ -304,8 +304,12 @@ def read_config(path) -> dict:
     if not config_path.is_file() or not (path / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a skobject2vec model folder: it needs {CONFIG_FILE} and "
                                 f"{WEIGHTS_FILE}.")
+    return _parse_config(config_path.read_bytes(), config_path)
+
+
+def _parse_config(raw: bytes, config_path: Path) -> dict:
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{config_path}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(config, dict):
@@ -321,31 +325,75 @@ def read_config(path) -> dict:
 _READ_ATTEMPTS = 20
 
 
+def _read_at(folder: int | None, path: Path, name: str) -> bytes:
+    """The bytes of ``name`` in the folder open as ``folder`` (a file descriptor), or at ``path``."""
+    if folder is None:
+        return (path / name).read_bytes()
+    fd = os.open(name, os.O_RDONLY, dir_fd=folder)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _open_folder(path: Path) -> int | None:
+    """The artifact folder opened (a descriptor that keeps naming this folder when a save exchanges
+    another into its place), or None where the system cannot read files relative to one."""
+    if os.open not in os.supports_dir_fd or not hasattr(os, "O_DIRECTORY"):
+        return None
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _read_one_save(path: Path, folder: int | None) -> tuple[dict, bytes] | None:
+    """Config and weights read through ``folder`` and checked, or None: read again (a save came between)."""
+    def config_now() -> dict | None:
+        try:
+            return _parse_config(_read_at(folder, path, CONFIG_FILE), path / CONFIG_FILE)
+        except FileNotFoundError:
+            return None
+
+    try:
+        config = _parse_config(_read_at(folder, path, CONFIG_FILE), path / CONFIG_FILE)
+        weights = _read_at(folder, path, WEIGHTS_FILE)
+    except FileNotFoundError:
+        return None  # the save that replaced this folder removed its files while they were read
+    except OSError as exc:
+        raise ValueError(f"{path / WEIGHTS_FILE}: cannot be read ({exc.strerror or exc})") from None
+    if "config_sha256" in config and config["config_sha256"] != _config_digest(config):
+        if config_now() != config:
+            return None
+        raise ValueError(f"{path / CONFIG_FILE}: does not match its digest (config_sha256): it was edited or "
+                         f"damaged after it was saved; refusing to load it (save the model again).")
+    if "weights_sha256" not in config or config["weights_sha256"] == hashlib.sha256(weights).hexdigest():
+        return config, weights
+    if config_now() != config:
+        return None  # written in place (a foreign folder) or, without folder reads, replaced between the reads
+    raise ValueError(f"{path / WEIGHTS_FILE}: does not match the digest in {CONFIG_FILE} (weights_sha256): the "
+                     f"weights were modified or damaged, or come from another save; refusing to load them.")
+
+
 def _read_matching_files(path: Path) -> tuple[dict, bytes]:
     """The config and the weights' bytes of one save, checked against the config's digests.
 
-    A save replaces both files at once (one folder exchange), but a load reads them one
-    after the other: when the weights do not match the config it read, and the config has
-    changed meanwhile, another save came between the two reads, and it reads again.
-    Artifacts written before the digests existed (no ``weights_sha256``) load unchecked.
+    A save replaces the whole folder at once (one exchange). The load opens the folder and reads
+    both files through that one descriptor, so both come from the save that was in place when it
+    opened the folder, however many saves replace it meanwhile (a save that removes the old
+    folder's files first makes it read again). Where the system cannot read relative to a folder,
+    or for a foreign folder written in place, a mismatch after which the config has changed means
+    another save came between the two reads, and it reads again. Artifacts written before the
+    digests existed (no ``weights_sha256``) load unchecked.
     """
     for _ in range(_READ_ATTEMPTS):
-        config = read_config(path)
+        read_config(path)  # the folder's shape: "not a model folder" and format errors
         try:
-            weights = (path / WEIGHTS_FILE).read_bytes()
-        except OSError as exc:
-            raise ValueError(f"{path / WEIGHTS_FILE}: cannot be read ({exc.strerror or exc})") from None
-        if "config_sha256" in config and config["config_sha256"] != _config_digest(config):
-            if read_config(path) != config:
-                continue
-            raise ValueError(f"{path / CONFIG_FILE}: does not match its digest (config_sha256): it was edited or "
-                             f"damaged after it was saved; refusing to load it (save the model again).")
-        if "weights_sha256" not in config or config["weights_sha256"] == hashlib.sha256(weights).hexdigest():
-            return config, weights
-        if read_config(path) != config:
-            continue  # a save replaced the artifact between the two reads
-        raise ValueError(f"{path / WEIGHTS_FILE}: does not match the digest in {CONFIG_FILE} (weights_sha256): the "
-                         f"weights were modified or damaged, or come from another save; refusing to load them.")
+            folder = _open_folder(path)
+        except OSError:
+            continue  # replaced between the check and the opening
+        try:
+            found = _read_one_save(path, folder)
+        finally:
+            if folder is not None:
+                os.close(folder)
+        if found is not None:
+            return found
     raise ValueError(f"{path}: the artifact kept changing while it was read ({_READ_ATTEMPTS} attempts); "
                      f"load it once the saves into it have finished.")
 
