@@ -160,7 +160,7 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        doc="How the two encodings are joined, in order: hadamard (e0*e1), "
                            "concat ([e0; e1]), abs_diff (abs(e0 - e1)). A string or a tuple. 'auto': "
                            "SageMaker's 'hadamard, concat, abs_diff', except in the Adam recipe that a fit "
-                           "of one id per side compares (see auto_recipe_), which leaves out abs_diff: "
+                           "of one id per side compares (see ``auto_recipe_``), which leaves out abs_diff: "
                            "on planted noisy ratings it overfits (see 'Choosing settings')."),
         HyperParameter("mlp_layers", "int", "auto", low=0, high=10, sagemaker_default=2, auto=True,
                        doc="Number of hidden MLP layers after the comparator (0 goes straight to the output "
