@@ -381,7 +381,10 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
     lazy_decay = any(_row_decay_groups(loop.optimizers))
     # torchrun trains a DistributedDataParallel wrapper: the token tables belong to the network inside it
     tables = cast("Object2VecNet", getattr(loop.net, "module", loop.net))
-    losses: list[torch.Tensor] = []  # kept (no host synchronisation) so that a divergence can name its first batch
+    # Steps after which the running sum was still finite, counted on the device (no host synchronisation,
+    # no per-step tensor kept): a loss that turns NaN or infinite keeps the sum so, so the count is the index
+    # of the first batch whose loss was not finite, which a divergence error names.
+    finite_steps: torch.Tensor | None = None
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -401,9 +404,10 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
         for opt in loop.optimizers:
             opt.step()
         batch_weight = weight.detach().sum()
-        losses.append(loss.detach())
-        weighted = losses[-1] * batch_weight
+        weighted = loss.detach() * batch_weight
         running = weighted if running is None else running + weighted
+        finite = torch.isfinite(running)
+        finite_steps = finite.to(torch.int64) if finite_steps is None else finite_steps.add_(finite)
         seen = batch_weight if seen is None else seen + batch_weight
         if show:
             mean = float(running) / max(float(seen), 1e-12) if loop.settings.verbose else None
@@ -414,9 +418,8 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
     assert seen is not None  # summed alongside running
     running, seen = float(running), float(seen)
     first_bad = None
-    if not (np.isfinite(running) and np.isfinite(seen)):
-        bad = ~torch.isfinite(torch.stack(losses))
-        first_bad = int(torch.argmax(bad.to(torch.uint8))) if bool(bad.any()) else None
+    if not np.isfinite(running) and finite_steps is not None:
+        first_bad = int(finite_steps)
     return running, seen, first_bad
 
 
