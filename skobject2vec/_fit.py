@@ -381,8 +381,7 @@ class RecipeRace(Callback):
         return best - gain
 
     def on_epoch_end(self, loop: training.Loop, record: dict[str, Any]) -> None:
-        key = f"validation:{loop.metric}"
-        losses = [r[key] for r in loop.history if key in r]
+        losses = validation_losses(loop.history)
         if len(losses) <= self.window or not np.isfinite(self.bar):
             return
         if self.projected_best(losses) > self.bar:
@@ -390,21 +389,24 @@ class RecipeRace(Callback):
             self.stopped_at = int(record["epoch"])
 
 
+def validation_losses(history: list[dict[str, Any]]) -> list[float]:
+    """The validation loss of each epoch of a fit's ``history`` that has one."""
+    return [value for record in history for key, value in record.items()
+            if key in ("validation:mean_squared_error", "validation:cross_entropy")]
+
+
 def validation_loss(history: list[dict[str, Any]]) -> float:
     """The best validation loss of a fit's ``history`` (inf without one)."""
-    losses = [value for record in history for key, value in record.items()
-              if key in ("validation:mean_squared_error", "validation:cross_entropy")]
-    return min(losses) if losses else float("inf")
+    return min(validation_losses(history), default=float("inf"))
 
 
 def recipe_record(plans: dict[str, FitPlan], histories: dict[str, list[dict[str, Any]]],
-                  chosen: str) -> dict[str, Any] | None:
-    """``auto_recipe_``: the recipe kept, each recipe's best validation loss and epochs trained, and the
-    settings the kept recipe fixed (None when one plan was trained)."""
+                  losses: dict[str, float], chosen: str) -> dict[str, Any] | None:
+    """``auto_recipe_``: the recipe kept, each recipe's best validation loss (``losses``) and epochs
+    trained, and the settings the kept recipe fixed (None when one plan was trained)."""
     if len(plans) == 1:
         return None
-    return {"chosen": chosen,
-            "validation_loss": {name: validation_loss(history) for name, history in histories.items()},
+    return {"chosen": chosen, "validation_loss": dict(losses),
             "epochs": {name: len(history) for name, history in histories.items()},
             "settings": {key: _plain(plans[chosen].params[key]) for key in RECIPE_SETTINGS}}
 
@@ -673,7 +675,8 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
             check_vocab(ragged, side.vocab_size, f"in{i}", name)
     held, train_index = held_out(estimator, validation, pairs, encoded, fit.weight, plan)
     device = resolve_device(estimator.device)
-    trained, bar = {}, float("inf")
+    trained = {}  # each recipe's (net, vocab, max_lens, history)
+    losses: dict[str, float] = {}  # each recipe's best validation loss
     for recipe, plan in plans.items():
         vocab, max_lens = plan.vocab_sizes, plan.max_lens
         warm = reusable_net(warm_net, plan.config, estimator.warm_start)
@@ -684,17 +687,16 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                                                           targets.negative_index), held)
         callbacks = resolve_callbacks(estimator.callbacks, plan.settings)
         if len(plans) > 1:  # a later recipe stops once it cannot beat the best one before it
-            callbacks.append(RecipeRace(bar, plan.settings.epochs))
+            callbacks.append(RecipeRace(min(losses.values(), default=float("inf")), plan.settings.epochs))
         net, history = run(plan, source, device=device, net=warm, lens=(vocab, max_lens), callbacks=callbacks)
         if warm is not None:
             history = continued_history(estimator.history_, history)
-        trained[recipe] = (net, vocab, max_lens, history)
-        bar = min(bar, validation_loss(history))
-    chosen = min(trained, key=lambda recipe: validation_loss(trained[recipe][3]))
-    record = recipe_record(plans, {k: v[3] for k, v in trained.items()}, chosen)
+        trained[recipe], losses[recipe] = (net, vocab, max_lens, history), validation_loss(history)
+    chosen = min(losses, key=losses.__getitem__)
+    record = recipe_record(plans, {k: v[3] for k, v in trained.items()}, losses, chosen)
     if record is not None and plan.settings.verbose:
-        losses = ", ".join(f"{k} {v:.4g} ({record['epochs'][k]} epochs)" for k, v in record["validation_loss"].items())
-        print(f"{name}: recipes compared on the validation split (best loss): {losses}; kept {chosen!r}")
+        summary = ", ".join(f"{k} {v:.4g} ({record['epochs'][k]} epochs)" for k, v in losses.items())
+        print(f"{name}: recipes compared on the validation split (best loss): {summary}; kept {chosen!r}")
     net, vocab, max_lens, history = trained[chosen]
     if record is None and warm_net is not None:
         record = getattr(estimator, "auto_recipe_", None)

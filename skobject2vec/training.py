@@ -189,10 +189,15 @@ def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
             if not ids:
                 continue
             rows = torch.unique(torch.cat([found.reshape(-1) for found in ids]).to(p.device))
-            seen = _last_seen(last_seen, i, p)
-            idle = (step - 1 - seen[rows]).to(p.dtype).unsqueeze(1)
-            seen[rows] = step
-            _catch_up(opt, group, p, rows, idle, decay)
+            _bring_up_to_date(opt, group, p, rows, _last_seen(last_seen, i, p), step, decay)
+
+
+def _bring_up_to_date(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, rows: torch.Tensor,
+                      seen: torch.Tensor, step: int, decay: float) -> None:
+    """Apply to ``p[rows]`` the decay steps they missed since ``seen`` (per row), and mark them seen at ``step``."""
+    idle = (step - 1 - seen[rows]).to(p.dtype).unsqueeze(1)
+    seen[rows] = step
+    _catch_up(opt, group, p, rows, idle, decay)
 
 
 def catch_up_gradient_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
@@ -205,12 +210,11 @@ def catch_up_gradient_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
         for i, p in enumerate(group["params"]):
             if p.grad is None or not p.grad.is_sparse:
                 continue
-            rows = p.grad.coalesce().indices()[0]
+            p.grad = p.grad.coalesce()  # once: decay_touched_rows reads the same coalesced gradient
+            rows = p.grad.indices()[0]
             seen = _last_seen(last_seen, i, p)
             rows = rows[seen[rows] < step]  # rows this rank's own batch read are already caught up
-            idle = (step - 1 - seen[rows]).to(p.dtype).unsqueeze(1)
-            seen[rows] = step
-            _catch_up(opt, group, p, rows, idle, decay)
+            _bring_up_to_date(opt, group, p, rows, seen, step, decay)
 
 
 def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
