@@ -382,11 +382,11 @@ def _read_matching_files(path: Path) -> tuple[dict, bytes]:
     digests existed (no ``weights_sha256``) load unchecked.
     """
     for _ in range(_READ_ATTEMPTS):
-        read_config(path)  # the folder's shape: "not a model folder" and format errors
         try:
             folder = _open_folder(path)
         except OSError:
-            continue  # replaced between the check and the opening
+            read_config(path)  # no folder there: "not a model folder"; else replaced while being opened
+            continue
         try:
             found = _read_one_save(path, folder)
         finally:
@@ -394,6 +394,7 @@ def _read_matching_files(path: Path) -> tuple[dict, bytes]:
                 os.close(folder)
         if found is not None:
             return found
+        read_config(path)  # a file missing at the path now: "not a model folder"; else a save came between
     raise ValueError(f"{path}: the artifact kept changing while it was read ({_READ_ATTEMPTS} attempts); "
                      f"load it once the saves into it have finished.")
 
