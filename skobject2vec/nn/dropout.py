@@ -3,9 +3,9 @@
 On CPU, ``torch.nn.functional.dropout`` draws its mask with ``bernoulli_``, one
 Mersenne-Twister call and a float comparison per element: 1.5 ms of a 5 ms default
 step on MovieLens-sized ratings (batch 256 x 512 comparator features, one thread).
-:class:`FastDropout` draws one 64-bit word per *four* elements and compares each 16-bit
-quarter with an integer threshold: the same keep probability to 1/65,536, the same scaling
-by ``1 / (1 - p)``, a sixth of the cost. Other devices (CUDA's fused kernel) and eval
+:class:`FastDropout` draws one 32-bit word per *two* elements and compares each 16-bit
+half with an integer threshold: the same keep probability to 1/65,536, the same scaling
+by ``1 / (1 - p)``, a third of the cost. Other devices (CUDA's fused kernel) and eval
 mode are torch's own.
 """
 
@@ -25,11 +25,9 @@ def keep_mask(shape: Sequence[int], p: float, device: torch.device | str | None 
     n = 1
     for size in shape:
         n *= int(size)
-    # random_(from, to) draws uniformly over [from, to): all four 16-bit quarters of every 64-bit word are
-    # uniform (over the full range; random_() alone leaves the sign bit 0). One 64-bit draw costs about
-    # what a 32-bit one does, so four elements per word halve the mask's cost against two per 32-bit word.
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), (1 << 63) - 1)
-    threshold = -(1 << 15) + round(p * _HALF_RANGE)  # a quarter is dropped when below: probability p
+    # random_(from, to) draws uniformly over [from, to): both 16-bit halves of every word are uniform
+    words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_(-(1 << 31), (1 << 31) - 1)
+    threshold = -(1 << 15) + round(p * _HALF_RANGE)  # a half is dropped when below: probability p
     return (words.view(torch.int16)[:n] >= threshold).view(shape)
 
 
