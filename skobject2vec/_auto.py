@@ -176,8 +176,9 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         when both are single ids, 0.0005 otherwise); the
         learning rate is multiplied by 0.8 after every epoch when both sides are single
         ids, else kept constant. An explicit ``learning_rate`` keeps a constant schedule
-        and, with ``optimizer="auto"``, up to 0.01 trains with Adam (weight decay 0):
-        it never meets a schedule or optimizer tuned for another rate.
+        and, with ``optimizer="auto"``, up to 0.01 trains with Adam (weight decay 0; where the family
+        has recipes, the fit trains the recipe of that optimizer, :func:`auto_recipes`): it never meets
+        a schedule or optimizer tuned for another rate.
     """
     p = dict(p)
     if p["shared_encoder"] == "auto":
@@ -344,12 +345,21 @@ RECIPE_SETTINGS = tuple(sorted({key for recipes in AUTO_RECIPES.values() for ove
 
 
 def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any]]:
-    """``{name: overrides}``: the recipes a fit of ``shape`` compares (one, with no overrides,
-    unless :data:`AUTO_RECIPES` has the family and every setting the recipes fix is "auto")."""
+    """``{name: overrides}``: the recipes a fit of ``shape`` compares when :data:`AUTO_RECIPES` has the
+    family and every setting the recipes fix is "auto"; otherwise one plan, ``{"": overrides}``: the
+    family's recipe for the optimizer the given settings train with (no overrides without one)."""
     recipes = AUTO_RECIPES.get(shape.family)
     if recipes is None or shape.streamed:
         return {"": {}}
     if any(p[key] != "auto" for key in RECIPE_SETTINGS if key not in RECIPE_STRUCTURE):
+        # Some are given: one plan, the recipe of the optimizer they train with (a learning rate alone picks
+        # it as :func:`_optimization` does), its other settings kept where "auto": learning_rate=0.003 on
+        # (user, item) ratings trains the Adam recipe at that rate, not a bare Adam the comparison never keeps.
+        optimizer = _optimization(p, shape.family)["optimizer"]
+        family_optimizer = AUTO_OPTIMIZATION[shape.family]["optimizer"]
+        for overrides in recipes.values():
+            if overrides.get("optimizer", family_optimizer) == optimizer:
+                return {"": {key: value for key, value in overrides.items() if p[key] == "auto"}}
         return {"": {}}
     return {name: {key: value for key, value in overrides.items() if p[key] == "auto"}
             for name, overrides in recipes.items()}

@@ -341,9 +341,12 @@ def candidate_plans(task: str, p: dict[str, Any], summary: DataSummary, targets:
     split (:data:`~._auto.AUTO_RECIPES`), or ``{"": plan}``: one plan, without a validation split, where
     no recipes apply, or without ``compare`` (a warm start continues one network). Every plan has the
     same seed and validation split."""
-    base = make_plan(task, p, summary, targets, random_state=random_state, name=name)
     recipes = auto_recipes(p, replace(summary.shape, task=task))
-    if not compare or len(recipes) == 1 or not (external_validation or base.params["validation_fraction"]):
+    if len(recipes) == 1:  # one plan: the overrides of the recipe the given settings chose (or none)
+        (overrides,) = recipes.values()
+        return {"": make_plan(task, dict(p, **overrides), summary, targets, random_state=random_state, name=name)}
+    base = make_plan(task, p, summary, targets, random_state=random_state, name=name)
+    if not compare or not (external_validation or base.params["validation_fraction"]):
         return {"": base}
     return {recipe: make_plan(task, dict(p, **overrides), summary, targets, random_state=random_state, name=name)
             for recipe, overrides in recipes.items()}

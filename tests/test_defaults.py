@@ -243,6 +243,23 @@ def test_a_grid_over_learning_rate_alone_finds_a_good_model_of_planted_ratings()
     assert max(scores.values()) >= 0.88 and min(scores.values()) >= 0.8, scores
 
 
+def test_a_learning_rate_alone_trains_the_recipe_of_the_optimizer_it_picks():
+    from skobject2vec._auto import AUTO_RECIPES
+
+    # learning_rate=0.003 on (user, item) ratings picks Adam; it trains the Adam recipe the comparison would
+    # (weight decay, no dropout, hadamard + concat) at that rate, not a bare Adam (R^2 0.46 against the
+    # recipe's 0.78 on planted history ratings, benchmarks/bench_defaults.py)
+    X, y, X_test, y_test = _planted_ratings()
+    given = Object2VecRegressor(learning_rate=0.003, random_state=0, epochs=3).fit(X, y)
+    recipe = dict(AUTO_RECIPES["single_ids"]["adam"], learning_rate=0.003)
+    spelled_out = Object2VecRegressor(**recipe, random_state=0, epochs=3).fit(X, y)
+    assert not hasattr(given, "auto_recipe_") and given.net_.config["comparator"] == ["hadamard", "concat"]
+    np.testing.assert_array_equal(given.predict(X_test), spelled_out.predict(X_test))
+    # a rate Adagrad-sized keeps the family's Adagrad recipe (SageMaker's comparator list), at a constant rate
+    large = Object2VecRegressor(learning_rate=0.1, random_state=0, epochs=1).fit(X, y)
+    assert large.net_.config["comparator"] == ["hadamard", "concat", "abs_diff"]
+
+
 def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     from skobject2vec._auto import AUTO_RECIPES
 
