@@ -356,8 +356,10 @@ class RecipeRace(Callback):
     """Stops a compared recipe once it cannot catch up with the best recipe trained before it.
 
     After each epoch past the first ``window``, the recipe's best validation loss is projected
-    to its last epoch: at the rate its best improved over the last ``window`` epochs, kept up
-    to the end, or, once two windows are known and the last improved less than the one before,
+    to its last epoch: at the rate its best improved over the last ``window`` epochs, per unit of
+    learning rate, kept up to the end under the recipe's schedule (``decay``, the learning rate's
+    factor per epoch: with 0.8 the epochs left hold as much learning rate as about the last four;
+    with a constant rate, as many epochs as are left), or, once two windows are known and the last improved less than the one before,
     with the improvement shrinking by that ratio each window (a geometric tail; whichever
     projects less gain). When even that projection stays above ``bar``, the earlier recipe's
     best loss, the recipe cannot be the one kept and training it further is wasted. With
@@ -366,16 +368,22 @@ class RecipeRace(Callback):
 
     window = 3
 
-    def __init__(self, bar: float, epochs: int) -> None:
-        self.bar, self.epochs = bar, epochs
+    def __init__(self, bar: float, epochs: int, decay: float = 1.0) -> None:
+        self.bar, self.epochs, self.decay = bar, epochs, decay
         self.stopped_at: int | None = None
+
+    def _rate_sum(self, first: int, last: int) -> float:
+        """The learning rate of epochs ``first``..``last`` (from 1), summed, in units of the first epoch's."""
+        return sum(self.decay ** (epoch - 1) for epoch in range(first, last + 1))
 
     def projected_best(self, losses: list[float]) -> float:
         """The lowest loss the curve ``losses`` (one per epoch so far) could reach by the last epoch."""
         w, t = self.window, len(losses)
         best = min(losses)
         recent = min(losses[:t - w]) - best  # the best's improvement over the last window
-        gain = recent * (self.epochs - t) / w  # kept up: learning curves flatten, so an overestimate
+        # kept up per unit of learning rate: learning curves flatten (and Adagrad's own steps shrink), so an
+        # overestimate; with a constant rate, recent * (epochs - t) / w
+        gain = recent * self._rate_sum(t + 1, self.epochs) / self._rate_sum(t - w + 1, t)
         if t > 2 * w:
             before = min(losses[:t - 2 * w]) - min(losses[:t - w])  # over the window before
             if before > 0 and recent < before:
@@ -690,7 +698,8 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                                                           targets.negative_index), held)
         callbacks = resolve_callbacks(estimator.callbacks, plan.settings)
         if len(plans) > 1:  # a later recipe stops once it cannot beat the best one before it
-            callbacks.append(RecipeRace(min(losses.values(), default=float("inf")), plan.settings.epochs))
+            callbacks.append(RecipeRace(min(losses.values(), default=float("inf")), plan.settings.epochs,
+                                        plan.settings.learning_rate_decay))
         net, history = run(plan, source, device=device, net=warm, lens=(vocab, max_lens), callbacks=callbacks)
         if warm is not None:
             history = continued_history(estimator.history_, history)

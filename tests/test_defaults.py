@@ -319,10 +319,22 @@ def test_a_warm_start_continues_its_network_without_comparing_recipes():
     ([0.9, 0.85, 0.84, 0.9, 0.95], float("inf"), None),  # the first recipe (no bar) is never stopped
 ])
 def test_a_compared_recipe_stops_once_its_curve_cannot_reach_the_best_before_it(curve, bar, stopped_at):
+    _assert_race_stops(race_args=(bar, 20), curve=curve, stopped_at=stopped_at)
+
+
+@pytest.mark.parametrize("decay, stopped_at", [(0.8, 4), (1.0, None)])
+def test_a_recipe_whose_learning_rate_decays_is_projected_under_its_schedule(decay, stopped_at):
+    # mf-clean's Adagrad curve (seed 0) against Adam's best 0.075: with the rate times 0.8 per epoch the
+    # 26 epochs left hold about as much learning rate as the last three, so its gain of 1.58 over them
+    # cannot bring it from 2.62 to the bar; at a constant rate it could (8.7 windows left)
+    _assert_race_stops(race_args=(0.075, 30, decay), curve=[4.197, 3.936, 3.287, 2.617], stopped_at=stopped_at)
+
+
+def _assert_race_stops(race_args, curve, stopped_at):
     from skobject2vec._fit import RecipeRace
     from skobject2vec.training import Loop
 
-    race = RecipeRace(bar, epochs=20)
+    race = RecipeRace(*race_args)
     loop = Loop(net=None, optimizers=[], settings=None, metric="mean_squared_error")
     for epoch, loss in enumerate(curve, start=1):
         loop.history.append({"epoch": epoch, "validation:mean_squared_error": loss})
