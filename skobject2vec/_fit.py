@@ -359,11 +359,12 @@ class RecipeRace(Callback):
     to its last epoch: at the rate its best improved over the last ``window`` epochs, per unit of
     learning rate, kept up to the end under the recipe's schedule (``decay``, the learning rate's
     factor per epoch: with 0.8 the epochs left hold as much learning rate as about the last four;
-    with a constant rate, as many epochs as are left), or, once two windows are known and the last improved less than the one before,
-    with the improvement shrinking by that ratio each window (a geometric tail; whichever
-    projects less gain). When even that projection stays above ``bar``, the earlier recipe's
-    best loss, the recipe cannot be the one kept and training it further is wasted. With
-    windows of epochs, not single ones, a bumpy Adam curve is not stopped on one bad epoch.
+    with a constant rate, as many epochs as are left), or, once two windows are known and the last
+    improved less than the one before, with the improvement shrinking by that ratio each window
+    (a geometric tail; whichever projects less gain). When even that projection stays above
+    ``bar``, the earlier recipe's best loss, the recipe cannot be the one kept and training it
+    further is wasted. With windows of epochs, not single ones, a bumpy Adam curve is not
+    stopped on one bad epoch.
     """
 
     window = 3
