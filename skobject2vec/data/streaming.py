@@ -37,6 +37,7 @@ import numpy as np
 
 from .batching import PairData, Ragged
 from .jsonlines import iter_records
+from .records import paused_gc
 
 __all__ = ["is_stream_source", "list_shards", "rank_records", "shuffle_buffer", "chunks", "scan", "StreamStats",
            "DEFAULT_BUFFER_SIZE"]
@@ -122,12 +123,17 @@ def chunks(items: Iterable[tuple[dict[str, list[int]], object, str]], size: int,
     """
     iterator = iter(items)
     while True:
-        block = list(islice(iterator, size))
-        if not block:
-            return
-        pairs = PairData(Ragged.from_lists([r["in0"] for r, _, _ in block]),
-                         Ragged.from_lists([r["in1"] for r, _, _ in block]))
-        yield pairs, encode_label(np.asarray([value for _, value, _ in block]))
+        # The records are read, parsed and shuffled while a block is drawn: with the collector paused
+        # (records.paused_gc; no cycles are built), not while the chunk trains. Running, it walked the
+        # shuffle buffer's records again and again: half of a streamed epoch of 1,000,000 ratings.
+        with paused_gc():
+            block = list(islice(iterator, size))
+            if not block:
+                return
+            pairs = PairData(Ragged.from_lists([r["in0"] for r, _, _ in block]),
+                             Ragged.from_lists([r["in1"] for r, _, _ in block]))
+            targets = encode_label(np.asarray([value for _, value, _ in block]))
+        yield pairs, targets
 
 
 def chunk_size(batch_size: int, buffer_size: int) -> int:
@@ -161,20 +167,35 @@ def scan(shards: list[Path], *, label: str, rank: int = 0, world_size: int = 1) 
     holding one record at a time.
     """
     stats = StreamStats()
-    for record, value, where in rank_records(shards, label=label, rank=rank, world_size=world_size):
-        stats.n_records += 1
+    records = rank_records(shards, label=label, rank=rank, world_size=world_size)
+    while True:
+        # a block at a time, with the collector paused (see chunks), each statistic by one C-level map
+        with paused_gc():
+            block = list(islice(records, _SCAN_BLOCK))
+        if not block:
+            return stats
+        stats.n_records += len(block)
         for side, key in enumerate(("in0", "in1")):
-            ids = record[key]
-            top = max(ids)
-            if top > stats.max_ids[side]:
-                stats.max_ids[side], stats.max_id_where[side] = int(top), where
-            stats.max_lens[side] = max(stats.max_lens[side], len(ids))
-            stats.min_lens[side] = min(stats.min_lens[side], len(ids))
+            sequences = [record[key] for record, _, _ in block]
+            tops = list(map(max, sequences))
+            top = max(tops)
+            if top > stats.max_ids[side]:  # the first record holding it, as one record at a time found it
+                stats.max_ids[side], stats.max_id_where[side] = int(top), block[tops.index(top)][2]
+            lengths = list(map(len, sequences))
+            stats.max_lens[side] = max(stats.max_lens[side], *lengths)
+            stats.min_lens[side] = min(stats.min_lens[side], *lengths)
         if label == "classification":
-            assert isinstance(value, int)  # _check_label's classification label
-            stats.label_counts[value] = stats.label_counts.get(value, 0) + 1
+            for _, value, _ in block:
+                assert isinstance(value, int)  # _check_label's classification label
+                stats.label_counts[value] = stats.label_counts.get(value, 0) + 1
         else:
-            assert isinstance(value, float)  # _check_label's regression label
-            stats.label_sum += value
-            stats.label_sum_sq += value * value
-    return stats
+            label_sum, label_sum_sq = stats.label_sum, stats.label_sum_sq
+            for _, value, _ in block:  # one record at a time, in order: the same sums to the last bit
+                assert isinstance(value, float)  # _check_label's regression label
+                label_sum += value
+                label_sum_sq += value * value
+            stats.label_sum, stats.label_sum_sq = label_sum, label_sum_sq
+
+
+#: Records per block of the pre-pass.
+_SCAN_BLOCK = 4096

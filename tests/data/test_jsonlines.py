@@ -118,6 +118,11 @@ BAD = [
      r":2: field 'in0' holds 'a'; token ids must be integers"),
     ("fractional-id", '{"in0": [1], "in1": [2.5], "label": 1}', r":2: field 'in1' holds 2.5; token ids must be"),
     ("bool-id", '{"in0": [true], "in1": [2], "label": 1}', r":2: field 'in0' holds True"),
+    # several ids: the common records' fast check (no loop over the tokens) must refuse these too
+    ("bool-among-ids", '{"in0": [4, 5, true], "in1": [2], "label": 1}', r":2: field 'in0' holds True"),
+    ("negative-among-ids", '{"in0": [1], "in1": [4, -1, 5], "label": 1}', r":2: field 'in1' holds the negative"),
+    ("huge-among-ids", '{"in0": [1, 9007199254740992], "in1": [2], "label": 1}', r":2: field 'in0' holds the id "
+                                                                                  r"9007199254740992"),
     ("negative-id", '{"in0": [1], "in1": [-3], "label": 1}', r":2: field 'in1' holds the negative id -3"),
     ("negative-float-id", '{"in0": [1], "in1": [-2.0], "label": 1}', r":2: field 'in1' holds the negative id -2"),
     ("nested", '{"in0": [[1, 2]], "in1": [2], "label": 1}', r":2: field 'in0' holds a nested list"),

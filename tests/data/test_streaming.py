@@ -130,6 +130,22 @@ def test_streamed_errors_name_file_and_record(tmp_path, numbered_file):
         Object2VecClassifier(**FAST).fit(tmp_path / "missing.jsonl")
 
 
+def test_a_streamed_fit_leaves_the_garbage_collector_running(tmp_path, numbered_file):
+    import gc
+
+    # the records are read with the collector paused (half a streamed epoch went to it); it runs again after
+    # a fit, and after a fit that fails in the middle of the file (past the pre-pass's first block)
+    Object2VecClassifier(**dict(FAST, epochs=1)).fit(numbered_file)
+    assert gc.isenabled()
+    lines = [json.dumps({"label": k % 2, "in0": [k % 50], "in1": [k % 7]}) for k in range(6000)]
+    lines[4999] = '{"label": 0, "in0": [1, true], "in1": [2]}'
+    bad = tmp_path / "late_error.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"late_error.jsonl:5000: field 'in0' holds True"):
+        Object2VecClassifier(**FAST).fit(bad)
+    assert gc.isenabled()
+
+
 def test_cli_train_streaming(tmp_path, topic_files, capsys):
     train, val, (X, y) = topic_files
     hp = tmp_path / "hp.json"
