@@ -164,7 +164,7 @@ def scan(shards: list[Path], *, label: str, rank: int = 0, world_size: int = 1) 
     """The pre-pass: record count, largest id and length per side, labels seen.
 
     Validates every record (bad JSON or ids fail here, naming file and record),
-    holding one record at a time.
+    holding one block of records (:data:`_SCAN_BLOCK`) at a time.
     """
     stats = StreamStats()
     records = rank_records(shards, label=label, rank=rank, world_size=world_size)

@@ -122,10 +122,10 @@ class Object2VecNet(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         encoder, compute = self.encoder(side), self.output.weight.dtype
         table = self.token_table(side)
-        mask = lengths_to_mask(lengths, ids.size(1), ids.device)
         if not with_tokens and ids.size(1) == 1 and _pools_only(encoder) and bool((lengths > 0).all()):
             # one token per record (a user, an item): every pooling is the token's own row, exactly
             return table(ids[:, 0]).to(compute), None, None
+        mask = lengths_to_mask(lengths, ids.size(1), ids.device)
         if not with_tokens and _pools_flat(encoder, lengths) and (table.weight.dtype == compute
                                                                   or encoder.pooling == "max"):
             # A pooled encoder without projection reduces the valid tokens alone: looked up without padding
