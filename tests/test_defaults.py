@@ -184,8 +184,9 @@ def test_a_training_step_pools_without_padding_as_the_padded_encoder_does(poolin
                   pooling=pooling)
     torch.manual_seed(0)
     net = Object2VecNet(config)
-    ids = torch.tensor([[3, 11, 12, 13], [4, 0, 0, 0], [5, 14, 0, 0]])
-    lengths = torch.tensor([4, 1, 2])
+    # mostly padding (8 of 18 slots valid): where head_mean pools the valid tokens alone
+    ids = torch.tensor([[3, 11, 12, 13, 14, 15], [4, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0]])
+    lengths = torch.tensor([6, 1, 1])
     ids1, lengths1 = torch.tensor([[7], [8], [9]]), torch.tensor([1, 1, 1])
 
     def run(flat):

@@ -127,11 +127,13 @@ class Object2VecNet(nn.Module):
             return table(ids[:, 0]).to(compute), None, None
         mask = lengths_to_mask(lengths, ids.size(1), ids.device)
         if (not with_tokens and _pools_only(encoder) and encoder.pooling == "head_mean"
-                and table.weight.dtype == compute and bool((lengths > 0).all())):
+                and table.weight.dtype == compute and bool((lengths > 0).all())
+                and 2 * int(lengths.sum()) < ids.numel()):
             # An id and its context (a user and the items the user rated: hundreds of tokens, a few thousand
-            # for some users): the id's row plus the mean of the context's rows, reduced per record from the
-            # valid tokens alone. Padded, a batch held 256 x its longest history x the row width, and a
-            # MovieLens epoch with full histories took minutes.
+            # for some users), in a batch mostly padding: the id's row plus the mean of the context's rows,
+            # reduced per record from the valid tokens alone. Padded, a batch held 256 x its longest history
+            # x the row width: 5x slower with MovieLens users' full histories (a fifth of the slots valid).
+            # Where most slots are valid (30 sampled items each), the padded pooling is faster (2.4 vs 3.4 ms).
             context = mask.clone()
             context[:, 0] = False
             lengths = lengths.to(ids.device)
