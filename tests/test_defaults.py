@@ -199,14 +199,17 @@ def test_a_training_step_pools_without_padding_as_the_padded_encoder_does(poolin
         return out.detach(), net.token_embedding0.weight.grad.clone()
 
     reduced = []
-    segment_reduce = torch.segment_reduce
+    segment_reduce, embedding_bag = torch.segment_reduce, torch.nn.functional.embedding_bag
 
-    def counted(*args, **kwargs):
-        reduced.append(1)
-        return segment_reduce(*args, **kwargs)
+    def counted(function):
+        def call(*args, **kwargs):
+            reduced.append(function.__name__)
+            return function(*args, **kwargs)
+        return call
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch, "segment_reduce", counted)  # the flat path is the one compared
+    with pytest.MonkeyPatch.context() as patch:  # the flat path is the one compared
+        patch.setattr(torch, "segment_reduce", counted(segment_reduce))
+        patch.setattr(torch.nn.functional, "embedding_bag", counted(embedding_bag))
         flat_out, flat_grad = run(True)
     padded_out, padded_grad = run(False)
     assert reduced

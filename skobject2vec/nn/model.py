@@ -134,11 +134,16 @@ class Object2VecNet(nn.Module):
             # reduced per record from the valid tokens alone. Padded, a batch held 256 x its longest history
             # x the row width: 5x slower with MovieLens users' full histories (a fifth of the slots valid).
             # Where most slots are valid (30 sampled items each), the padded pooling is faster (2.4 vs 3.4 ms).
+            # embedding_bag gathers and sums in one pass, with no (tokens x width) tensor in between: 2.3x
+            # faster than a lookup and segment_reduce over 117,000 context tokens
             context = mask.clone()
             context[:, 0] = False
-            lengths = lengths.to(ids.device)
-            rest = torch.segment_reduce(table(ids[context]), "mean", lengths=lengths - 1, initial=0.0)
-            return table(ids[:, 0]) + rest, None, None
+            sizes = lengths.to(ids.device) - 1
+            offsets = torch.zeros(len(sizes) + 1, dtype=torch.int64, device=ids.device)
+            torch.cumsum(sizes, 0, out=offsets[1:])
+            rest = nn.functional.embedding_bag(ids[context], table.weight, offsets, mode="sum", sparse=table.sparse,
+                                               include_last_offset=True)
+            return table(ids[:, 0]) + rest / sizes.clamp_min(1).unsqueeze(1).to(rest.dtype), None, None
         if not with_tokens and _pools_flat(encoder, lengths) and (table.weight.dtype == compute
                                                                   or encoder.pooling == "max"):
             # A pooled encoder without projection reduces the valid tokens alone: looked up without padding
