@@ -188,14 +188,18 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        doc="Optimizer step size. 'auto': 0.001 for sequence pairs (adam), 0.05 when a side "
                            "is a single id (adagrad). A rate you set keeps a constant schedule "
                            "(learning_rate_decay 'auto' is then 1) and, with optimizer 'auto', trains with adam "
-                           "up to 0.01 (weight_decay 'auto' then 0), so an Adam-sized rate never meets Adagrad."),
+                           "up to 0.01 (weight_decay 'auto' then 0; with one id per side, the Adam recipe the fit "
+                           "compares: weight_decay 3e-4, dropout 0, comparator_list 'hadamard, concat', each where "
+                           "'auto'), so an Adam-sized rate never meets Adagrad."),
         HyperParameter("optimizer", "choice", "auto",
                        choices=("adam", "adagrad", "adadelta", "sgd", "rmsprop"), auto=True,
                        sagemaker_default="adam",
                        doc="Optimizer. 'auto': adam for sequence pairs (both sides longer than one token "
                            "somewhere); adagrad when a side is a single id (user-item, entity-entity): "
                            "with weight decay it shrinks rarely seen id rows, matrix factorisation's "
-                           "regularisation."),
+                           "regularisation. With one id per side an in-memory fit compares adagrad with adam "
+                           "(auto_recipe_); optimizer='adam' alone trains that Adam recipe (learning_rate 0.003, "
+                           "weight_decay 3e-4, dropout 0, comparator_list 'hadamard, concat', each where 'auto')."),
         HyperParameter("weight_decay", "float", "auto", low=0.0, high=10000.0, sagemaker_default=0.0,
                        auto=True,
                        doc="L2 weight decay on every parameter, token tables included (dense storage). "

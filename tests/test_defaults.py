@@ -303,6 +303,9 @@ def test_a_learning_rate_alone_trains_the_recipe_of_the_optimizer_it_picks():
     spelled_out = Object2VecRegressor(**recipe, random_state=0, epochs=3).fit(X, y)
     assert not hasattr(given, "auto_recipe_") and given.net_.config["comparator"] == ["hadamard", "concat"]
     np.testing.assert_array_equal(given.predict(X_test), spelled_out.predict(X_test))
+    # optimizer="adam" alone: the same recipe at its own rate
+    adam = Object2VecRegressor(optimizer="adam", random_state=0, epochs=1).fit(X, y)
+    assert adam.net_.config["comparator"] == ["hadamard", "concat"] and adam.net_.config["dropout"] == 0
     # a rate Adagrad-sized keeps the family's Adagrad recipe (SageMaker's comparator list), at a constant rate
     large = Object2VecRegressor(learning_rate=0.1, random_state=0, epochs=1).fit(X, y)
     assert large.net_.config["comparator"] == ["hadamard", "concat", "abs_diff"]
