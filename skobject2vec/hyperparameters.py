@@ -198,7 +198,7 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "somewhere); adagrad when a side is a single id (user-item, entity-entity): "
                            "with weight decay it shrinks rarely seen id rows, matrix factorisation's "
                            "regularisation. With one id per side an in-memory fit compares adagrad with adam "
-                           "(auto_recipe_); optimizer='adam' alone trains that Adam recipe (learning_rate 0.003, "
+                           "(``auto_recipe_``); optimizer='adam' alone trains that Adam recipe (learning_rate 0.003, "
                            "weight_decay 3e-4, dropout 0, comparator_list 'hadamard, concat', each where 'auto')."),
         HyperParameter("weight_decay", "float", "auto", low=0.0, high=10000.0, sagemaker_default=0.0,
                        auto=True,
