@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -94,6 +95,12 @@ def timed(function, *args, **kwargs) -> float:
 
 
 # ----------------------------------------------------------------- output
+def rss_kib(field: str) -> int:
+    """A memory figure of this process from ``/proc/self/status`` in KiB: "VmRSS" now, "VmHWM" its peak
+    (reset to the current RSS by writing "5" to ``/proc/self/clear_refs``)."""
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
 def format_table(headers, rows) -> str:
     """A reStructuredText simple table (readable in a terminal, valid in the docs)."""
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]

@@ -40,7 +40,7 @@ import sys
 import time
 
 import numpy as np
-from _common import format_table, machine_line, report, write_results
+from _common import format_table, machine_line, report, rss_kib, write_results
 
 
 # ------------------------------------------------------------------ one measurement (subprocess)
@@ -65,15 +65,18 @@ def run_ours(X, y, params):
             "total_s": time.perf_counter() - started}
 
 
-def run_streamed(X, y, params, block: int = 100_000):
+def run_streamed(spec: dict, block: int = 100_000):
     """The defaults on the same ratings streamed from a JSON Lines file (``fit(path)``): the file is written
-    first (not timed), the arrays freed, and the peak RSS counted from there (the kernel's VmHWM, reset)."""
+    first (not timed), the arrays freed (drawn here, so that no caller holds them), and the peak RSS counted
+    from there (the kernel's VmHWM, reset)."""
     import gc
     import tempfile
     from pathlib import Path
 
     from skobject2vec import Object2VecRegressor
 
+    X, y = ratings(spec["n"], spec["users"], spec["items"], spec["zipf"])
+    params = spec.get("params", {})
     folder = tempfile.TemporaryDirectory()
     path = Path(folder.name) / "ratings.jsonl"
     with open(path, "w") as handle:
@@ -88,11 +91,9 @@ def run_streamed(X, y, params, block: int = 100_000):
     model = Object2VecRegressor(**{"random_state": 0, "epochs": 1, "validation_fraction": None, **params}).fit(
         str(path))
     done = time.perf_counter()
-    peak_kib = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith("VmHWM:"))
     folder.cleanup()
     return {"first_epoch_s": done - started, "epoch_s": model.history_[0]["seconds"], "total_s": done - started,
-            "peak_rss_mb": peak_kib / 1024}
+            "peak_rss_mb": rss_kib("VmHWM") / 1024}
 
 
 def _plain_net(vocab: int, dim: int = 128, dropout: float = 0.3):
@@ -156,11 +157,13 @@ def run_lookup(X, y, batch: int = 256):
 
 
 def one(spec: dict) -> dict:
-    X, y = ratings(spec["n"], spec["users"], spec["items"], spec["zipf"])
     kind = spec["kind"]
-    result = (run_ours(X, y, spec.get("params", {})) if kind == "ours"
-              else run_streamed(X, y, spec.get("params", {})) if kind == "streamed"
-              else run_plain(X, y) if kind == "plain" else run_lookup(X, y))
+    if kind == "streamed":
+        result = run_streamed(spec)
+    else:
+        X, y = ratings(spec["n"], spec["users"], spec["items"], spec["zipf"])
+        result = (run_ours(X, y, spec.get("params", {})) if kind == "ours"
+                  else run_plain(X, y) if kind == "plain" else run_lookup(X, y))
     result["records_per_s"] = spec["n"] / result["epoch_s"]
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result

@@ -23,13 +23,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import alternate, format_table, machine_line, padded_tensors, ragged_pairs, report, timed, write_results
+from _common import (
+    alternate,
+    format_table,
+    machine_line,
+    padded_tensors,
+    ragged_pairs,
+    report,
+    rss_kib,
+    timed,
+    write_results,
+)
 
 VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40
 #: Pinned to the network measured before the 0.2 defaults (two encoders, linear MLP, no dropout,
@@ -98,10 +107,6 @@ def speed(network: str, n: int, repeats: int) -> dict:
 
 
 # ------------------------------------------------------------------ memory
-def _rss_kib(field: str) -> int:
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
-
-
 def child_peak_growth(model_dir: str, n: int) -> None:
     """Runs in the child: print JSON {"baseline_mib", "growth_mib", "seconds"}."""
     import gc
@@ -114,11 +119,11 @@ def child_peak_growth(model_dir: str, n: int) -> None:
     estimator.predict(records[:2048])  # warm up torch's allocator and kernels
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS) to the current RSS
-    baseline = _rss_kib("VmRSS")
+    baseline = rss_kib("VmRSS")
     started = time.perf_counter()
     estimator.predict(records)
     seconds = time.perf_counter() - started
-    print(json.dumps({"baseline_mib": baseline / 1024, "growth_mib": (_rss_kib("VmHWM") - baseline) / 1024,
+    print(json.dumps({"baseline_mib": baseline / 1024, "growth_mib": (rss_kib("VmHWM") - baseline) / 1024,
                       "seconds": seconds, "tokens": sum(len(r["in0"]) + len(r["in1"]) for r in records)}))
 
 
