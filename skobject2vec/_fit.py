@@ -353,7 +353,8 @@ def candidate_plans(task: str, p: dict[str, Any], summary: DataSummary, targets:
 
 
 class RecipeRace(Callback):
-    """Stops a compared recipe once it cannot catch up with the best recipe trained before it.
+    """Stops a compared recipe once it cannot catch up with the best recipe trained before it, or
+    cannot improve its own best by ``tolerance`` any more.
 
     After each epoch past the first ``window``, the recipe's best validation loss is projected
     to its last epoch: at the rate its best improved over the last ``window`` epochs, per unit of
@@ -365,12 +366,18 @@ class RecipeRace(Callback):
     ``bar``, the earlier recipe's best loss, the recipe cannot be the one kept and training it
     further is wasted. With windows of epochs, not single ones, a bumpy Adam curve is not
     stopped on one bad epoch.
+
+    The same projection ends a recipe that has converged: when it gains less than ``tolerance``
+    (``early_stopping_tolerance``) over the epochs left, waiting ``early_stopping_patience``
+    epochs for an improvement the schedule cannot give is wasted. On MovieLens the Adagrad
+    recipe, whose rate shrinks 0.8 times per epoch, gained 0.0005 in its last 5 of 21 epochs;
+    Adam, past its best epoch, stops after one window instead of the patience's 5 epochs.
     """
 
     window = 3
 
-    def __init__(self, bar: float, epochs: int, decay: float = 1.0) -> None:
-        self.bar, self.epochs, self.decay = bar, epochs, decay
+    def __init__(self, bar: float, epochs: int, decay: float = 1.0, tolerance: float = 0.0) -> None:
+        self.bar, self.epochs, self.decay, self.tolerance = bar, epochs, decay, tolerance
         self.stopped_at: int | None = None
 
     def _rate_sum(self, first: int, last: int) -> float:
@@ -394,9 +401,10 @@ class RecipeRace(Callback):
 
     def on_epoch_end(self, loop: training.Loop, record: dict[str, Any]) -> None:
         losses = validation_losses(loop.history)
-        if len(losses) <= self.window or not np.isfinite(self.bar):
+        if len(losses) <= self.window:
             return
-        if self.projected_best(losses) > self.bar:
+        projected = self.projected_best(losses)
+        if projected > self.bar or projected > min(losses) - self.tolerance:
             loop.stop = True
             self.stopped_at = int(record["epoch"])
 
@@ -698,9 +706,9 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                                                           plan.params["negative_sampling_rate"],
                                                           targets.negative_index), held)
         callbacks = resolve_callbacks(estimator.callbacks, plan.settings)
-        if len(plans) > 1:  # a later recipe stops once it cannot beat the best one before it
+        if len(plans) > 1:  # a recipe stops once it cannot beat the best one before it, or its own best
             callbacks.append(RecipeRace(min(losses.values(), default=float("inf")), plan.settings.epochs,
-                                        plan.settings.learning_rate_decay))
+                                        plan.settings.learning_rate_decay, plan.settings.tolerance))
         net, history = run(plan, source, device=device, net=warm, lens=(vocab, max_lens), callbacks=callbacks)
         if warm is not None:
             history = continued_history(estimator.history_, history)

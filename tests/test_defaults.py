@@ -381,6 +381,27 @@ def test_a_recipe_whose_learning_rate_decays_is_projected_under_its_schedule(dec
     _assert_race_stops(race_args=(0.075, 30, decay), curve=[4.197, 3.936, 3.287, 2.617], stopped_at=stopped_at)
 
 
+#: MovieLens's Adagrad curve (seed 0) as it ran to the patience's stop: its best, 0.7437 at epoch 21,
+#: is 0.0005 below epoch 16's
+MOVIELENS_ADAGRAD = [0.8656, 0.8270, 0.8083, 0.7878, 0.7774, 0.7660, 0.7571, 0.7546, 0.7508, 0.7486, 0.7471,
+                     0.7464, 0.7452, 0.7448, 0.7446, 0.7442, 0.7440, 0.7439, 0.7438, 0.7437, 0.7437]
+
+
+@pytest.mark.parametrize("race_args, curve, stopped_at", [
+    # the rate times 0.8 per epoch: at epoch 16 (0.0010 gained against 0.0034 the window before) the tail of
+    # its shrinking gains holds less than the tolerance
+    ((float("inf"), 30, 0.8, 0.001), MOVIELENS_ADAGRAD, 16),
+    ((float("inf"), 30, 0.8, 0.0), MOVIELENS_ADAGRAD, None),  # without a tolerance it runs to the patience
+    # MovieLens's Adam (constant rate, first in the race: no bar), best at epoch 3 and overfitting since:
+    # one window without a gain ends it, not the patience's 5 epochs
+    ((float("inf"), 30, 1.0, 0.001), [0.8108, 0.7897, 0.7712, 0.7745, 0.8116, 0.8559, 0.8740, 0.8908], 6),
+    # still improving by more than the tolerance per window: not stopped
+    ((float("inf"), 30, 1.0, 0.001), [0.9, 0.85, 0.84, 0.835, 0.832, 0.829, 0.826], None),
+])
+def test_a_compared_recipe_stops_once_it_cannot_improve_its_own_best_by_the_tolerance(race_args, curve, stopped_at):
+    _assert_race_stops(race_args=race_args, curve=curve, stopped_at=stopped_at)
+
+
 def _assert_race_stops(race_args, curve, stopped_at):
     from skobject2vec._fit import RecipeRace
     from skobject2vec.training import Loop
