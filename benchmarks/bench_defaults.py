@@ -31,6 +31,9 @@ Families (``--families``; all by default, ``--quick``: the fast ones, one seed):
   regression on ``|pixels0 - pixels1|``.
 * ``sts``: STS Benchmark (``../shared/data/stsbenchmark``) through ``TextPairTokenizer``,
   test Pearson. Baseline: TF-IDF cosine.
+* ``sts-classes``: the same pairs as a 3-way classification (an entailment-like task built
+  from what we have): scores below 2, 2 to 4, 4 and up; test accuracy. Baseline: logistic
+  regression (C tuned by 3-fold CV) on the TF-IDF vectors' ``|a - b|``, ``a * b`` and cosine.
 
     python benchmarks/bench_defaults.py --quick              # fast families, seed 0 (about 8 minutes)
     python benchmarks/bench_defaults.py                      # every family, seeds 0 1 2
@@ -284,10 +287,48 @@ class STS(Family):
         return "TF-IDF cosine", self.score(tfidf_cosine(d.X_train)(d.X_test), data)
 
 
+class STSClasses(STS):
+    """STS-B as a classification task (entailment-like): each score binned into 3 classes."""
+
+    name, metric, estimator = "sts-classes", "test accuracy", "classifier"
+    #: bin edges: unrelated (below 2), related (2 to 4), equivalent (4 and up); the test set's classes
+    #: hold 32 / 44 / 25 % of its pairs
+    EDGES = (2.0, 4.0)
+
+    def split(self, seed: int):
+        data = super().split(seed)
+        return dict(data, y_train=np.digitize(data["y_train"], self.EDGES),
+                    y_test=np.digitize(data["y_test"], self.EDGES))
+
+    def score(self, predicted, data) -> float:
+        return float(np.mean(predicted == data["y_test"]))
+
+    def baseline(self, data):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV
+        from scipy import sparse
+
+        d = data["text"]
+        vectorizer = TfidfVectorizer().fit([s for pair in d.X_train for s in pair])
+
+        def features(pairs):
+            left = vectorizer.transform([a for a, _ in pairs])
+            right = vectorizer.transform([b for _, b in pairs])
+            product = left.multiply(right)
+            cosine = sparse.csr_matrix(np.asarray(product.sum(axis=1)))
+            return sparse.hstack([abs(left - right), product, cosine]).tocsr()
+
+        model = GridSearchCV(LogisticRegression(max_iter=2000), {"C": [0.3, 1, 3, 10, 30]}, cv=3)
+        model.fit(features(d.X_train), data["y_train"])
+        return "TF-IDF |a-b|, a*b, cosine + logistic regression (C tuned)", self.score(
+            model.predict(features(d.X_test)), data)
+
+
 FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), PlantedHistory(False), PlantedHistory(True),
                                  MovieLens(), MovieLens(history=True),
                                  MovieLens(side_features=True), Topics(),
-                                Digits(), STS())}
+                                Digits(), STS(), STSClasses())}
 
 
 # ------------------------------------------------------------------ the run

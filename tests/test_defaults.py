@@ -7,9 +7,11 @@ from support import relation_pairs
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 from skobject2vec._auto import (
     AUTO_DROPOUT,
+    AUTO_ENC_DIM,
     AUTO_MAX_POOLING_MIN_VOCAB,
     AUTO_OPTIMIZATION,
     AUTO_TUPLE_MAX_LEN,
+    AUTO_WORD_ENC_DIM,
     DataShape,
     auto_batch_size,
     resolve_auto,
@@ -115,6 +117,27 @@ def test_defaults_learn_a_planted_relation_through_the_tuple_encoder(tmp_path):
     write_records(X, path, labels=y.tolist())
     streamed = Object2VecClassifier(random_state=0, epochs=1).fit(path)
     assert streamed.net_.config["networks"] == ["hcnn", "pooled_embedding"]
+
+
+def test_enc_dim_auto_rule_widens_pooled_word_pairs_only():
+    words = DataShape(5000, (30, 25), vocab_size=11472)
+    assert resolve_auto(_auto_params(), words)["enc_dim"] == AUTO_WORD_ENC_DIM == 384
+    for other in (DataShape(5000, (64, 64), vocab_size=256),  # pixel tokens
+                  DataShape(5000, (30, 25)),  # vocabulary unknown
+                  DataShape(90000, (1, 1), vocab_size=10 ** 4),  # ratings
+                  DataShape(500, (2, 1), vocab_size=AUTO_MAX_POOLING_MIN_VOCAB)):  # [head, relation] vs tail
+        assert resolve_auto(_auto_params(), other)["enc_dim"] == AUTO_ENC_DIM == 128
+    # an explicit value, or an encoder that does not pool, keeps it
+    assert resolve_auto(_auto_params(enc_dim=64), words)["enc_dim"] == 64
+    assert resolve_auto(_auto_params(enc0_network="bilstm"), words)["enc_dim"] == AUTO_ENC_DIM
+    assert BY_NAME["enc_dim"].sagemaker_default == 4096  # a migrated job keeps SageMaker's
+    # end to end: a pooled side's token rows are as wide as its vectors
+    X, y = make_topic_pairs(200, seed=0)
+    X = [{"in0": [t * 10 for t in r["in0"]], "in1": [t * 10 + 9 for t in r["in1"]]} for r in X]  # 1,000+ ids
+    model = Object2VecClassifier(random_state=0, epochs=1).fit(X, y)
+    assert model.get_params()["enc_dim"] == "auto"
+    assert model.net_.config["enc_dim"] == 384 and model.net_.token_table(0).weight.shape[1] == 384
+    assert model.transform(X[:2]).shape == (2, 2 * 384)
 
 
 def test_pooling_auto_rule_max_pools_words_only():
