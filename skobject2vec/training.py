@@ -371,6 +371,8 @@ class Loop:
     main_process: bool = True
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False
+    #: ``() -> validation scores`` of the network as it is (None without validation data; every rank calls it)
+    validate: Callable[[], dict[str, float]] | None = None
 
 
 def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callback],
@@ -483,7 +485,7 @@ def _run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Ba
         callbacks = resolve_callbacks(None, settings)
     loop = Loop(net, make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse),
                 settings, "cross_entropy" if settings.task == "classification" else "mean_squared_error",
-                main_process)
+                main_process, validate=validate)
     for c in callbacks:
         c.on_train_begin(loop)
     for epoch in range(1, settings.epochs + 1):

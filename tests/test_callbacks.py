@@ -76,9 +76,10 @@ def test_learning_rate_schedule(pairs):
 
 def test_checkpoint_holds_the_best_epoch_weights(pairs, tmp_path):
     path = tmp_path / "ckpt" / "best.safetensors"
-    clf = Object2VecClassifier(**NOISY, callbacks=[("checkpoint", Checkpoint(path))]).fit(*pairs)
+    clf = Object2VecClassifier(**NOISY, callbacks=[("checkpoint", Checkpoint(path)),
+                                                   ("weight_averaging", None)]).fit(*pairs)
     state = load_file(str(path))
-    # early stopping restored the best epoch, and the checkpoint is that epoch's weights
+    # early stopping restored the best epoch (no average of epochs), and the checkpoint is that epoch's weights
     for key, tensor in clf.net_.state_dict().items():
         np.testing.assert_array_equal(state[key].numpy(), tensor.numpy())
     assert sum(bool(r.get("checkpoint")) for r in clf.history_) >= 1
@@ -94,3 +95,69 @@ def test_callbacks_survive_clone_and_are_not_saved(pairs, tmp_path):
     assert skobject2vec.load(tmp_path / "m").callbacks is None
     with pytest.raises(TypeError, match="not a skobject2vec.callbacks.Callback"):
         Object2VecClassifier(**dict(FAST, epochs=1), callbacks=[("x", object())]).fit(*pairs)
+
+
+def _averaged_run(weights, target=1.0, validate=True):
+    """WeightAveraging over epochs whose single weight is ``weights[i]``, scored by ``(w - target)^2``."""
+    import torch
+
+    from skobject2vec.callbacks import WeightAveraging
+    from skobject2vec.training import Loop
+
+    net = torch.nn.Linear(1, 1, bias=False)
+
+    def scores():
+        return {"mean_squared_error": (net.weight.item() - target) ** 2}
+
+    loop = Loop(net=net, optimizers=[], settings=None, metric="mean_squared_error",
+                validate=scores if validate else None)
+    callbacks = [EarlyStopping(patience=10), WeightAveraging()]  # in the order of a fit's defaults
+    for callback in callbacks:
+        callback.on_train_begin(loop)
+    for epoch, w in enumerate(weights, start=1):
+        with torch.no_grad():
+            net.weight.fill_(w)
+        loop.history.append({"epoch": epoch, **({"validation:mean_squared_error": scores()["mean_squared_error"]}
+                                                if validate else {})})
+        for callback in callbacks:
+            callback.on_epoch_end(loop, loop.history[-1])
+    for callback in callbacks:
+        callback.on_train_end(loop)
+    return net.weight.item(), loop.history[-1].get("weight_averaging")
+
+
+def test_weight_averaging_keeps_the_average_only_where_the_validation_data_prefer_it():
+    # around the optimum (1.0) after the best epoch (3: 0.8): the mean of epochs 1-7 (the best, the two before
+    # it and all after it), 8.3 / 7, is closer than any epoch
+    weight, record = _averaged_run([2.0, 1.5, 0.8, 1.3, 0.7, 1.25, 0.75])
+    assert weight == pytest.approx(8.3 / 7) and record["kept"] and record["epochs"] == [1, 2, 3, 4, 5, 6, 7]
+    assert record["validation:mean_squared_error"] == pytest.approx((8.3 / 7 - 1) ** 2)
+    # the best epoch hit the optimum and the others sit on one side: the average is worse, the best epoch's
+    # weights (restored by early stopping) stay
+    weight, record = _averaged_run([2.0, 1.9, 1.0, 1.8, 1.9])
+    assert weight == 1.0 and not record["kept"] and record["epochs"] == [1, 2, 3, 4, 5]
+    # a later best starts the average again from the two epochs before it
+    assert _averaged_run([3.0, 2.5, 2.0, 1.2, 0.9, 1.15])[1]["epochs"] == [3, 4, 5, 6]
+    assert _averaged_run([2.0, 1.5, 0.8, 1.3], validate=False) == (np.float32(1.3), None)  # no validation data: nothing
+    # a classifier's average is judged by accuracy first: more accurate with a higher cross-entropy wins
+    from skobject2vec.callbacks import _rank
+
+    assert (_rank({"accuracy": 0.65, "cross_entropy": 0.79}, "cross_entropy")
+            < _rank({"accuracy": 0.63, "cross_entropy": 0.78}, "cross_entropy")
+            < _rank({"accuracy": 0.63, "cross_entropy": 0.79}, "cross_entropy"))
+
+
+def test_a_kept_average_is_the_fitted_model_and_can_be_turned_off(pairs):
+    from sklearn.metrics import log_loss
+
+    X, y = make_topic_pairs(400, seed=8)
+    fit = dict(FAST, epochs=12, learning_rate=0.05)
+    on = Object2VecClassifier(**fit).fit(*pairs, X_val=X, y_val=y)
+    record = on.history_[-1]["weight_averaging"]
+    best = min(r["validation:cross_entropy"] for r in on.history_)
+    # the fitted model's validation loss is the average's when it was kept, else the best epoch's
+    expected = record["validation:cross_entropy"] if record["kept"] else best
+    assert log_loss(y, on.predict_proba(X), labels=on.classes_) == pytest.approx(expected, rel=1e-4)
+    off = Object2VecClassifier(**fit, callbacks=[("weight_averaging", None)]).fit(*pairs, X_val=X, y_val=y)
+    assert not any("weight_averaging" in r for r in off.history_)
+    assert log_loss(y, off.predict_proba(X), labels=off.classes_) == pytest.approx(best, rel=1e-4)
