@@ -304,10 +304,10 @@ class STSClasses(STS):
         return float(np.mean(predicted == data["y_test"]))
 
     def baseline(self, data):
+        from scipy import sparse
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import GridSearchCV
-        from scipy import sparse
 
         d = data["text"]
         vectorizer = TfidfVectorizer().fit([s for pair in d.X_train for s in pair])

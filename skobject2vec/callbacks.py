@@ -34,8 +34,8 @@ from safetensors.torch import save_file
 from sklearn.base import BaseEstimator, clone
 from tqdm.auto import tqdm
 
-__all__ = ["Callback", "EarlyStopping", "WeightAveraging", "ProgressBar", "EpochLog", "LRScheduler", "Checkpoint", "default_callbacks",
-           "resolve_callbacks", "named_callbacks", "as_named_list", "DEFAULT_NAMES"]
+__all__ = ["Callback", "EarlyStopping", "WeightAveraging", "ProgressBar", "EpochLog", "LRScheduler", "Checkpoint",
+           "default_callbacks", "resolve_callbacks", "named_callbacks", "as_named_list", "DEFAULT_NAMES"]
 
 logger = logging.getLogger("skobject2vec")
 
@@ -248,13 +248,13 @@ class WeightAveraging(Callback):
     def __init__(self, before=2):
         self.before = before
 
-    def on_train_begin(self, loop):
+    def on_train_begin(self, loop: Any) -> None:
         self._recent: collections.deque = collections.deque(maxlen=self.before)  # the last epochs' weights
         self._sum: dict[str, torch.Tensor] | None = None
         self._epochs: list[int] = []
         self._best = math.inf
 
-    def on_epoch_end(self, loop, record):
+    def on_epoch_end(self, loop: Any, record: dict[str, Any]) -> None:
         loss = record.get(f"validation:{loop.metric}")
         if loss is None or loop.validate is None:
             return
@@ -274,26 +274,25 @@ class WeightAveraging(Callback):
             if self.before:
                 self._recent.append(state)
 
-    def on_train_end(self, loop):
+    def on_train_end(self, loop: Any) -> None:
         summed, self._sum = self._sum, None
         self._recent.clear()
         if summed is None or len(self._epochs) < 2:
             return
-        # the weights loaded now: the best epoch's where early stopping restored them, else the last epoch's
-        now = next((r for r in loop.history if r.get("best")), loop.history[-1])
         with torch.no_grad():
+            # the weights loaded now (the best epoch's where early stopping restored them), scored as they are
+            current = loop.validate()
             kept = {k: v.detach().clone() for k, v in loop.net.state_dict().items() if k in summed}
             loop.net.load_state_dict({k: v.div_(len(self._epochs)) for k, v in summed.items()}, strict=False)
             scores = loop.validate()
-            better = _rank(scores, loop.metric) < _rank({k[len("validation:"):]: v for k, v in now.items()
-                                                          if k.startswith("validation:")}, loop.metric)
+            better = _rank(scores, loop.metric) < _rank(current, loop.metric)
             if not better:
                 loop.net.load_state_dict(kept, strict=False)
         loop.history[-1]["weight_averaging"] = {"epochs": list(self._epochs),
                                                 **{f"validation:{k}": v for k, v in scores.items()}, "kept": better}
         if better:
-            logger.info("weights averaged over epochs %d-%d: validation %s (epoch %d: %s)", self._epochs[0],
-                        self._epochs[-1], scores, now["epoch"], {k: v for k, v in now.items() if "validation" in k})
+            logger.info("weights averaged over epochs %d-%d: validation %s (before: %s)", self._epochs[0],
+                        self._epochs[-1], scores, current)
 
 
 def _rank(scores: dict[str, float], metric: str) -> tuple[float, float]:

@@ -68,7 +68,8 @@ def test_invalid_hyperparameters_are_named():
     from sklearn.utils._param_validation import InvalidParameterError
 
     with pytest.raises(InvalidParameterError, match=r"The 'enc_dim' parameter of Object2VecClassifier must be an "
-                                                    r"int in the range \[4, 10000\] or a str among {'auto'}. Got 2 instead"):
+                                                    r"int in the range \[4, 10000\] or a str among {'auto'}. "
+                                                    r"Got 2 instead"):
         fit(GOOD, enc_dim=2)
     with pytest.raises(ValueError, match="'optimizer' parameter of Object2VecClassifier .*Got 'lbfgs'"):
         fit(GOOD, optimizer="lbfgs")
