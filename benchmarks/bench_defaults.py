@@ -321,7 +321,7 @@ class STSClasses(STS):
 
         model = GridSearchCV(LogisticRegression(max_iter=2000), {"C": [0.3, 1, 3, 10, 30]}, cv=3)
         model.fit(features(d.X_train), data["y_train"])
-        return "TF-IDF |a-b|, a*b, cosine + logistic regression (C tuned)", self.score(
+        return "TF-IDF abs(a-b), a*b, cosine + logistic regression (C tuned)", self.score(
             model.predict(features(d.X_test)), data)
 
 
