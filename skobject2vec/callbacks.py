@@ -240,7 +240,7 @@ class WeightAveraging(Callback):
     MovieLens 0.889 -> 0.878 RMSE. Without
     validation data nothing is averaged. The outcome is in the last ``history_`` entry,
     ``"weight_averaging"``: the epochs averaged, the average's validation scores and whether
-    it was kept. ``callbacks=[("weight_averaging", None)]`` turns it off.
+    it was kept; ``verbose=2`` prints it after the epoch lines. ``callbacks=[("weight_averaging", None)]`` turns it off.
 
     Parameters
     ----------
@@ -293,9 +293,15 @@ class WeightAveraging(Callback):
                 loop.net.load_state_dict(kept, strict=False)
         loop.history[-1]["weight_averaging"] = {"epochs": list(self._epochs),
                                                 **{f"validation:{k}": v for k, v in scores.items()}, "kept": better}
-        if better:
-            logger.info("weights averaged over epochs %d-%d: validation %s (before: %s)", self._epochs[0],
-                        self._epochs[-1], scores, current)
+        line = (f"weights of epochs {self._epochs[0]}-{self._epochs[-1]} averaged: validation "
+                f"{_scores_text(scores)} against {_scores_text(current)}; {'kept' if better else 'not kept'}")
+        logger.info(line)
+        if getattr(loop.settings, "verbose", 0) > 1 and loop.main_process:  # with the epoch lines (EpochLog)
+            print(line)
+
+
+def _scores_text(scores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in scores.items())
 
 
 def _rank(scores: dict[str, float], metric: str) -> tuple[float, float]:

@@ -147,13 +147,16 @@ def test_weight_averaging_keeps_the_average_only_where_the_validation_data_prefe
             < _rank({"accuracy": 0.63, "cross_entropy": 0.79}, "cross_entropy"))
 
 
-def test_a_kept_average_is_the_fitted_model_and_can_be_turned_off(pairs):
+def test_a_kept_average_is_the_fitted_model_and_can_be_turned_off(pairs, capsys):
     from sklearn.metrics import log_loss
 
     X, y = make_topic_pairs(400, seed=8)
     fit = dict(FAST, epochs=12, learning_rate=0.05)
-    on = Object2VecClassifier(**fit).fit(*pairs, X_val=X, y_val=y)
+    on = Object2VecClassifier(**fit, verbose=2).fit(*pairs, X_val=X, y_val=y)
     record = on.history_[-1]["weight_averaging"]
+    printed = capsys.readouterr().out
+    assert f"weights of epochs {record['epochs'][0]}-{record['epochs'][-1]} averaged" in printed
+    assert ("; kept" if record["kept"] else "; not kept") in printed
     best = min(r["validation:cross_entropy"] for r in on.history_)
     # the fitted model's validation loss is the average's when it was kept, else the best epoch's
     expected = record["validation:cross_entropy"] if record["kept"] else best
