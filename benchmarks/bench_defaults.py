@@ -304,17 +304,16 @@ class STSClasses(STS):
         return float(np.mean(predicted == data["y_test"]))
 
     def baseline(self, data):
+        from bench_sts import tfidf_sides
         from scipy import sparse
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import GridSearchCV
 
         d = data["text"]
-        vectorizer = TfidfVectorizer().fit([s for pair in d.X_train for s in pair])
+        sides = tfidf_sides(d.X_train)
 
         def features(pairs):
-            left = vectorizer.transform([a for a, _ in pairs])
-            right = vectorizer.transform([b for _, b in pairs])
+            left, right = sides(pairs)
             product = left.multiply(right)
             cosine = sparse.csr_matrix(np.asarray(product.sum(axis=1)))
             return sparse.hstack([abs(left - right), product, cosine]).tocsr()

@@ -63,14 +63,24 @@ def jaccard(tokenizer, pairs) -> np.ndarray:
     return np.array(out)
 
 
-def tfidf_cosine(train_pairs):
+def tfidf_sides(train_pairs):
+    """``pairs -> (left, right)``: the TF-IDF rows (L2-normalised) of each pair's two sentences, with a
+    vectorizer fitted on the training sentences."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vectorizer = TfidfVectorizer().fit([s for pair in train_pairs for s in pair])
 
+    def sides(pairs):
+        return vectorizer.transform([a for a, _ in pairs]), vectorizer.transform([b for _, b in pairs])
+
+    return sides
+
+
+def tfidf_cosine(train_pairs):
+    sides = tfidf_sides(train_pairs)
+
     def score(pairs):
-        left = vectorizer.transform([a for a, _ in pairs])
-        right = vectorizer.transform([b for _, b in pairs])  # rows are L2-normalised: the dot is the cosine
+        left, right = sides(pairs)  # rows are L2-normalised: the dot is the cosine
         return np.asarray(left.multiply(right).sum(axis=1)).ravel()
 
     return score
