@@ -22,6 +22,7 @@ from .callbacks import Callback, resolve_callbacks
 from .data.batching import Batcher, PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
+from .optim import RowSparseAdagrad
 from .threads import torch_threads
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     dense_params = [p for p in params if id(p) not in sparse_ids]
     optimizers: list[torch.optim.Optimizer] = []
     if sparse_params:
-        sparse_cls = {"adam": torch.optim.SparseAdam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[name]
+        sparse_cls = {"adam": torch.optim.SparseAdam, "adagrad": RowSparseAdagrad, "sgd": torch.optim.SGD}[name]
         # torch's sparse steps take no weight_decay: the group carries it for decay_touched_rows
         optimizers.append(sparse_cls([{"params": sparse_params, "row_decay": float(weight_decay)}], lr=lr))
     if dense_params:
@@ -124,7 +125,7 @@ def _idle_decay_factor(opt: torch.optim.Optimizer, group: dict[str, Any], p: tor
     state = opt.state[p]
     mean_square = x.square().mean(1, keepdim=True).mul_(decay * decay)
     if "sum" in state:
-        sums = state["sum"] if rows is None else state["sum"][rows]
+        sums = state["sum"] if rows is None else state["sum"].index_select(0, rows)
         mean_square.add_(sums.mean(1, keepdim=True))
     # ** idle as exp(idle * log), clamped to [0, 1]: an idle step never flips a sign; the floor keeps 0 ** 0 at 1
     factor = mean_square.sqrt_().add_(1e-10).reciprocal_().mul_(-lr * decay).add_(1).clamp_(1e-30, 1)
@@ -139,7 +140,8 @@ def _catch_up(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor
     """Apply ``idle`` (per row, a column) dense decay steps to ``p[rows]`` (``rows`` None: the whole
     table, in place) in closed form; Adagrad's squared sums grow by the idle steps' ``(wd * x) ** 2``."""
     with torch.no_grad():
-        x = p if rows is None else p[rows]
+        # index_select, not p[rows]: advanced indexing costs twice as much on (batch x width) rows
+        x = p if rows is None else p.index_select(0, rows)
         factor = _idle_decay_factor(opt, group, p, x, rows, idle, decay)
         x.mul_(factor)
         state = opt.state[p] if isinstance(opt, torch.optim.Adagrad) else {}
@@ -185,18 +187,18 @@ def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
     for opt, group, decay, last_seen in _row_decay_groups(optimizers):
         step = group.get("row_step", 0) + 1  # the step about to run
         for i, p in enumerate(group["params"]):
-            ids = [found for weight, found in lookups if weight is p]
+            ids = [found.reshape(-1) for weight, found in lookups if weight is p]
             if not ids:
                 continue
-            rows = torch.unique(torch.cat([found.reshape(-1) for found in ids]).to(p.device))
+            rows = torch.unique((ids[0] if len(ids) == 1 else torch.cat(ids)).to(p.device))
             _bring_up_to_date(opt, group, p, rows, _last_seen(last_seen, i, p), step, decay)
 
 
 def _bring_up_to_date(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, rows: torch.Tensor,
                       seen: torch.Tensor, step: int, decay: float) -> None:
     """Apply to ``p[rows]`` the decay steps they missed since ``seen`` (per row), and mark them seen at ``step``."""
-    idle = (step - 1 - seen[rows]).to(p.dtype).unsqueeze(1)
-    seen[rows] = step
+    idle = (step - 1 - seen.index_select(0, rows)).to(p.dtype).unsqueeze(1)
+    seen.index_fill_(0, rows, step)
     _catch_up(opt, group, p, rows, idle, decay)
 
 
@@ -228,8 +230,9 @@ def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
                 continue
             grad = p.grad.coalesce()
             rows = grad.indices()[0]
-            p.grad = torch.sparse_coo_tensor(grad.indices(), grad.values() + decay * p.detach()[rows], grad.shape,
-                                             is_coalesced=True, check_invariants=False)
+            values = grad.values().add(p.detach().index_select(0, rows), alpha=decay)
+            p.grad = torch.sparse_coo_tensor(grad.indices(), values, grad.shape, is_coalesced=True,
+                                             check_invariants=False)
 
 
 def flush_row_decay(optimizers: Iterable[torch.optim.Optimizer]) -> None:

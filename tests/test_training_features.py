@@ -301,7 +301,8 @@ def test_row_sparse_trains(optimizer, topic_data):
     net = clf.net_.train()
     optimizers = training.make_optimizers(net, optimizer, 0.1, 0.0, sparse=True)
     kinds = {type(o).__name__ for o in optimizers}
-    assert kinds == {"adam": {"SparseAdam", "Adam"}, "adagrad": {"Adagrad"}, "sgd": {"SGD"}}[optimizer]
+    expected = {"adam": {"SparseAdam", "Adam"}, "adagrad": {"RowSparseAdagrad", "Adagrad"}, "sgd": {"SGD"}}
+    assert kinds == expected[optimizer]
     # records {"in0": [1, 2], "in1": [30]} and {"in0": [2], "in1": [31, 32]}
     pairs = PairData(Ragged(np.array([1, 2, 2]), np.array([0, 2, 3])),
                      Ragged(np.array([30, 31, 32]), np.array([0, 1, 3])))
@@ -317,6 +318,31 @@ def test_row_sparse_trains(optimizer, topic_data):
         opt.step()
     changed = (net.token_table(0).weight.detach() != before).any(dim=1).nonzero().ravel().tolist()
     assert changed == [1, 2]
+
+
+def test_row_sparse_adagrad_steps_as_torch_adagrad_on_the_touched_rows_only():
+    # RowSparseAdagrad computes torch's sparse Adagrad update on row blocks: the same values (lr_decay and
+    # all), over several steps with repeated rows in a batch; rows no batch touched keep their exact bits
+    from skobject2vec.optim import RowSparseAdagrad
+
+    torch.manual_seed(0)
+    tables = [torch.nn.Embedding(50, 6, sparse=True).double() for _ in range(2)]
+    tables[1].load_state_dict(tables[0].state_dict())
+    initial = tables[0].weight.detach().clone()
+    ours = RowSparseAdagrad(tables[0].parameters(), lr=0.3, lr_decay=0.01)
+    theirs = torch.optim.Adagrad(tables[1].parameters(), lr=0.3, lr_decay=0.01)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        ids = torch.from_numpy(rng.integers(0, 20, 12))  # rows 20-49 never touched
+        for table, opt in ((tables[0], ours), (tables[1], theirs)):
+            opt.zero_grad()
+            table(ids).pow(3).sum().backward()
+            opt.step()
+    ours_w, theirs_w = (t.weight.detach() for t in tables)
+    np.testing.assert_allclose(ours_w.numpy(), theirs_w.numpy(), rtol=1e-12)
+    assert not torch.equal(ours_w[:20], initial[:20])
+    assert torch.equal(ours_w[20:], initial[20:])
+    assert ours.state_dict()["state"][0]["step"] == theirs.state_dict()["state"][0]["step"] == 5
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adadelta"])

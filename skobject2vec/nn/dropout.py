@@ -1,18 +1,21 @@
-"""Dropout whose CPU mask costs a third of torch's.
+"""Dropout whose CPU mask costs a seventh of torch's.
 
 On CPU, ``torch.nn.functional.dropout`` draws its mask with ``bernoulli_``, one
 Mersenne-Twister call and a float comparison per element: 1.5 ms of a 5 ms default
 step on MovieLens-sized ratings (batch 256 x 512 comparator features, one thread).
-:class:`FastDropout` draws one 32-bit word per *two* elements and compares each 16-bit
-half with an integer threshold: the same keep probability to 1/65,536, the same scaling
-by ``1 / (1 - p)``, a third of the cost. Other devices (CUDA's fused kernel) and eval
-mode are torch's own.
+:class:`FastDropout` compares 16-bit random numbers with an integer threshold: the same
+keep probability to 1/65,536, the same scaling by ``1 / (1 - p)``. The numbers are the raw
+64-bit output of numpy's SFC64 generator, four per word, seeded from torch's generator at
+each call (so ``torch.manual_seed`` still fixes every mask): 0.2 ms for that batch, where
+torch's ``random_`` filling 32-bit words took 0.44 ms. Other devices (CUDA's fused kernel)
+and eval mode are torch's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,10 +28,15 @@ def keep_mask(shape: Sequence[int], p: float, device: torch.device | str | None 
     n = 1
     for size in shape:
         n *= int(size)
-    # random_(from, to) draws uniformly over [from, to): both 16-bit halves of every word are uniform
-    words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_(-(1 << 31), (1 << 31) - 1)
-    threshold = -(1 << 15) + round(p * _HALF_RANGE)  # a half is dropped when below: probability p
-    return (words.view(torch.int16)[:n] >= threshold).view(shape)
+    threshold = -(1 << 15) + round(p * _HALF_RANGE)  # a 16-bit number is dropped when below: probability p
+    if torch.device(device or "cpu").type != "cpu":
+        # random_(from, to) draws uniformly over [from, to): both 16-bit halves of every word are uniform
+        words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_(-(1 << 31), (1 << 31) - 1)
+        return (words.view(torch.int16)[:n] >= threshold).view(shape)
+    # one draw from torch's generator seeds the call's stream: reproducible under torch.manual_seed
+    seed = int(torch.empty((), dtype=torch.int64).random_()) & 0xFFFF_FFFF_FFFF_FFFF
+    words = np.random.SFC64(seed).random_raw((n + 3) // 4)
+    return (torch.from_numpy(words.view(np.int16)[:n]) >= threshold).view(shape)
 
 
 class FastDropout(nn.Dropout):
