@@ -35,8 +35,8 @@ def keep_mask(shape: Sequence[int], p: float, device: torch.device | str | None 
         return (words.view(torch.int16)[:n] >= threshold).view(shape)
     # one draw from torch's generator seeds the call's stream: reproducible under torch.manual_seed
     seed = int(torch.empty((), dtype=torch.int64).random_()) & 0xFFFF_FFFF_FFFF_FFFF
-    words = np.random.SFC64(seed).random_raw((n + 3) // 4)
-    return (torch.from_numpy(words.view(np.int16)[:n]) >= threshold).view(shape)
+    raw = np.random.SFC64(seed).random_raw((n + 3) // 4)
+    return (torch.from_numpy(raw.view(np.int16)[:n]) >= threshold).view(shape)
 
 
 class FastDropout(nn.Dropout):
