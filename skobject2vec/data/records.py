@@ -18,7 +18,7 @@ import gc
 import reprlib
 import threading
 import unicodedata
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -191,34 +191,25 @@ def _locate_bad_sequence(sequences: Iterable[Any], field: str, what: str) -> NoR
 _CHUNK = 1 << 20
 
 
-def ragged_from_sequences(sequences: Sequence[Any], field: str, what: str = "X") -> Ragged:
-    """Validate a list of token-id lists and store it flat.
-
-    Raises ValueError naming the record and field for: a value that is not a flat
-    list of numbers, an empty sequence, a non-integral or too large id, or a negative id.
-    Memory: the result (8 bytes per token) plus one chunk of :data:`_CHUNK` tokens.
-    """
-    n = len(sequences)
+def _plain_int_tokens(sequences: Sequence[Any], total: int) -> np.ndarray | None:
+    """The tokens as int64 in one C-speed pass when every one is a Python int below 2**63 (JSON's ids,
+    lists of ints), else None: the chunked conversion then checks each element's type. 40% of the
+    time of that conversion for pairs of 5-40 tokens."""
+    if not set(map(type, chain.from_iterable(sequences))) <= {int}:
+        return None
     try:
-        # set(map(type, ...)) runs at C speed; the per-item check only for other container types.
-        if not set(map(type, sequences)) <= {list, tuple} and not all(map(_is_sequence, sequences)):
-            raise TypeError
-        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=n)
-    except (TypeError, ValueError):
-        _locate_bad_sequence(sequences, field, what)
-        raise
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    empty = np.flatnonzero(lengths == 0)
-    if empty.size:
-        raise _record_error(what, int(empty[0]), field, "empty sequence; every record needs at least one token id")
+        return np.fromiter(chain.from_iterable(sequences), dtype=np.int64, count=total)
+    except OverflowError:  # an id of 2**63 or more: the chunked conversion names it
+        return None
 
-    def record_of(position: int | np.integer) -> int:
-        return int(np.searchsorted(offsets, position, side="right") - 1)
 
-    flat = np.empty(int(offsets[-1]), dtype=np.int64)
+def _checked_tokens(sequences: Sequence[Any], total: int, field: str, what: str,
+                    record_of: Callable[[int], int]) -> np.ndarray:
+    """The tokens as int64, converted a chunk at a time with each element's type checked (numpy ints,
+    integral floats; booleans, strings and nested lists refused, naming the record)."""
+    flat = np.empty(total, dtype=np.int64)
     tokens = chain.from_iterable(sequences)
-    for start in range(0, len(flat), _CHUNK):
+    for start in range(0, total, _CHUNK):
         try:
             # numpy infers the element type: strings, booleans or nested lists do not give a
             # numeric array, and the slow path then names the offending record.
@@ -242,14 +233,61 @@ def ragged_from_sequences(sequences: Sequence[Any], field: str, what: str = "X")
             raise _record_error(what, record_of(start + position), field,
                                 f"token ids must be integers below 2**53, got {short_repr(value)}")
         flat[start:start + len(chunk)] = chunk
+    return flat
+
+
+def ragged_from_sequences(sequences: Sequence[Any], field: str, what: str = "X") -> Ragged:
+    """Validate a list of token-id lists and store it flat.
+
+    Raises ValueError naming the record and field for: a value that is not a flat
+    list of numbers, an empty sequence, a non-integral or too large id, or a negative id.
+    Memory: the result (8 bytes per token) plus one chunk of :data:`_CHUNK` tokens.
+    """
+    n = len(sequences)
+    try:
+        # set(map(type, ...)) runs at C speed; the per-item check only for other container types.
+        if not set(map(type, sequences)) <= {list, tuple} and not all(map(_is_sequence, sequences)):
+            raise TypeError
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=n)
+    except (TypeError, ValueError):
+        _locate_bad_sequence(sequences, field, what)
+        raise
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise _record_error(what, int(empty[0]), field, "empty sequence; every record needs at least one token id")
+
+    def record_of(position: int) -> int:
+        return int(np.searchsorted(offsets, position, side="right") - 1)
+
+    flat = _plain_int_tokens(sequences, int(offsets[-1]))
+    if flat is None:
+        flat = _checked_tokens(sequences, int(offsets[-1]), field, what, record_of)
+    else:
+        too_large = np.flatnonzero(flat >= _MAX_ID)
+        if too_large.size:
+            raise _record_error(what, record_of(int(too_large[0])), field,
+                                f"token ids must be integers below 2**53, got {short_repr(int(flat[too_large[0]]))}")
     negative = np.flatnonzero(flat < 0)
     if negative.size:
         # "Negative values in data" is the phrase scikit-learn uses for this error.
         raise ValueError(
-            f"Negative values in data passed to {what}: record {record_of(negative[0])}, field {field!r} "
+            f"Negative values in data passed to {what}: record {record_of(int(negative[0]))}, field {field!r} "
             f"has token id {int(flat[negative[0]])}; token ids must be >= 0."
         )
     return Ragged(flat, offsets)
+
+
+def _plain_pair_records(X: Any) -> tuple[list[Any], list[Any]] | None:
+    """``(in0 list, in1 list)`` in C-speed passes when ``X`` is a list of dicts that all hold exactly
+    ``in0`` and ``in1`` (the common request: a third of the time of the per-record loop), else None."""
+    if type(X) is not list or not X or set(map(type, X)) != {dict} or set(map(len, X)) != {2}:
+        return None
+    try:
+        return [record["in0"] for record in X], [record["in1"] for record in X]
+    except KeyError:  # another key in place of one: the per-record loop names it
+        return None
 
 
 def _records_sequences(X: Any, what: str) -> tuple[tuple[list[Any] | None, ...], list[tuple[str, ...]]]:
@@ -260,6 +298,9 @@ def _records_sequences(X: Any, what: str) -> tuple[tuple[list[Any] | None, ...],
         return tuple(list(X[f]) if f in columns else None for f in FIELDS), [
             tuple(f for f in FIELDS if f in columns)
         ] * len(X)
+    pairs = _plain_pair_records(X)
+    if pairs is not None:
+        return pairs, [FIELDS] * len(pairs[0])
     in0: list[Any]
     in1: list[Any]
     present: list[tuple[str, ...]]

@@ -129,6 +129,26 @@ def test_conversion_in_chunks_locates_errors_and_keeps_values(monkeypatch):
         _validation.ragged_from_sequences([[1, 2], [3, 4, 5, 6], ["x"]], "in0")
 
 
+def test_records_of_plain_ints_and_of_other_number_types_parse_alike():
+    # Lists of Python ints in dicts of exactly in0/in1 take one-pass conversions; any other shape or
+    # element type the per-record and chunked ones. Both give the same arrays, and the fast path still
+    # refuses what the slow one refuses.
+    from skobject2vec.data.records import records_to_pairs
+
+    plain = [{"in0": [1, 2, 2 ** 52], "in1": [3]}, {"in0": [4], "in1": [5, 6]}]
+    others = [{"in1": (3,), "in0": np.array([1, 2, 2 ** 52])}, {"in0": [np.int32(4)], "in1": [5.0, 6]}]
+    fast, slow = records_to_pairs(plain), records_to_pairs(others)
+    for side in ("in0", "in1"):
+        assert getattr(fast, side).to_lists() == getattr(slow, side).to_lists()
+        assert getattr(fast, side).values.dtype == np.int64
+    with pytest.raises(ValueError, match=r"record 0, field 'in0'.*booleans are not token ids"):
+        records_to_pairs([{"in0": [1, True], "in1": [3]}])
+    with pytest.raises(ValueError, match=r"record 1, field 'in0': token ids must be integers below 2\*\*53"):
+        records_to_pairs([plain[0], {"in0": [2 ** 53], "in1": [3]}])
+    with pytest.raises(ValueError, match=r"record 1.*'in1'"):
+        records_to_pairs([plain[0], {"in0": [1], "inl": [3]}])  # a third key's lookalike, not in1
+
+
 def test_empty_dataframe_and_non_finite_hyperparameters():
     import pandas as pd
 
