@@ -371,7 +371,9 @@ class RecipeRace(Callback):
     (``early_stopping_tolerance``) over the epochs left, waiting ``early_stopping_patience``
     epochs for an improvement the schedule cannot give is wasted. On MovieLens the Adagrad
     recipe, whose rate shrinks 0.8 times per epoch, gained 0.0005 in its last 5 of 21 epochs;
-    Adam, past its best epoch, stops after one window instead of the patience's 5 epochs.
+    Adam, past its best epoch, stops after one window instead of the patience's 5 epochs. At a
+    constant rate the geometric tail is left out of this test: a curve that still gains slowly
+    after a steep fall trains on (its later epochs are what weight averaging averages).
     """
 
     window = 3
@@ -384,15 +386,16 @@ class RecipeRace(Callback):
         """The learning rate of epochs ``first``..``last`` (from 1), summed, in units of the first epoch's."""
         return sum(self.decay ** (epoch - 1) for epoch in range(first, last + 1))
 
-    def projected_best(self, losses: list[float]) -> float:
-        """The lowest loss the curve ``losses`` (one per epoch so far) could reach by the last epoch."""
+    def projected_best(self, losses: list[float], geometric: bool = True) -> float:
+        """The lowest loss the curve ``losses`` (one per epoch so far) could reach by the last epoch
+        (``geometric=False``: at the last window's rate alone)."""
         w, t = self.window, len(losses)
         best = min(losses)
         recent = min(losses[:t - w]) - best  # the best's improvement over the last window
         # kept up per unit of learning rate: learning curves flatten (and Adagrad's own steps shrink), so an
         # overestimate; with a constant rate, recent * (epochs - t) / w
         gain = recent * self._rate_sum(t + 1, self.epochs) / self._rate_sum(t - w + 1, t)
-        if t > 2 * w:
+        if geometric and t > 2 * w:
             before = min(losses[:t - 2 * w]) - min(losses[:t - w])  # over the window before
             if before > 0 and recent < before:
                 ratio = recent / before
@@ -404,7 +407,12 @@ class RecipeRace(Callback):
         if len(losses) <= self.window:
             return
         projected = self.projected_best(losses)
-        if projected > self.bar or projected > min(losses) - self.tolerance:
+        # Its own convergence: at a constant rate, only a window without gain ends it. Adam's curve on ratings
+        # with a history (mf-history) falls steeply, then slowly: the geometric tail projected the slow part
+        # to end at once, which stopped it 5 epochs short and left weight averaging little to average
+        # (test R^2 0.809 against 0.819 run to the patience).
+        own = projected if self.decay < 1 else self.projected_best(losses, geometric=False)
+        if projected > self.bar or own > min(losses) - self.tolerance:
             loop.stop = True
             self.stopped_at = int(record["epoch"])
 

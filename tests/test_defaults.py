@@ -410,6 +410,9 @@ MOVIELENS_ADAGRAD = [0.8656, 0.8270, 0.8083, 0.7878, 0.7774, 0.7660, 0.7571, 0.7
                      0.7464, 0.7452, 0.7448, 0.7446, 0.7442, 0.7440, 0.7439, 0.7438, 0.7437, 0.7437]
 
 
+MF_HISTORY_ADAM = [4.1323, 4.1197, 4.0054, 3.5614, 2.6137, 1.6756, 1.3223, 1.2158, 1.1617, 1.1513, 1.1397, 1.1417]
+
+
 @pytest.mark.parametrize("race_args, curve, stopped_at", [
     # the rate times 0.8 per epoch: at epoch 16 (0.0010 gained against 0.0034 the window before) the tail of
     # its shrinking gains holds less than the tolerance
@@ -420,6 +423,11 @@ MOVIELENS_ADAGRAD = [0.8656, 0.8270, 0.8083, 0.7878, 0.7774, 0.7660, 0.7571, 0.7
     ((float("inf"), 30, 1.0, 0.001), [0.8108, 0.7897, 0.7712, 0.7745, 0.8116, 0.8559, 0.8740, 0.8908], 6),
     # still improving by more than the tolerance per window: not stopped
     ((float("inf"), 30, 1.0, 0.001), [0.9, 0.85, 0.84, 0.835, 0.832, 0.829, 0.826], None),
+    # mf-history's Adam (seed 0): a steep fall, then 0.022 in the last window against 0.51 the window before.
+    # At its constant rate it trains on (the geometric tail, 0.001 more, stopped it here, 5 epochs short);
+    # under a decaying rate the same tail ends it
+    ((float("inf"), 30, 1.0, 0.001), MF_HISTORY_ADAM, None),
+    ((float("inf"), 30, 0.8, 0.001), MF_HISTORY_ADAM, 12),
 ])
 def test_a_compared_recipe_stops_once_it_cannot_improve_its_own_best_by_the_tolerance(race_args, curve, stopped_at):
     _assert_race_stops(race_args=race_args, curve=curve, stopped_at=stopped_at)
