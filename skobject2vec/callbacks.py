@@ -110,6 +110,7 @@ class EarlyStopping(Callback):
             return
         if self._best_state is not None:
             loop.net.load_state_dict(self._best_state)
+            loop.weights_epoch = self._best_epoch
             self._best_state = None
         for record in loop.history:
             record["best"] = record["epoch"] == self._best_epoch
@@ -283,8 +284,9 @@ class WeightAveraging(Callback):
         if summed is None or len(self._epochs) < 2:
             return
         with torch.no_grad():
-            # the weights loaded now (the best epoch's where early stopping restored them), scored as they are
-            current = loop.validate()
+            # the weights loaded now: the best epoch's where early stopping restored them, else the last epoch's;
+            # that epoch's validation scores are in the history (no second pass over the validation data)
+            current = _epoch_scores(loop)
             kept = {k: v.detach().clone() for k, v in loop.net.state_dict().items() if k in summed}
             loop.net.load_state_dict({k: v.div_(len(self._epochs)) for k, v in summed.items()}, strict=False)
             scores = loop.validate()
@@ -298,6 +300,13 @@ class WeightAveraging(Callback):
         logger.info(line)
         if getattr(loop.settings, "verbose", 0) > 1 and loop.main_process:  # with the epoch lines (EpochLog)
             print(line)
+
+
+def _epoch_scores(loop: Any) -> dict[str, float]:
+    """The validation scores of the epoch whose weights the network holds (``loop.weights_epoch``)."""
+    epoch = loop.weights_epoch if loop.weights_epoch is not None else loop.history[-1]["epoch"]
+    record = next(r for r in loop.history if r["epoch"] == epoch)
+    return {key.split(":", 1)[1]: value for key, value in record.items() if key.startswith("validation:")}
 
 
 def _scores_text(scores: dict[str, float]) -> str:

@@ -376,6 +376,9 @@ class Loop:
     stop: bool = False
     #: ``() -> validation scores`` of the network as it is (None without validation data; every rank calls it)
     validate: Callable[[], dict[str, float]] | None = None
+    #: The epoch whose weights the network holds when a callback loaded an earlier epoch's (early stopping's
+    #: best); None: the last epoch trained
+    weights_epoch: int | None = None
 
 
 def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callback],

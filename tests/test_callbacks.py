@@ -97,21 +97,26 @@ def test_callbacks_survive_clone_and_are_not_saved(pairs, tmp_path):
         Object2VecClassifier(**dict(FAST, epochs=1), callbacks=[("x", object())]).fit(*pairs)
 
 
-def _averaged_run(weights, target=1.0, validate=True):
-    """WeightAveraging over epochs whose single weight is ``weights[i]``, scored by ``(w - target)^2``."""
+def _averaged_run(weights, target=1.0, validate=True, restore_best=True, passes=None):
+    """WeightAveraging over epochs whose single weight is ``weights[i]``, scored by ``(w - target)^2``
+    (``passes``: a list that gets one item per validation pass after the epochs)."""
     import torch
 
     from skobject2vec.callbacks import WeightAveraging
     from skobject2vec.training import Loop
 
     net = torch.nn.Linear(1, 1, bias=False)
+    ended = []
 
     def scores():
+        if passes is not None and ended:
+            passes.append(net.weight.item())
         return {"mean_squared_error": (net.weight.item() - target) ** 2}
 
     loop = Loop(net=net, optimizers=[], settings=None, metric="mean_squared_error",
                 validate=scores if validate else None)
-    callbacks = [EarlyStopping(patience=10), WeightAveraging()]  # in the order of a fit's defaults
+    # in the order of a fit's defaults
+    callbacks = [EarlyStopping(patience=10, restore_best=restore_best), WeightAveraging()]
     for callback in callbacks:
         callback.on_train_begin(loop)
     for epoch, w in enumerate(weights, start=1):
@@ -121,6 +126,7 @@ def _averaged_run(weights, target=1.0, validate=True):
                                                 if validate else {})})
         for callback in callbacks:
             callback.on_epoch_end(loop, loop.history[-1])
+    ended.append(True)
     for callback in callbacks:
         callback.on_train_end(loop)
     return net.weight.item(), loop.history[-1].get("weight_averaging")
@@ -139,6 +145,11 @@ def test_weight_averaging_keeps_the_average_only_where_the_validation_data_prefe
     # a later best starts the average again from the two epochs before it
     assert _averaged_run([3.0, 2.5, 2.0, 1.2, 0.9, 1.15])[1]["epochs"] == [3, 4, 5, 6]
     assert _averaged_run([2.0, 1.5, 0.8, 1.3], validate=False) == (np.float32(1.3), None)  # no validation data: nothing
+    # without early stopping's restore the weights it would replace are the last epoch's (1.9, worse than the
+    # average): judged by that epoch's recorded scores. Either way one validation pass scores the average alone
+    passes = []
+    weight, record = _averaged_run([2.0, 1.9, 1.0, 1.8, 1.9], restore_best=False, passes=passes)
+    assert weight == pytest.approx(8.6 / 5) and record["kept"] and passes == [pytest.approx(8.6 / 5)]
     # a classifier's average is judged by accuracy first: more accurate with a higher cross-entropy wins
     from skobject2vec.callbacks import _rank
 
