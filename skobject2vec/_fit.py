@@ -37,7 +37,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
-from ._auto import INHERITED_SETTINGS, RECIPE_SETTINGS, DataShape, auto_recipes, id_with_context, resolve_auto
+from ._auto import (
+    INHERITED_SETTINGS,
+    RECIPE_AFTER_SLOW,
+    RECIPE_SETTINGS,
+    SLOW_BEST_EPOCH,
+    DataShape,
+    auto_recipes,
+    id_with_context,
+    resolve_auto,
+)
 from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs
 from .callbacks import Callback, resolve_callbacks
 from .data.batching import Batcher
@@ -703,9 +712,11 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
             check_vocab(ragged, side.vocab_size, f"in{i}", name)
     held, train_index = held_out(estimator, validation, pairs, encoded, fit.weight, plan)
     device = resolve_device(estimator.device)
-    trained = {}  # each recipe's (net, vocab, max_lens, history)
+    trained: dict[str, tuple[Any, Any, Any, list[dict[str, Any]]]] = {}  # each recipe's (net, vocab, max_lens, history)
     losses: dict[str, float] = {}  # each recipe's best validation loss
     for recipe, plan in plans.items():
+        if not _worth_training(recipe, trained):
+            continue
         vocab, max_lens = plan.vocab_sizes, plan.max_lens
         warm = reusable_net(warm_net, plan.config, estimator.warm_start)
         if warm is not None:  # continue from the fitted network: its tables and lengths stay
@@ -730,6 +741,16 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
     if record is None and warm_net is not None:
         record = getattr(estimator, "auto_recipe_", None)
     return apply_result(estimator, FitResult(net, vocab, max_lens, history, targets, recipe=record))
+
+
+def _worth_training(recipe: str, trained: dict[str, tuple[Any, Any, Any, list[dict[str, Any]]]]) -> bool:
+    """Whether ``recipe`` trains, given the recipes trained before it: one of :data:`~._auto.RECIPE_AFTER_SLOW`
+    only where the recipe it follows reached its best validation loss after :data:`~._auto.SLOW_BEST_EPOCH`."""
+    slow = RECIPE_AFTER_SLOW.get(recipe)
+    if slow is None or slow not in trained:
+        return True
+    losses = validation_losses(trained[slow][3])
+    return bool(losses) and int(np.argmin(losses)) + 1 > SLOW_BEST_EPOCH
 
 
 def continue_in_memory(estimator: Any, p: dict[str, Any], fit: FitData) -> Any:

@@ -322,7 +322,7 @@ def test_a_learning_rate_alone_trains_the_recipe_of_the_optimizer_it_picks():
     # recipe's 0.78 on planted history ratings, benchmarks/bench_defaults.py)
     X, y, X_test, y_test = _planted_ratings()
     given = Object2VecRegressor(learning_rate=0.003, random_state=0, epochs=3).fit(X, y)
-    recipe = dict(AUTO_RECIPES["single_ids"]["adam"], learning_rate=0.003)
+    recipe = dict(AUTO_RECIPES["single_ids"]["adam"], learning_rate=0.003, learning_rate_decay=1.0)  # constant
     spelled_out = Object2VecRegressor(**recipe, random_state=0, epochs=3).fit(X, y)
     assert not hasattr(given, "auto_recipe_") and given.net_.config["comparator"] == ["hadamard", "concat"]
     np.testing.assert_array_equal(given.predict(X_test), spelled_out.predict(X_test))
@@ -348,11 +348,13 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     model = Object2VecRegressor(random_state=0, epochs=15).fit(X[:2500], y[:2500])
     recipe = model.auto_recipe_
     assert recipe["chosen"] == min(recipe["validation_loss"], key=recipe["validation_loss"].get)
-    assert recipe["settings"]["optimizer"] == ("adam" if recipe["chosen"] == "adam" else "adagrad")
+    assert recipe["settings"]["optimizer"] == ("adagrad" if recipe["chosen"] == "adagrad" else "adam")
     kept = model.score(X[2500:], y[2500:])
-    for name in recipe["validation_loss"]:  # the recipe kept scores as well as refitting it alone
+    # the recipe kept scores as refitting it alone for the epochs it trained in the comparison (the race may
+    # end a recipe before its own early stopping would: RecipeRace)
+    for name in recipe["validation_loss"]:
         settings = AUTO_RECIPES["single_ids"][name]
-        alone = Object2VecRegressor(random_state=0, epochs=15, **settings).fit(X[:2500], y[:2500])
+        alone = Object2VecRegressor(random_state=0, epochs=recipe["epochs"][name], **settings).fit(X[:2500], y[:2500])
         assert not hasattr(alone, "auto_recipe_") or name == "adagrad"
         if name == recipe["chosen"]:
             assert abs(alone.score(X[2500:], y[2500:]) - kept) < 1e-9
@@ -360,13 +362,31 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     assert model.net_.config["comparator"] == ["hadamard", "concat"] and recipe["settings"]["comparator_list"] == (
         "hadamard, concat")
     given = Object2VecRegressor(random_state=0, epochs=3, comparator_list="hadamard").fit(X[:2500], y[:2500])
+    # (3 epochs: Adam's best at its 3rd, too early for the fast recipe to be worth training)
     assert given.net_.config["comparator"] == ["hadamard"] and set(given.auto_recipe_["epochs"]) == {"adam", "adagrad"}
-    # Adam, trained first, set the bar; Adagrad's curve could not reach it and was stopped early
-    assert recipe["chosen"] == "adam" and recipe["epochs"]["adam"] == 15 > recipe["epochs"]["adagrad"]
+    # Adam, still improving at its 15th epoch (the cap), was followed by the fast Adam, which set a lower bar;
+    # Adagrad's curve could not reach it and was stopped early
+    assert recipe["chosen"] == "adam-fast" and recipe["epochs"]["adam"] == 15 > recipe["epochs"]["adagrad"]
     # no comparison without a validation split, or when a setting the recipes fix is given
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, validation_fraction=None).fit(X, y),
                        "auto_recipe_")
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, dropout=0.1).fit(X, y), "auto_recipe_")
+
+
+def test_the_fast_adam_recipe_trains_only_after_a_slow_first_adam():
+    from skobject2vec._auto import SLOW_BEST_EPOCH
+    from skobject2vec._fit import _worth_training
+
+    def trained(curve):
+        return {"adam": (None, None, None, [{"epoch": e, "validation:mean_squared_error": v}
+                                            for e, v in enumerate(curve, start=1)])}
+
+    overfit = [0.81, 0.79, 0.77, 0.775, 0.81, 0.86]  # MovieLens: best at epoch 3, then worse
+    slow = [4.1, 3.9, 3.0, 2.0, 1.7, 1.6, 1.55, 1.5]  # planted history ratings: still improving
+    assert not _worth_training("adam-fast", trained(overfit))
+    assert _worth_training("adam-fast", trained(slow)) and len(slow) > SLOW_BEST_EPOCH
+    assert _worth_training("adagrad", trained(overfit)) and _worth_training("adam", {})
+    assert _worth_training("adam-fast", {})  # the recipe it follows did not train (one plan): nothing to judge
 
 
 def test_a_warm_start_continues_its_network_without_comparing_recipes():
