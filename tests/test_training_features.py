@@ -639,3 +639,18 @@ def test_fast_dropout_drops_with_probability_p_and_keeps_the_mean(p):
     first = FastDropout(p)(x)
     torch.manual_seed(1)
     assert torch.equal(first, FastDropout(p)(x))  # torch's seed makes the mask reproducible
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dropout_scale_built_in_numpy_equals_the_mask_times_the_scale(dtype):
+    # FastDropout's multiplier (numpy) must be the mask of keep_mask under the same seed, times 1 / (1 - p)
+    # rounded as torch rounds it: seeded fits give the same numbers whichever path built it
+    from skobject2vec.nn.dropout import keep_mask, keep_scale
+
+    torch.manual_seed(3)
+    scale = keep_scale((300, 7), 0.3, dtype)
+    torch.manual_seed(3)
+    expected = keep_mask((300, 7), 0.3).to(dtype).mul_(1 / 0.7)
+    assert scale.dtype == dtype and scale.shape == (300, 7)
+    assert torch.equal(scale, expected)
+    assert 0 < int((scale == 0).sum()) < scale.numel()
