@@ -433,8 +433,18 @@ def validation_losses(history: list[dict[str, Any]]) -> list[float]:
 
 
 def validation_loss(history: list[dict[str, Any]]) -> float:
-    """The best validation loss of a fit's ``history`` (inf without one)."""
-    return min(validation_losses(history), default=float("inf"))
+    """The validation loss of the model a fit of ``history`` ends with (inf without one): the weight
+    average's where :class:`~skobject2vec.callbacks.WeightAveraging` kept it, else the best epoch's.
+
+    Recipes compare what each would give the user. At a constant rate Adam's curve is bumpy and
+    its average beats its best epoch by far (planted ratings with a history, seed 0: 1.09 against
+    1.32), while a decaying rate's average gains little: compared by best epochs, the recipe whose
+    model is better could lose.
+    """
+    averaged = history[-1].get("weight_averaging", {}) if history else {}
+    kept = [value for key, value in averaged.items() if averaged.get("kept")
+            and key in ("validation:mean_squared_error", "validation:cross_entropy")]
+    return min(kept or validation_losses(history), default=float("inf"))
 
 
 def recipe_record(plans: dict[str, FitPlan], histories: dict[str, list[dict[str, Any]]],

@@ -373,6 +373,26 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, dropout=0.1).fit(X, y), "auto_recipe_")
 
 
+def test_recipes_compare_the_loss_of_the_model_each_would_keep():
+    # a recipe whose weight average was kept is judged by the average's loss, not by its best epoch's:
+    # that average is the model the fit would give the user
+    from skobject2vec._fit import validation_loss
+
+    bumpy = [{"epoch": 1, "validation:mean_squared_error": 1.5}, {"epoch": 2, "validation:mean_squared_error": 1.3},
+             {"epoch": 3, "validation:mean_squared_error": 1.4}]
+    averaged = {"epochs": [1, 2, 3], "validation:mean_squared_error": 1.1}
+    assert validation_loss(bumpy) == 1.3
+    assert validation_loss(bumpy[:2] + [dict(bumpy[2], weight_averaging=dict(averaged, kept=True))]) == 1.1
+    assert validation_loss(bumpy[:2] + [dict(bumpy[2], weight_averaging=dict(averaged, kept=False))]) == 1.3
+    # a classifier's average is kept by accuracy: its cross-entropy is the kept model's even where higher
+    classes = [{"epoch": 1, "validation:cross_entropy": 0.5, "validation:accuracy": 0.8},
+               {"epoch": 2, "validation:cross_entropy": 0.6, "validation:accuracy": 0.8,
+                "weight_averaging": {"epochs": [1, 2], "validation:cross_entropy": 0.55,
+                                     "validation:accuracy": 0.85, "kept": True}}]
+    assert validation_loss(classes) == 0.55
+    assert validation_loss([]) == float("inf")
+
+
 def test_the_fast_adam_recipe_trains_only_after_a_slow_first_adam():
     from skobject2vec._auto import SLOW_BEST_EPOCH
     from skobject2vec._fit import _worth_training
