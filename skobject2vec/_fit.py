@@ -449,7 +449,7 @@ def validation_loss(history: list[dict[str, Any]]) -> float:
 
 def recipe_record(plans: dict[str, FitPlan], histories: dict[str, list[dict[str, Any]]],
                   losses: dict[str, float], chosen: str) -> dict[str, Any] | None:
-    """``auto_recipe_``: the recipe kept, each recipe's best validation loss (``losses``) and epochs
+    """``auto_recipe_``: the recipe kept, each recipe's validation loss (``losses``) and epochs
     trained, and the settings the kept recipe fixed (None when one plan was trained)."""
     if len(plans) == 1:
         return None
@@ -723,7 +723,7 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
     held, train_index = held_out(estimator, validation, pairs, encoded, fit.weight, plan)
     device = resolve_device(estimator.device)
     trained: dict[str, tuple[Any, Any, Any, list[dict[str, Any]]]] = {}  # each recipe's (net, vocab, max_lens, history)
-    losses: dict[str, float] = {}  # each recipe's best validation loss
+    losses: dict[str, float] = {}  # each recipe's validation loss, of the model it would keep
     for recipe, plan in plans.items():
         if not _worth_training(recipe, trained):
             continue
