@@ -41,9 +41,10 @@ AUTO_ENC_DIM = 128
 #: record holds the same number of tokens, from 2 to this many, and the other side is a single id
 #: or a tuple too.
 AUTO_TUPLE_MAX_LEN = 8
-#: ``token_embedding_storage_type="auto"`` keeps sparse rows from this many token ids (max id + 1) up:
-#: below it a dense step is cheaper than the sparse bookkeeping, above it far dearer (the vocabulary
-#: sweep of ``benchmarks/bench_fit_cost.py``; figures in ``docs/performance.rst``).
+#: ``token_embedding_storage_type="auto"`` keeps sparse rows from this many token ids (max id + 1) up,
+#: and within a sparse network, for each table of at least this many rows: below it a dense step is
+#: cheaper than the sparse bookkeeping, above it far dearer (the vocabulary sweep of
+#: ``benchmarks/bench_fit_cost.py``; figures in ``docs/performance.rst``).
 AUTO_SPARSE_MIN_VOCAB = 5000
 #: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
 INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
@@ -178,7 +179,9 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         the optimizer has sparse updates (adam, adagrad, sgd), else "dense": a sparse
         step's cost follows its batch, not the vocabulary (at 150,000 ids a dense step
         updates 150,000 rows of each table), while over a small vocabulary a dense step
-        is cheaper than the sparse bookkeeping. See ``docs/performance.rst``.
+        is cheaper than the sparse bookkeeping. A table of fewer rows than that stays
+        dense beside a sparse one (``_fit.make_plan``: the network's ``sparse_tables``).
+        See ``docs/performance.rst``.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits), else 1.

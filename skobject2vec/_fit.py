@@ -38,6 +38,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
 from ._auto import (
+    AUTO_SPARSE_MIN_VOCAB,
     INHERITED_SETTINGS,
     RECIPE_AFTER_SLOW,
     RECIPE_SETTINGS,
@@ -287,9 +288,14 @@ def _resolve_vocab(summary: DataSummary, sides: Sequence[SideSettings], tied: bo
 
 
 def network_config(p: dict[str, Any], sides: Sequence[SideSettings], vocab: Iterable[int],
-                   n_outputs: int) -> NetworkConfig:
+                   n_outputs: int, sparse_min_rows: int = 0) -> NetworkConfig:
+    """The network's configuration; with sparse storage, a table of fewer than ``sparse_min_rows`` rows
+    stays dense (what "auto" storage does: :data:`~._auto.AUTO_SPARSE_MIN_VOCAB`)."""
+    vocab = list(vocab)
+    sparse = p["token_embedding_storage_type"] == "row_sparse"
+    tables = [sparse and size + 1 >= sparse_min_rows for size in vocab]
     return {
-        "vocab_sizes": list(vocab),
+        "vocab_sizes": vocab,
         "token_dims": [int(s.token_embedding_dim) for s in sides],
         "networks": [s.network for s in sides],
         "layers": [int(s.layers) for s in sides],
@@ -303,8 +309,9 @@ def network_config(p: dict[str, Any], sides: Sequence[SideSettings], vocab: Iter
         "n_outputs": int(n_outputs),
         "tied": p["tied_token_embedding_weight"],
         "shared": p["shared_encoder"],
-        "sparse": p["token_embedding_storage_type"] == "row_sparse",
+        "sparse": any(tables),
         "pooling": p["pooling"],
+        "sparse_tables": tables,
     }
 
 
@@ -328,6 +335,8 @@ def make_seed(random_state: Any) -> int:
 def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: ClassTargets | ScoreTargets, *,
               random_state: Any, name: str) -> FitPlan:
     """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
+    # "auto" storage decides per table: sparse rows for a large table, a dense step for a small one
+    sparse_min_rows = AUTO_SPARSE_MIN_VOCAB if p["token_embedding_storage_type"] == "auto" else 0
     p = resolve_auto(p, replace(summary.shape, task=task))
     if task == "regression" and p["negative_sampling_rate"] > 0:
         raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
@@ -338,7 +347,7 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
         int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
         for s, length in zip(sides, summary.max_lens)))
     return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
-                   config=network_config(p, sides, vocab, targets.n_outputs),
+                   config=network_config(p, sides, vocab, targets.n_outputs, sparse_min_rows),
                    settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),
                    dtype=torch.float64 if p["dtype"] == "float64" else torch.float32)
 

@@ -225,12 +225,13 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        auto=True, sagemaker_default="dense",
                        doc="'row_sparse': sparse gradients on the token tables, so a step updates only the rows "
                            "its batch used and costs in proportion to the batch, not the vocabulary (optimizer "
-                           "adam, adagrad or sgd); weight_decay then acts lazily on those rows, once per step "
-                           "that uses them (as SGD matrix factorisation regularises), and on the dense layers "
-                           "every step. 'dense': SageMaker's default, every row of both tables is updated and "
-                           "decayed every step (the cost of a step grows with the vocabulary). 'auto': "
-                           "row_sparse over at least 5,000 token ids when the optimizer has sparse updates, "
-                           "else dense (a dense step over a small table is cheaper)."),
+                           "adam, adagrad or sgd); weight_decay then acts on a row lazily, when a step next "
+                           "uses it (the decay dense storage would have applied meanwhile, in closed form), and "
+                           "on the dense layers every step. 'dense': SageMaker's default, every row of both "
+                           "tables is updated and decayed every step (the cost of a step grows with the "
+                           "vocabulary). 'auto': per table, row_sparse for a table of at least 5,000 rows when "
+                           "the optimizer has sparse updates, else dense (a dense step over a small table is "
+                           "cheaper: a table of 672 users beside 9,067 items stays dense)."),
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),

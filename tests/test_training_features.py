@@ -367,6 +367,26 @@ def test_row_sparse_is_the_default_over_a_large_vocabulary_where_the_optimizer_h
     assert from_sagemaker_hyperparameters({}).get_params()["token_embedding_storage_type"] == "dense"
 
 
+def test_auto_storage_keeps_a_small_table_dense_beside_a_large_sparse_one():
+    # 300 users against 20,000 items: the users' table takes a dense step (cheaper than the sparse
+    # bookkeeping at that size, and every row decays every step as with dense storage), the items' sparse rows
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 300, 400), rng.integers(0, 20_000, 400)])
+    y = rng.normal(size=400)
+    reg = Object2VecRegressor(**dict(FAST, epochs=2)).fit(X, y)
+    assert not reg.net_.token_table(0).sparse and reg.net_.token_table(1).sparse
+    assert reg.net_.config["sparse"] and reg.net_.config["sparse_tables"] == [False, True]
+    assert np.isfinite(reg.predict(X)).all()
+    # SageMaker's "row_sparse", given, is every table's
+    given = Object2VecRegressor(**dict(FAST, epochs=1, token_embedding_storage_type="row_sparse")).fit(X, y)
+    assert given.net_.token_table(0).sparse and given.net_.token_table(1).sparse
+    # a network saved before the per-table choice (no "sparse_tables") builds every table sparse
+    from skobject2vec.nn.model import Object2VecNet
+
+    old = {k: v for k, v in reg.net_.config.items() if k != "sparse_tables"}
+    assert Object2VecNet(old).token_table(0).sparse
+
+
 def _two_nets(sparse_seed=0, vocab=40):
     config = {"vocab_sizes": [vocab, vocab], "token_dims": [4, 4], "networks": ["pooled_embedding"] * 2,
               "layers": [1, 1], "filter_widths": [3, 3], "enc_dim": 4, "comparator": ["hadamard"],

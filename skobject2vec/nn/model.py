@@ -47,6 +47,7 @@ class NetworkConfig(TypedDict):
     shared: NotRequired[bool]  # artifacts written before 0.2 have no key
     sparse: bool
     pooling: NotRequired[str]  # artifacts written before 0.2 have no key
+    sparse_tables: NotRequired[list[bool]]  # artifacts written before 0.3 have no key
 
 
 class Object2VecNet(nn.Module):
@@ -73,6 +74,10 @@ class Object2VecNet(nn.Module):
         one embedding space (a Siamese / bi-encoder). Implies ``tied``.
     sparse : bool
         Sparse gradients on the token tables.
+    sparse_tables : list of bool, optional (default both True)
+        With ``sparse``, which of the two tables (one per side; the first where they are
+        tied) take sparse gradients: "auto" storage keeps a small table dense beside a
+        large sparse one (a user table of 672 rows beside 9,067 items).
     pooling : {"mean", "max", "head_mean"}, optional (default "mean")
         How pooled_embedding encoders pool the token vectors (artifacts written
         before 0.2 have no key: mean, SageMaker's pooling).
@@ -84,8 +89,9 @@ class Object2VecNet(nn.Module):
         c = self.config
         self.shared = bool(c.get("shared", False))  # artifacts written before 0.2 have no key
         self.tied = bool(c["tied"]) or self.shared
-        self.token_embedding0 = _table(c["vocab_sizes"][0] + 1, c["token_dims"][0], c["sparse"])
-        self.token_embedding1 = None if self.tied else _table(c["vocab_sizes"][1] + 1, c["token_dims"][1], c["sparse"])
+        sparse = [c["sparse"] and side for side in c.get("sparse_tables", [True, True])]
+        self.token_embedding0 = _table(c["vocab_sizes"][0] + 1, c["token_dims"][0], sparse[0])
+        self.token_embedding1 = None if self.tied else _table(c["vocab_sizes"][1] + 1, c["token_dims"][1], sparse[1])
         pooling = c.get("pooling", "mean")
         self.encoder0 = build_encoder(c["networks"][0], c["token_dims"][0], c["enc_dim"],
                                       c["layers"][0], c["filter_widths"][0], pooling)
