@@ -47,7 +47,7 @@ class NetworkConfig(TypedDict):
     shared: NotRequired[bool]  # artifacts written before 0.2 have no key
     sparse: bool
     pooling: NotRequired[str]  # artifacts written before 0.2 have no key
-    sparse_tables: NotRequired[list[bool]]  # artifacts written before 0.3 have no key
+    sparse_tables: NotRequired[list[bool]]  # older artifacts have no key: every table as sparse says
 
 
 class Object2VecNet(nn.Module):
