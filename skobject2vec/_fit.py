@@ -435,10 +435,13 @@ class RecipeRace(Callback):
             self.stopped_at = int(record["epoch"])
 
 
+#: The history keys of the validation loss (a regressor's, a classifier's).
+_LOSS_KEYS = ("validation:mean_squared_error", "validation:cross_entropy")
+
+
 def validation_losses(history: list[dict[str, Any]]) -> list[float]:
     """The validation loss of each epoch of a fit's ``history`` that has one."""
-    return [value for record in history for key, value in record.items()
-            if key in ("validation:mean_squared_error", "validation:cross_entropy")]
+    return [value for record in history for key, value in record.items() if key in _LOSS_KEYS]
 
 
 def validation_loss(history: list[dict[str, Any]]) -> float:
@@ -451,9 +454,9 @@ def validation_loss(history: list[dict[str, Any]]) -> float:
     model is better could lose.
     """
     averaged = history[-1].get("weight_averaging", {}) if history else {}
-    kept = [value for key, value in averaged.items() if averaged.get("kept")
-            and key in ("validation:mean_squared_error", "validation:cross_entropy")]
-    return min(kept or validation_losses(history), default=float("inf"))
+    if averaged.get("kept"):
+        return float(min(value for key, value in averaged.items() if key in _LOSS_KEYS))
+    return min(validation_losses(history), default=float("inf"))
 
 
 def recipe_record(plans: dict[str, FitPlan], histories: dict[str, list[dict[str, Any]]],

@@ -15,6 +15,7 @@ in all). Other devices (CUDA's fused kernel) and eval mode are torch's own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import cast
 
@@ -28,9 +29,7 @@ _HALF_RANGE = 1 << 16
 def keep_mask(shape: Sequence[int], p: float, device: torch.device | str | None = None) -> torch.Tensor:
     """A boolean tensor of ``shape`` whose elements are True with probability ``1 - p``,
     independently (to within ``p``'s rounding to a multiple of 1/65,536)."""
-    n = 1
-    for size in shape:
-        n *= int(size)
+    n = math.prod(int(size) for size in shape)
     threshold = _threshold(p)
     if torch.device(device or "cpu").type != "cpu":
         # random_(from, to) draws uniformly over [from, to): both 16-bit halves of every word are uniform
@@ -56,10 +55,7 @@ def keep_scale(shape: Sequence[int], p: float, dtype: torch.dtype) -> torch.Tens
     """A CPU tensor of ``shape`` and ``dtype`` (float32 or float64) holding ``1 / (1 - p)`` where
     :func:`keep_mask` (under the same torch seed) holds True and 0 elsewhere: dropout's multiplier,
     built in numpy."""
-    n = 1
-    for size in shape:
-        n *= int(size)
-    kept = _kept(n, _threshold(p))
+    kept = _kept(math.prod(int(size) for size in shape), _threshold(p))
     # the scale rounded to dtype first, as torch's mul_ by a Python float does: the same values
     factor = torch.empty((), dtype=dtype).fill_(1.0 / (1.0 - p)).numpy()
     return torch.from_numpy(np.multiply(kept, factor, dtype=factor.dtype)).view(shape)
