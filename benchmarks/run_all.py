@@ -19,7 +19,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 SCRIPTS = ("bench_training.py", "bench_inference.py", "bench_dtype.py", "bench_sts.py", "bench_kg.py",
-           "bench_movielens.py", "bench_digits.py", "bench_sparse.py", "bench_serving.py", "bench_scale.py")
+           "bench_movielens.py", "bench_digits.py", "bench_sparse.py", "bench_serving.py", "bench_scale.py",
+           "bench_context.py")
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ Each rule is measured; the measurements are on the "Choosing settings" page
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,10 +18,9 @@ from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
-           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "INHERITED_SETTINGS", "AUTO_RECIPES", "RECIPE_SETTINGS",
-           "RECIPE_STRUCTURE", "AUTO_COMPARATOR", "AUTO_WORD_ENC_DIM", "AUTO_ENC_DIM", "RECIPE_AFTER_SLOW",
-           "SLOW_BEST_EPOCH",
-           "auto_recipes"]
+           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "AUTO_SPARSE_MAX_LOOKUP_FRACTION", "INHERITED_SETTINGS",
+           "AUTO_RECIPES", "RECIPE_SETTINGS", "RECIPE_STRUCTURE", "AUTO_COMPARATOR", "AUTO_WORD_ENC_DIM",
+           "AUTO_ENC_DIM", "RECIPE_AFTER_SLOW", "SLOW_BEST_EPOCH", "auto_recipes", "auto_sparse_tables"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
@@ -46,6 +46,13 @@ AUTO_TUPLE_MAX_LEN = 8
 #: cheaper than the sparse bookkeeping, above it far dearer (the vocabulary sweep of
 #: ``benchmarks/bench_fit_cost.py``; figures in ``docs/performance.rst``).
 AUTO_SPARSE_MIN_VOCAB = 5000
+#: ... and only while one step looks up at most this fraction of the table's rows (batch size times the
+#: tokens per record it reads from the table): an id with a long context (a user and the items the user
+#: rated) reads more rows per step than a large table holds, and a sparse gradient then carries one
+#: row per token. MovieLens users with their rated items (a 9,700-row table): per epoch the sparse
+#: and dense steps tie at 0.3-0.4 of the rows per step, the dense step is 15 % faster at 0.8 and
+#: 7x faster with full histories, 12 times the rows (``docs/performance.rst``).
+AUTO_SPARSE_MAX_LOOKUP_FRACTION = 0.5
 #: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
 INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
 
@@ -179,8 +186,9 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         the optimizer has sparse updates (adam, adagrad, sgd), else "dense": a sparse
         step's cost follows its batch, not the vocabulary (at 150,000 ids a dense step
         updates 150,000 rows of each table), while over a small vocabulary a dense step
-        is cheaper than the sparse bookkeeping. A table of fewer rows than that stays
-        dense beside a sparse one (``_fit.make_plan``: the network's ``sparse_tables``).
+        is cheaper than the sparse bookkeeping. A table of fewer rows than that, or one
+        whose step looks up more than half its rows (an id with a long context), stays
+        dense beside a sparse one (:func:`auto_sparse_tables`; the network's ``sparse_tables``).
         See ``docs/performance.rst``.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
@@ -224,6 +232,15 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         large = shape.vocab_size is None or shape.vocab_size >= AUTO_SPARSE_MIN_VOCAB
         p["token_embedding_storage_type"] = "row_sparse" if large and p["optimizer"] in SPARSE_OPTIMIZERS else "dense"
     return p
+
+
+def auto_sparse_tables(rows: Sequence[int], lookups: Sequence[float] | None) -> list[bool]:
+    """Which token tables (one per side) "auto" storage gives sparse rows, once it resolved to
+    "row_sparse": those of at least :data:`AUTO_SPARSE_MIN_VOCAB` rows whose step looks up at most
+    :data:`AUTO_SPARSE_MAX_LOOKUP_FRACTION` of them (``lookups``: the tokens one step reads from each
+    table; None, not known: the size decides alone). The others take the dense step, cheaper there."""
+    return [size >= AUTO_SPARSE_MIN_VOCAB and (lookups is None or lookups[i] <= AUTO_SPARSE_MAX_LOOKUP_FRACTION * size)
+            for i, size in enumerate(rows)]
 
 
 def _words(shape: DataShape) -> bool:

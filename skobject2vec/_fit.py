@@ -38,13 +38,13 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from . import training
 from ._auto import (
-    AUTO_SPARSE_MIN_VOCAB,
     INHERITED_SETTINGS,
     RECIPE_AFTER_SLOW,
     RECIPE_SETTINGS,
     SLOW_BEST_EPOCH,
     DataShape,
     auto_recipes,
+    auto_sparse_tables,
     id_with_context,
     resolve_auto,
 )
@@ -137,6 +137,8 @@ class DataSummary:
     min_lens: tuple[int, int] | None = None
     #: Which sides hold an id followed by context tokens (:func:`~._auto.id_with_context`).
     id_contexts: tuple[bool, bool] = (False, False)
+    #: Mean tokens per record on each side (None: not known), for the rows a step looks up.
+    mean_lens: tuple[float, float] | None = None
 
     @property
     def shape(self) -> DataShape:
@@ -160,7 +162,8 @@ def summarize_pairs(pairs: PairData, weight: np.ndarray) -> DataSummary:
                      f"record {int(used[np.searchsorted(taken.offsets, token, side='right') - 1])}")
     return DataSummary(len(pairs), (int(pairs.in0.lengths.max()), int(pairs.in1.lengths.max())),
                        cast("tuple[int, int]", tuple(max_ids)), cast("tuple[str, str]", tuple(where)),
-                       min_lens=shortest_lengths(pairs), id_contexts=id_contexts(pairs))
+                       min_lens=shortest_lengths(pairs), id_contexts=id_contexts(pairs),
+                       mean_lens=(float(pairs.in0.lengths.mean()), float(pairs.in1.lengths.mean())))
 
 
 def id_contexts(pairs: PairData) -> tuple[bool, bool]:
@@ -288,12 +291,12 @@ def _resolve_vocab(summary: DataSummary, sides: Sequence[SideSettings], tied: bo
 
 
 def network_config(p: dict[str, Any], sides: Sequence[SideSettings], vocab: Iterable[int],
-                   n_outputs: int, sparse_min_rows: int = 0) -> NetworkConfig:
-    """The network's configuration; with sparse storage, a table of fewer than ``sparse_min_rows`` rows
-    stays dense (what "auto" storage does: :data:`~._auto.AUTO_SPARSE_MIN_VOCAB`)."""
+                   n_outputs: int, sparse_tables: Sequence[bool] = (True, True)) -> NetworkConfig:
+    """The network's configuration; with sparse storage, only the tables ``sparse_tables`` names (one
+    per side) are sparse (what "auto" storage decides: :func:`~._auto.auto_sparse_tables`)."""
     vocab = list(vocab)
     sparse = p["token_embedding_storage_type"] == "row_sparse"
-    tables = [sparse and size + 1 >= sparse_min_rows for size in vocab]
+    tables = [sparse and bool(chosen) for chosen in sparse_tables]
     return {
         "vocab_sizes": vocab,
         "token_dims": [int(s.token_embedding_dim) for s in sides],
@@ -335,8 +338,7 @@ def make_seed(random_state: Any) -> int:
 def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: ClassTargets | ScoreTargets, *,
               random_state: Any, name: str) -> FitPlan:
     """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
-    # "auto" storage decides per table: sparse rows for a large table, a dense step for a small one
-    sparse_min_rows = AUTO_SPARSE_MIN_VOCAB if p["token_embedding_storage_type"] == "auto" else 0
+    auto_storage = p["token_embedding_storage_type"] == "auto"
     p = resolve_auto(p, replace(summary.shape, task=task))
     if task == "regression" and p["negative_sampling_rate"] > 0:
         raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
@@ -346,10 +348,24 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
     max_lens = cast("tuple[int, int]", tuple(
         int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
         for s, length in zip(sides, summary.max_lens)))
+    # "auto" storage decides per table: sparse rows for a large table a step reads little of, else a dense step
+    tables = auto_sparse_tables([size + 1 for size in vocab], _lookups_per_step(p, summary, max_lens)) \
+        if auto_storage else [True, True]
     return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
-                   config=network_config(p, sides, vocab, targets.n_outputs, sparse_min_rows),
+                   config=network_config(p, sides, vocab, targets.n_outputs, tables),
                    settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),
                    dtype=torch.float64 if p["dtype"] == "float64" else torch.float32)
+
+
+def _lookups_per_step(p: dict[str, Any], summary: DataSummary, max_lens: tuple[int, int]) -> list[float] | None:
+    """The tokens one training step looks up in each side's table (both sides' in a tied table), on
+    average; None where the records' lengths are not known (streamed)."""
+    if summary.mean_lens is None:
+        return None
+    per_side = [p["mini_batch_size"] * min(mean, limit) for mean, limit in zip(summary.mean_lens, max_lens)]
+    if p["tied_token_embedding_weight"] or p["shared_encoder"]:
+        return [sum(per_side)] * 2
+    return per_side
 
 
 def candidate_plans(task: str, p: dict[str, Any], summary: DataSummary, targets: ClassTargets | ScoreTargets, *,

@@ -387,6 +387,25 @@ def test_auto_storage_keeps_a_small_table_dense_beside_a_large_sparse_one():
     assert Object2VecNet(old).token_table(0).sparse
 
 
+def test_auto_storage_keeps_a_table_dense_when_a_step_reads_most_of_its_rows():
+    # A user followed by the 100 items the user rated (SVD++'s input) against one item: each step reads
+    # 32 x 101 rows of the 6,000-row first table, over half of it, so it takes the dense step (a sparse
+    # gradient would carry one row per token); the items' table, read once per record, keeps sparse rows.
+    rng = np.random.default_rng(0)
+    n_users, n_items = 100, 5_900
+    X = [{"in0": [int(u)] + (n_users + rng.choice(n_items, 100, replace=False)).tolist(),
+          "in1": [int(rng.integers(n_items))]} for u in rng.integers(0, n_users, 400)]
+    X[0]["in1"] = [n_items + n_users - 1]  # the largest id: both tables hold 6,000 rows
+    y = rng.normal(size=400)
+    reg = Object2VecRegressor(**dict(FAST, epochs=1, mini_batch_size=32)).fit(X, y)
+    assert reg.net_.config["sparse_tables"] == [False, True]
+    assert not reg.net_.token_table(0).sparse and reg.net_.token_table(1).sparse
+    # one context item per user: 32 x 2 rows a step, a sparse table again
+    short = [{"in0": r["in0"][:2], "in1": r["in1"]} for r in X]
+    assert Object2VecRegressor(**dict(FAST, epochs=1, mini_batch_size=32)).fit(short, y).net_.config[
+        "sparse_tables"] == [True, True]
+
+
 def _two_nets(sparse_seed=0, vocab=40):
     config = {"vocab_sizes": [vocab, vocab], "token_dims": [4, 4], "networks": ["pooled_embedding"] * 2,
               "layers": [1, 1], "filter_widths": [3, 3], "enc_dim": 4, "comparator": ["hadamard"],
