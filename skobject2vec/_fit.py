@@ -359,7 +359,7 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
 
 def _lookups_per_step(p: dict[str, Any], summary: DataSummary, max_lens: tuple[int, int]) -> list[float] | None:
     """The tokens one training step looks up in each side's table (both sides' in a tied table), on
-    average; None where the records' lengths are not known (streamed)."""
+    average; None where the records' lengths are not known."""
     if summary.mean_lens is None:
         return None
     per_side = [p["mini_batch_size"] * min(mean, limit) for mean, limit in zip(summary.mean_lens, max_lens)]

@@ -153,6 +153,7 @@ class StreamStats:
     max_ids: list[int] = field(default_factory=lambda: [-1, -1])
     max_lens: list[int] = field(default_factory=lambda: [0, 0])
     min_lens: list[int] = field(default_factory=lambda: [MAX_RECORD_LEN, MAX_RECORD_LEN])
+    tokens: list[int] = field(default_factory=lambda: [0, 0])  # per side, summed over the records
     max_id_where: list[str] = field(default_factory=lambda: ["", ""])
     global_max_ids: list[int] = field(default_factory=lambda: [-1, -1])  # across ranks (max_ids: this rank's)
     label_counts: dict[int, int] = field(default_factory=dict)  # classification: label -> count
@@ -161,7 +162,7 @@ class StreamStats:
 
 
 def scan(shards: list[Path], *, label: str, rank: int = 0, world_size: int = 1) -> StreamStats:
-    """The pre-pass: record count, largest id and length per side, labels seen.
+    """The pre-pass: record count, largest id, lengths and token count per side, labels seen.
 
     Validates every record (bad JSON or ids fail here, naming file and record),
     holding one block of records (:data:`_SCAN_BLOCK`) at a time.
@@ -184,6 +185,7 @@ def scan(shards: list[Path], *, label: str, rank: int = 0, world_size: int = 1) 
             lengths = list(map(len, sequences))
             stats.max_lens[side] = max(stats.max_lens[side], *lengths)
             stats.min_lens[side] = min(stats.min_lens[side], *lengths)
+            stats.tokens[side] += sum(lengths)
         if label == "classification":
             for _, value, _ in block:
                 assert isinstance(value, int)  # _check_label's classification label

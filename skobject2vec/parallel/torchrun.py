@@ -117,7 +117,7 @@ class _Ranks:
 def _reduced_scan(shards, label: str, ranks: _Ranks, what: str) -> StreamStats:
     """:func:`~.data.streaming.scan` of every rank's share, combined across ranks."""
     stats = scan(shards, label=label, rank=ranks.rank, world_size=ranks.world_size)
-    total = ranks.reduce([stats.n_records, stats.label_sum, stats.label_sum_sq])
+    total = ranks.reduce([stats.n_records, stats.label_sum, stats.label_sum_sq, *stats.tokens])
     if ranks.reduce([stats.n_records == 0], "max")[0]:
         raise ValueError(f"{what}: no records for rank {ranks.rank} of {ranks.world_size}; give the job at most "
                          f"as many ranks as records (or shards).")
@@ -125,6 +125,7 @@ def _reduced_scan(shards, label: str, ranks: _Ranks, what: str) -> StreamStats:
     maxima = ranks.reduce(stats.max_ids + stats.max_lens + [-n for n in stats.min_lens]
                           + [max(stats.label_counts, default=0)], "max")
     stats.n_records, stats.label_sum, stats.label_sum_sq = int(total[0]), float(total[1]), float(total[2])
+    stats.tokens = [int(v) for v in total[3:5]]
     stats.max_lens = [int(v) for v in maxima[2:4]]
     stats.min_lens = [-int(v) for v in maxima[4:6]]
     # max_ids stay per rank (with where they occur) for the vocabulary check; their max is kept apart.
@@ -252,7 +253,8 @@ def train_stream(task: str, p: dict, X, X_val=None, *, name: str, device, random
                                                label_sum=stats.label_sum, label_sum_sq=stats.label_sum_sq)
         summary = plan_fit.DataSummary(stats.n_records, cast("tuple[int, int]", tuple(int(n) for n in stats.max_lens)),
                                        cast("tuple[int, int]", tuple(stats.global_max_ids)), streamed=True,
-                                       min_lens=cast("tuple[int, int]", tuple(int(n) for n in stats.min_lens)))
+                                       min_lens=cast("tuple[int, int]", tuple(int(n) for n in stats.min_lens)),
+                                       mean_lens=(stats.tokens[0] / stats.n_records, stats.tokens[1] / stats.n_records))
         plan = plan_fit.make_plan(task, p, summary, targets, random_state=random_state, name=name)
         _check_vocab(stats, plan.sides, name)
         if plan.config["sparse"] and ranks.backend == "nccl":

@@ -114,6 +114,21 @@ def test_streamed_regressor_standardises_like_in_memory(tmp_path):
     assert streamed.y_scale_ == pytest.approx(in_memory.y_scale_)
 
 
+def test_streamed_fit_chooses_each_tables_storage_as_in_memory(tmp_path):
+    # A user followed by 100 rated items against one item (6,000 ids): each step reads over half the
+    # first table, which "auto" keeps dense, as an in-memory fit of the same records does.
+    rng = np.random.default_rng(0)
+    X = [{"in0": [int(u)] + (100 + rng.choice(5_900, 100, replace=False)).tolist(), "in1": [int(rng.integers(5_900))]}
+         for u in rng.integers(0, 100, 300)]
+    X[0]["in1"] = [5_999]
+    y = rng.normal(size=300)
+    write_records(X, tmp_path / "context.jsonl", labels=y.tolist())
+    params = dict(FAST, epochs=1, mini_batch_size=32)
+    streamed = Object2VecRegressor(**params).fit(str(tmp_path / "context.jsonl"))
+    assert streamed.net_.config["sparse_tables"] == [False, True]
+    assert Object2VecRegressor(**params).fit(X, y).net_.config["sparse_tables"] == [False, True]
+
+
 def test_streamed_errors_name_file_and_record(tmp_path, numbered_file):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"label": 1, "in0": [1], "in1": [2]}\n{"label": 0, "in0": [1, -3], "in1": [2]}\n')
