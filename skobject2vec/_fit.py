@@ -728,6 +728,10 @@ def held_out(estimator: Any, validation: tuple[Any, Any, Any], pairs: PairData, 
         np.sort(train_index)
 
 
+#: A recipe trained by :func:`fit_in_memory`: its network, vocabulary sizes, lengths and history.
+_Trained = tuple[Object2VecNet, tuple[int, int], tuple[int, int], list[dict[str, Any]]]
+
+
 def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                   validation: tuple[Any, Any, Any] = (None, None, None)) -> Any:
     """An in-memory ``fit``: targets, plans (the recipes compared, :func:`candidate_plans`), the held-out
@@ -750,7 +754,7 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
             check_vocab(ragged, side.vocab_size, f"in{i}", name)
     held, train_index = held_out(estimator, validation, pairs, encoded, fit.weight, plan)
     device = resolve_device(estimator.device)
-    trained: dict[str, tuple[Any, Any, Any, list[dict[str, Any]]]] = {}  # each recipe's (net, vocab, max_lens, history)
+    trained: dict[str, _Trained] = {}
     losses: dict[str, float] = {}  # each recipe's validation loss, of the model it would keep
     for recipe, plan in plans.items():
         if not _worth_training(recipe, trained):
@@ -781,7 +785,7 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
     return apply_result(estimator, FitResult(net, vocab, max_lens, history, targets, recipe=record))
 
 
-def _worth_training(recipe: str, trained: dict[str, tuple[Any, Any, Any, list[dict[str, Any]]]]) -> bool:
+def _worth_training(recipe: str, trained: dict[str, _Trained]) -> bool:
     """Whether ``recipe`` trains, given the recipes trained before it: one of :data:`~._auto.RECIPE_AFTER_SLOW`
     only where the recipe it follows reached its best validation loss after :data:`~._auto.SLOW_BEST_EPOCH`."""
     slow = RECIPE_AFTER_SLOW.get(recipe)
