@@ -188,8 +188,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "large ones train several times faster per epoch."),
         HyperParameter("learning_rate", "float", "auto", low=1e-6, high=1.0, sagemaker_default=0.0004,
                        auto=True,
-                       doc="Optimizer step size. 'auto': 0.001 for sequence pairs (adam), 0.05 when a side "
-                           "is a single id (adagrad). A rate you set keeps a constant schedule "
+                       doc="Optimizer step size. 'auto': 0.001 for sequence pairs (adam; an in-memory fit whose "
+                           "best epoch comes late also trains 0.01 and keeps the better, ``auto_recipe_``), 0.05 "
+                           "when a side is a single id (adagrad). A rate you set keeps a constant schedule "
                            "(learning_rate_decay 'auto' is then 1) and, with optimizer 'auto', trains with adam "
                            "up to 0.01 (weight_decay 'auto' then 0; with one id per side, the Adam recipe the fit "
                            "compares: weight_decay 3e-4, dropout 0, comparator_list 'hadamard, concat', each where "

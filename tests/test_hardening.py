@@ -168,8 +168,9 @@ def test_test_metric_failure_keeps_the_saved_model(tmp_path, capsys):
     X, y = make_topic_pairs(60)
     train = _write_jsonl(tmp_path / "train.jsonl", X, y)
     test = _write_jsonl(tmp_path / "test.jsonl", X[:5], [7] * 5)  # a class never trained on
+    # a small network: the CLI trains SageMaker's defaults, 4096 wide
     assert main(["train", "--train", str(train), "--test", str(test), "--model-dir", str(tmp_path / "m"),
-                 "--set", "epochs=1", "--quiet"]) == 1
+                 "--set", "epochs=1", "--set", "enc_dim=8", "--quiet"]) == 1
     assert "not one of the training classes" in capsys.readouterr().err
     skobject2vec.load(tmp_path / "m")
 
