@@ -366,7 +366,7 @@ AUTO_DROPOUT = {
 #: converges, or overfits, within a few epochs, which sets the bar early. The one with the better
 #: validation loss is kept (``auto_recipe_``). Measured on every ratings family:
 #: ``docs/choosing_settings.rst`` and ``benchmarks/bench_defaults.py``.
-AUTO_RECIPES = {
+AUTO_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "single_ids": {
         "adam": {"optimizer": "adam", "learning_rate": 0.003, "weight_decay": 0.0003,
                  "learning_rate_decay": 0.9, "dropout": 0.0, "comparator_list": ("hadamard", "concat")},
