@@ -391,8 +391,9 @@ class _Object2VecBase(BaseEstimator):
 #: The fitted attributes that only some fits set (both estimators' "Attributes").
 _SOMETIMES_FITTED_DOC = """    auto_recipe_ : dict
         Only when the fit compared recipes on its validation split (one id per side, or
-        sequence pairs whose first recipe learned late; the optimisation settings "auto"):
-        ``chosen``, each recipe's ``validation_loss`` and epochs and the
+        sequence pairs, the optimisation settings "auto"; a recipe that follows a slow one
+        trains only where that one learned late): ``chosen``, each trained recipe's
+        ``validation_loss`` and epochs, and the
         ``settings`` the chosen recipe fixed. See ``docs/choosing_settings.rst``.
     n_records_ : int
         Only for fits streamed from JSON Lines: the training records.

@@ -373,6 +373,24 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, dropout=0.1).fit(X, y), "auto_recipe_")
 
 
+def test_sequence_pairs_that_learn_late_also_try_a_faster_rate():
+    # Planted topic pairs: Adam at 0.001 still improves after its sixth epoch, so the fit trains Adam at 0.01
+    # next and keeps the recipe whose model has the lower validation loss (here the faster one).
+    X, y = make_topic_pairs(1_200, seed=0)
+    model = Object2VecClassifier(random_state=0, epochs=12).fit(X[:1_000], y[:1_000])
+    recipe = model.auto_recipe_
+    assert set(recipe["epochs"]) == {"adam", "adam-fast"} and recipe["epochs"]["adam"] > 6
+    assert recipe["chosen"] == min(recipe["validation_loss"], key=recipe["validation_loss"].get) == "adam-fast"
+    assert recipe["settings"]["learning_rate"] == 0.01 and recipe["settings"]["optimizer"] == "adam"
+    assert model.score(X[1_000:], y[1_000:]) > 0.95
+    # stopped at its third epoch, before learning late, the first recipe is the only one trained
+    early = Object2VecClassifier(random_state=0, epochs=3).fit(X[:1_000], y[:1_000]).auto_recipe_
+    assert early["chosen"] == "adam" and early["epochs"] == {"adam": 3}
+    # a learning rate given: that rate alone
+    assert not hasattr(Object2VecClassifier(random_state=0, epochs=3, learning_rate=0.001).fit(X[:1_000], y[:1_000]),
+                       "auto_recipe_")
+
+
 def test_recipes_compare_the_loss_of_the_model_each_would_keep():
     # a recipe whose weight average was kept is judged by the average's loss, not by its best epoch's:
     # that average is the model the fit would give the user
