@@ -21,7 +21,10 @@ def main():
     clf = Object2VecClassifier(random_state=0, verbose=2)
     started = time.perf_counter()
     clf.fit(X_train, y_train)
-    print(f"trained {clf.n_epochs_} epochs in {time.perf_counter() - started:.1f} s")
+    recipes = getattr(clf, "auto_recipe_", None)  # the recipes compared on the held-out 10%, if any
+    trained = sum(recipes["epochs"].values()) if recipes else clf.n_epochs_
+    print(f"trained {trained} epochs in {time.perf_counter() - started:.1f} s; the model kept: {clf.n_epochs_} epochs"
+          + (f" of the {recipes['chosen']!r} recipe" if recipes else ""))
     print(f"train accuracy {clf.score(X_train, y_train):.3f}   test accuracy {clf.score(X_test, y_test):.3f}   "
           f"(majority class {max(np.mean(y_test), 1 - np.mean(y_test)):.3f})")
 
