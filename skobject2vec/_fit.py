@@ -294,11 +294,10 @@ def network_config(p: dict[str, Any], sides: Sequence[SideSettings], vocab: Iter
                    n_outputs: int, sparse_tables: Sequence[bool] = (True, True)) -> NetworkConfig:
     """The network's configuration; with sparse storage, only the tables ``sparse_tables`` names (one
     per side) are sparse (what "auto" storage decides: :func:`~._auto.auto_sparse_tables`)."""
-    vocab = list(vocab)
     sparse = p["token_embedding_storage_type"] == "row_sparse"
     tables = [sparse and bool(chosen) for chosen in sparse_tables]
     return {
-        "vocab_sizes": vocab,
+        "vocab_sizes": list(vocab),
         "token_dims": [int(s.token_embedding_dim) for s in sides],
         "networks": [s.network for s in sides],
         "layers": [int(s.layers) for s in sides],
@@ -363,7 +362,7 @@ def _lookups_per_step(p: dict[str, Any], summary: DataSummary, max_lens: tuple[i
     if summary.mean_lens is None:
         return None
     per_side = [p["mini_batch_size"] * min(mean, limit) for mean, limit in zip(summary.mean_lens, max_lens)]
-    if p["tied_token_embedding_weight"] or p["shared_encoder"]:
+    if p["tied_token_embedding_weight"]:  # resolve_auto ties the tables of a shared encoder
         return [sum(per_side)] * 2
     return per_side
 

@@ -231,8 +231,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "on the dense layers every step. 'dense': SageMaker's default, every row of both "
                            "tables is updated and decayed every step (the cost of a step grows with the "
                            "vocabulary). 'auto': per table, row_sparse for a table of at least 5,000 rows when "
-                           "the optimizer has sparse updates, else dense (a dense step over a small table is "
-                           "cheaper: a table of 672 users beside 9,067 items stays dense)."),
+                           "the optimizer has sparse updates and a step reads at most half its rows, else dense "
+                           "(a dense step is cheaper there: a table of 672 users beside 9,067 items, or users "
+                           "followed by every item they rated, stays dense)."),
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),
