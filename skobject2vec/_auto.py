@@ -363,7 +363,9 @@ AUTO_DROPOUT = {
 #: 0.85 per epoch, follows where the first was still improving late (:data:`RECIPE_AFTER_SLOW`).
 #: They train in this order, each to its own early stop, and a later recipe stops as soon as it
 #: cannot catch up with the best before it (``_fit.RecipeRace``): Adam goes first because it
-#: converges, or overfits, within a few epochs, which sets the bar early. The one with the better
+#: converges, or overfits, within a few epochs, which sets the bar early. A recipe that a faster one
+#: follows pauses at the epoch that shows it slow; the faster one trains, and the paused one goes on
+#: only where that projection can still beat it (``_fit.fit_in_memory``). The one with the better
 #: validation loss is kept (``auto_recipe_``). Measured on every ratings family:
 #: ``docs/choosing_settings.rst`` and ``benchmarks/bench_defaults.py``.
 AUTO_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
@@ -389,6 +391,9 @@ AUTO_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 #: after :data:`SLOW_BEST_EPOCH`. A faster rate helps a curve that was slow (planted ratings with a
 #: history: Adam at 0.003 still improving at its 30th epoch), not one that overfit within a few epochs
 #: (MovieLens: Adam's best at epoch 3 or 4, where the fast recipe cost 5 epochs and was never kept).
+#: The earlier recipe pauses at its first best epoch after SLOW_BEST_EPOCH, so that the later one trains
+#: then, not after the earlier one's last epoch: digit pairs' Adam at 0.001 trained 16-23 epochs (30 on
+#: ``make demo``'s pairs) before its faster follower, which won on every seed from the 7th or 8th.
 RECIPE_AFTER_SLOW = {"adam-fast": "adam"}
 SLOW_BEST_EPOCH = 6
 

@@ -12,8 +12,8 @@ runs the same three steps:
    lengths, network config, train settings, seed, dtype); :func:`candidate_plans`
    adds the recipes an in-memory fit compares, :func:`continuation_plan` is
    ``partial_fit``'s plan for a fitted network;
-3. **run**: :func:`run`, the one runner, builds (:func:`build_network` under
-   :func:`seeded`) or continues the network and runs the epoch loop of :mod:`.training`
+3. **run**: :func:`run`, the one runner, builds (:func:`build_network`, with the
+   fit's :class:`FitRng`) or continues the network and runs the epoch loop of :mod:`.training`
    over a source (:class:`InMemorySource`, or the streamed source of
    :mod:`.parallel.torchrun`, one rank's share). The result is a :class:`FitResult`;
    the estimator sets its fitted attributes from it once, at the end
@@ -74,8 +74,8 @@ if TYPE_CHECKING:
     from .data.batching import PairData
 
 __all__ = ["SideSettings", "DataSummary", "ClassTargets", "ScoreTargets", "FitPlan", "FitResult", "encode_targets",
-           "targets_from_counts", "make_plan", "build_network", "seeded", "epoch_data_factory", "apply_result",
-           "fitted_state_restored_on_error", "reusable_net", "continued_history", "MAX_SEQ_LEN"]
+           "targets_from_counts", "make_plan", "build_network", "FitRng", "Training", "epoch_data_factory",
+           "apply_result", "fitted_state_restored_on_error", "reusable_net", "continued_history", "MAX_SEQ_LEN"]
 
 
 # ----------------------------------------------------------------- per side
@@ -411,8 +411,10 @@ class RecipeRace(Callback):
 
     window = 3
 
-    def __init__(self, bar: float, epochs: int, decay: float = 1.0, tolerance: float = 0.0) -> None:
+    def __init__(self, bar: float, epochs: int, decay: float = 1.0, tolerance: float = 0.0,
+                 own_convergence: bool = True) -> None:
         self.bar, self.epochs, self.decay, self.tolerance = bar, epochs, decay, tolerance
+        self.own_convergence = own_convergence  # False: only the bar stops it (a first recipe gone on after a pause)
         self.stopped_at: int | None = None
 
     def _rate_sum(self, first: int, last: int) -> float:
@@ -445,7 +447,7 @@ class RecipeRace(Callback):
         # to end at once, which stopped it 5 epochs short and left weight averaging little to average
         # (test R^2 0.809 against 0.819 run to the patience).
         own = projected if self.decay < 1 else self.projected_best(losses, geometric=False)
-        if projected > self.bar or own > min(losses) - self.tolerance:
+        if projected > self.bar or (self.own_convergence and own > min(losses) - self.tolerance):
             loop.stop = True
             self.stopped_at = int(record["epoch"])
 
@@ -491,12 +493,28 @@ def _plain(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------- build
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Torch's global RNG seeded for the fit and restored afterwards (the caller's stream is untouched)."""
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
+class FitRng:
+    """Torch's global RNG for one fit: seeded once, carried over the fit's pauses (:class:`Training`), and
+    the caller's own stream restored around each stretch of the fit."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.seed, self.device = seed, device
+        self._state: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device.index or 0] if cuda else []):
+            if self._state is None:
+                torch.manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self._state[0])
+                if cuda:
+                    torch.cuda.set_rng_state(cast(torch.Tensor, self._state[1]), self.device)
+            try:
+                yield
+            finally:
+                self._state = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
 
 
 def _memory_available(device: torch.device) -> int | None:
@@ -535,7 +553,8 @@ def check_table_memory(plan: FitPlan, device: torch.device) -> None:
 
 
 def build_network(plan: FitPlan, device: torch.device) -> Object2VecNet:
-    """A new network for the plan, pretrained rows loaded (and frozen), on ``device``; call under :func:`seeded`."""
+    """A new network for the plan, pretrained rows loaded (and frozen), on ``device``; call with the fit's
+    :class:`FitRng` active."""
     check_table_memory(plan, device)
     net = Object2VecNet(plan.config)
     for i, s in enumerate(plan.sides):
@@ -642,22 +661,49 @@ def run(plan: FitPlan, source: FitSource, *, device: torch.device, net: Object2V
     -------
     (net, history)
     """
-    vocab, max_lens = lens if lens is not None else (plan.vocab_sizes, plan.max_lens)
-    batcher = Batcher(max_lens, vocab, device)
-    rng = np.random.default_rng(plan.seed if ranks is None else [plan.seed, ranks.rank])
-    with seeded(plan.seed, device):  # the same initial weights on every rank
-        net = build_network(plan, device) if net is None else net.to(device=device, dtype=plan.dtype)
-        model: torch.nn.Module = net
-        if ranks is not None:
-            torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
-            model = ranks.wrap(net)
-        history = training.run_epochs(
-            model, source.epoch_batches(batcher, plan.settings, rng, plan.dtype), plan.settings, dtype=plan.dtype,
-            sparse=plan.config["sparse"], validate=source.validator(net, batcher, plan.settings, plan.dtype),
-            # (mypy joins this **kwargs dict's values to object)
-            callbacks=callbacks, **({} if ranks is None else {"reduce_sums": ranks.reduce,  # type: ignore[arg-type]
-                                                               "main_process": ranks.rank == 0}))
-    return net, history
+    steps = Training(plan, source, device=device, net=net, lens=lens, callbacks=callbacks, ranks=ranks)
+    steps.go_on()
+    return steps.net, steps.finish()
+
+
+class Training:
+    """:func:`run` in steps: :meth:`go_on` trains, up to a pause where asked; :meth:`finish` ends the fit
+    and returns its history. A fit that compares recipes pauses one and may go on with it later
+    (:func:`fit_in_memory`). Arguments: :func:`run`'s."""
+
+    def __init__(self, plan: FitPlan, source: FitSource, *, device: torch.device, net: Object2VecNet | None = None,
+                 lens: tuple[tuple[int, int], tuple[int, int]] | None = None,
+                 callbacks: Sequence[Callback] | None = None, ranks: Ranks | None = None) -> None:
+        vocab, max_lens = lens if lens is not None else (plan.vocab_sizes, plan.max_lens)
+        batcher = Batcher(max_lens, vocab, device)
+        rng = np.random.default_rng(plan.seed if ranks is None else [plan.seed, ranks.rank])
+        self.rng = FitRng(plan.seed, device)
+        with self.rng.active():  # the same initial weights on every rank
+            self.net = build_network(plan, device) if net is None else net.to(device=device, dtype=plan.dtype)
+            model: torch.nn.Module = self.net
+            if ranks is not None:
+                torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
+                model = ranks.wrap(self.net)
+            self.epochs = training.EpochRun(
+                model, source.epoch_batches(batcher, plan.settings, rng, plan.dtype), plan.settings, dtype=plan.dtype,
+                sparse=plan.config["sparse"], validate=source.validator(self.net, batcher, plan.settings, plan.dtype),
+                # (mypy joins this **kwargs dict's values to object)
+                callbacks=callbacks, **({} if ranks is None else {"reduce_sums": ranks.reduce,  # type: ignore[arg-type]
+                                                                   "main_process": ranks.rank == 0}))
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.epochs.loop.history
+
+    def go_on(self, pause: Callable[[training.Loop], bool] | None = None) -> bool:
+        """Train on (:meth:`training.EpochRun.go_on`): True where ``pause`` held after an epoch."""
+        with self.rng.active():
+            return self.epochs.go_on(pause)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """End the fit (:meth:`training.EpochRun.finish`) and return its history."""
+        with self.rng.active():
+            return self.epochs.finish()
 
 
 def continuation_plan(task: str, p: dict[str, Any], fitted: FitResult, pairs: PairData, *, seed: int,
@@ -755,8 +801,10 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
     device = resolve_device(estimator.device)
     trained: dict[str, _Trained] = {}
     losses: dict[str, float] = {}  # each recipe's validation loss, of the model it would keep
+    paused: dict[str, _Paused] = {}
     for recipe, plan in plans.items():
-        if not _worth_training(recipe, trained):
+        if not _worth_training(recipe, {**{k: v[3] for k, v in trained.items()},
+                                        **{k: v.steps.history for k, v in paused.items()}}):
             continue
         vocab, max_lens = plan.vocab_sizes, plan.max_lens
         warm = reusable_net(warm_net, plan.config, estimator.warm_start)
@@ -769,15 +817,35 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
         # A recipe stops once it cannot beat the best one before it, or its own best. The first recipe at a
         # constant rate trains to its own early stop, as without a comparison: the race stopping its overfit
         # tail sooner changed what weight averaging kept (STS-B in 3 classes: 0.650 against 0.662).
-        if len(plans) > 1 and (losses or plan.settings.learning_rate_decay < 1):
-            callbacks.append(RecipeRace(min(losses.values(), default=float("inf")), plan.settings.epochs,
-                                        plan.settings.learning_rate_decay, plan.settings.tolerance))
-        net, history = run(plan, source, device=device, net=warm, lens=(vocab, max_lens), callbacks=callbacks)
-        if warm is not None:
-            history = continued_history(estimator.history_, history)
-        trained[recipe], losses[recipe] = (net, vocab, max_lens, history), validation_loss(history)
+        race = None
+        if len(plans) > 1 and (losses or paused or plan.settings.learning_rate_decay < 1):
+            race = RecipeRace(_bar(losses, paused), plan.settings.epochs, plan.settings.learning_rate_decay,
+                              plan.settings.tolerance)
+            callbacks.append(race)
+        steps = Training(plan, source, device=device, net=warm, lens=(vocab, max_lens), callbacks=callbacks)
+        follower = next((later for later, slow in RECIPE_AFTER_SLOW.items() if slow == recipe and later in plans), None)
+        if steps.go_on(_learns_late if follower is not None else None):
+            # Still improving after SLOW_BEST_EPOCH, so the faster recipe that follows it will train: it trains
+            # now, and this one goes on afterwards only where it can still beat it (digit pairs: 7 epochs here,
+            # not 16-30, where the fast recipe won on every seed; STS-B: it lost, and this one went on).
+            paused[recipe] = _Paused(steps, race, vocab, max_lens)
+            if plan.settings.verbose:
+                print(f"{name}: recipe {recipe!r} still improving at epoch {len(steps.history)}: "
+                      f"trying {follower!r} before going on")
+            continue
+        trained[recipe] = _finished(steps, vocab, max_lens, estimator.history_ if warm is not None else None)
+        losses[recipe] = validation_loss(trained[recipe][3])
+        slow = RECIPE_AFTER_SLOW.get(recipe)
+        if slow in paused:  # the recipe paused for this one: on, where it can still win, then finished
+            waiting = paused.pop(slow)
+            _go_on_where_it_can_win(slow, waiting.steps, waiting.race, min(losses.values()),
+                                    name if plan.settings.verbose else None)
+            trained[slow] = _finished(waiting.steps, waiting.vocab, waiting.max_lens, None)
+            losses[slow] = validation_loss(trained[slow][3])
+    assert not paused  # each went on, or ended, after the recipe it waited for
+    losses = {recipe: losses[recipe] for recipe in plans if recipe in losses}  # in the plans' order
     chosen = min(losses, key=losses.__getitem__)
-    record = recipe_record(plans, {k: v[3] for k, v in trained.items()}, losses, chosen)
+    record = recipe_record(plans, {k: trained[k][3] for k in losses}, losses, chosen)
     if record is not None and plan.settings.verbose:
         summary = ", ".join(f"{k} {v:.4g} ({record['epochs'][k]} epochs)" for k, v in losses.items())
         print(f"{name}: recipes compared on the validation split (best loss): {summary}; kept {chosen!r}")
@@ -787,14 +855,70 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
     return apply_result(estimator, FitResult(net, vocab, max_lens, history, targets, recipe=record))
 
 
-def _worth_training(recipe: str, trained: dict[str, _Trained]) -> bool:
-    """Whether ``recipe`` trains, given the recipes trained before it: one of :data:`~._auto.RECIPE_AFTER_SLOW`
-    only where the recipe it follows reached its best validation loss after :data:`~._auto.SLOW_BEST_EPOCH`."""
-    slow = RECIPE_AFTER_SLOW.get(recipe)
-    if slow is None or slow not in trained:
-        return True
-    losses = validation_losses(trained[slow][3])
+@dataclass
+class _Paused:
+    """A recipe paused while the recipe that follows it trains (:func:`fit_in_memory`)."""
+
+    steps: Training
+    race: RecipeRace | None
+    vocab: tuple[int, int]
+    max_lens: tuple[int, int]
+
+
+def _best_came_late(losses: list[float]) -> bool:
+    """Whether the best of these validation losses (one per epoch) came after :data:`~._auto.SLOW_BEST_EPOCH`."""
     return bool(losses) and int(np.argmin(losses)) + 1 > SLOW_BEST_EPOCH
+
+
+def _learns_late(loop: training.Loop) -> bool:
+    """Pauses a recipe that :data:`~._auto.RECIPE_AFTER_SLOW` follows, at the first epoch that makes it slow."""
+    return _best_came_late(validation_losses(loop.history))
+
+
+def _worth_training(recipe: str, histories: Mapping[str, list[dict[str, Any]]]) -> bool:
+    """Whether ``recipe`` trains, given the histories of the recipes trained (or paused) before it: one of
+    :data:`~._auto.RECIPE_AFTER_SLOW` only where the recipe it follows reached its best validation loss
+    after :data:`~._auto.SLOW_BEST_EPOCH`."""
+    slow = RECIPE_AFTER_SLOW.get(recipe)
+    if slow is None or slow not in histories:
+        return True
+    return _best_came_late(validation_losses(histories[slow]))
+
+
+def _bar(losses: Mapping[str, float], paused: Mapping[str, _Paused]) -> float:
+    """The validation loss a recipe must beat: the best of those trained, and of the paused ones' epochs so far."""
+    so_far = [min(validation_losses(waiting.steps.history)) for waiting in paused.values()]
+    return min([*losses.values(), *so_far], default=float("inf"))
+
+
+def _go_on_where_it_can_win(recipe: str, steps: Training, race: RecipeRace | None, bar: float,
+                            name: str | None) -> None:
+    """Train a paused recipe on, unless :class:`RecipeRace`'s projection of its validation losses cannot reach
+    ``bar``, the best of the recipes trained since, and then only until it can no longer reach it (or to its
+    own end); ``name``: print the decision."""
+    settings = steps.epochs.settings
+    losses = validation_losses(steps.history)
+    projected = RecipeRace(bar, settings.epochs, settings.learning_rate_decay).projected_best(losses)
+    goes_on = projected <= bar
+    if name is not None:
+        print(f"{name}: recipe {recipe!r}, paused at epoch {len(losses)}, projected to reach {projected:.4g} "
+              f"against {bar:.4g}: {'goes on' if goes_on else 'ends there'}")
+    if goes_on:  # from here it races the recipes trained while it waited
+        if race is None:  # a first recipe at a constant rate: the bar alone stops it, not its own convergence
+            steps.epochs.callbacks.append(RecipeRace(bar, settings.epochs, settings.learning_rate_decay,
+                                                     own_convergence=False))
+        else:
+            race.bar = min(race.bar, bar)
+        steps.go_on()
+
+
+def _finished(steps: Training, vocab: tuple[int, int], max_lens: tuple[int, int],
+              previous: list[dict[str, Any]] | None) -> _Trained:
+    """A recipe's fit ended (:meth:`Training.finish`); ``previous``: the history a warm start continues."""
+    history = steps.finish()
+    if previous is not None:
+        history = continued_history(previous, history)
+    return steps.net, vocab, max_lens, history
 
 
 def continue_in_memory(estimator: Any, p: dict[str, Any], fit: FitData) -> Any:

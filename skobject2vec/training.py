@@ -466,12 +466,10 @@ def run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Bat
     callbacks : list of Callback or None
         None: :func:`~skobject2vec.callbacks.default_callbacks` of ``settings``.
     """
-    if not torch.sparse.check_sparse_tensor_invariants.is_enabled():
-        # torch's sparse Adagrad warns on every fit unless the (default) off is chosen explicitly
-        torch.sparse.check_sparse_tensor_invariants.disable()
-    with torch_threads(settings.n_threads):
-        return _run_epochs(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate,
-                           reduce_sums=reduce_sums, main_process=main_process, callbacks=callbacks)
+    epochs = EpochRun(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate,
+                      reduce_sums=reduce_sums, main_process=main_process, callbacks=callbacks)
+    epochs.go_on()
+    return epochs.finish()
 
 
 def _divergence_message(epoch: int, loss: float, first_bad: int | None, batches: object, settings: TrainSettings,
@@ -488,43 +486,83 @@ def _divergence_message(epoch: int, loss: float, first_bad: int | None, batches:
             f"dtype={str(dtype).replace('torch.', '')}): lower it.")
 
 
-def _run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], settings: TrainSettings, *,
-                dtype: torch.dtype, sparse: bool, validate: Callable[[], dict[str, float]] | None,
-                reduce_sums: Callable[[np.ndarray], np.ndarray], main_process: bool,
-                callbacks: Sequence[Callback] | None) -> list[dict[str, Any]]:
-    if callbacks is None:
-        callbacks = resolve_callbacks(None, settings)
-    loop = Loop(net, make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay, sparse),
-                settings, "cross_entropy" if settings.task == "classification" else "mean_squared_error",
-                main_process, validate=validate)
-    for c in callbacks:
-        c.on_train_begin(loop)
-    for epoch in range(1, settings.epochs + 1):
+class EpochRun:
+    """A fit's epoch loop (:func:`run_epochs`), which can return between two epochs and go on later.
+
+    :func:`run_epochs` runs one to its end. A fit that compares recipes pauses the first where it
+    still improves late, trains the next, and goes on with the first only where it can still win
+    (:func:`skobject2vec._fit.fit_in_memory`); going on is the same run as one never paused (the
+    optimizer, the callbacks and the batch stream carry on; the caller carries torch's RNG).
+    Arguments: :func:`run_epochs`'s.
+    """
+
+    def __init__(self, net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], settings: TrainSettings,
+                 *, dtype: torch.dtype, sparse: bool, validate: Callable[[], dict[str, float]] | None = None,
+                 reduce_sums: Callable[[np.ndarray], np.ndarray] = _identity, main_process: bool = True,
+                 callbacks: Sequence[Callback] | None = None) -> None:
+        if not torch.sparse.check_sparse_tensor_invariants.is_enabled():
+            # torch's sparse Adagrad warns on every fit unless the (default) off is chosen explicitly
+            torch.sparse.check_sparse_tensor_invariants.disable()
+        self.net, self.epoch_batches, self.settings, self.dtype = net, epoch_batches, settings, dtype
+        self.reduce_sums = reduce_sums
+        self.callbacks: list[Callback] = list(resolve_callbacks(None, settings) if callbacks is None else callbacks)
+        self.loop = Loop(net, make_optimizers(net, settings.optimizer, settings.learning_rate, settings.weight_decay,
+                                              sparse),
+                         settings, "cross_entropy" if settings.task == "classification" else "mean_squared_error",
+                         main_process, validate=validate)
+        self.epoch = 0  # the last epoch trained
+        self._begun = False
+
+    def go_on(self, pause: Callable[[Loop], bool] | None = None) -> bool:
+        """Train until the fit ends (its last epoch, or a callback stopped it): False; or, with
+        ``pause``, until ``pause(loop)`` holds after an epoch: True, and a later call goes on."""
+        loop, settings = self.loop, self.settings
+        with torch_threads(settings.n_threads):
+            if not self._begun:
+                self._begun = True
+                for c in self.callbacks:
+                    c.on_train_begin(loop)
+            while self.epoch < settings.epochs and not loop.stop:
+                self.epoch += 1
+                self._train_epoch(self.epoch)
+                if not loop.stop and pause is not None and pause(loop):
+                    self._drop_gradients()
+                    return True
+        return False
+
+    def _train_epoch(self, epoch: int) -> None:
+        loop, settings = self.loop, self.settings
         started = time.perf_counter()
-        net.train()
-        batches = epoch_batches(epoch)
-        for c in callbacks:
+        self.net.train()
+        batches = self.epoch_batches(epoch)
+        for c in self.callbacks:
             c.on_epoch_begin(loop, epoch, len(cast(Sized, batches)) if hasattr(batches, "__len__") else None)
-        *sums, first_bad = _run_batches(loop, batches, callbacks, settings.embedding_l2)
-        running, seen = (float(v) for v in reduce_sums(np.array(sums)))
+        *sums, first_bad = _run_batches(loop, batches, self.callbacks, settings.embedding_l2)
+        running, seen = (float(v) for v in self.reduce_sums(np.array(sums)))
         flush_row_decay(loop.optimizers)  # the epoch's weights as dense decay would have left them
         if not (np.isfinite(running) and np.isfinite(seen)):
             # a NaN model must never be the result of a fit (the estimator keeps its previous state)
             raise ValueError(_divergence_message(epoch, running / max(seen, 1e-12), first_bad, batches, settings,
-                                                 dtype))
+                                                 self.dtype))
         scale = settings.target_scale ** 2 if settings.task == "regression" else 1.0
         record = {"epoch": epoch, f"train:{loop.metric}": running / max(seen, 1e-12) * scale}
-        if validate is not None:
-            record.update({f"validation:{k}": v for k, v in validate().items()})
+        if loop.validate is not None:
+            record.update({f"validation:{k}": v for k, v in loop.validate().items()})
         record["seconds"] = time.perf_counter() - started
         loop.history.append(record)
-        for c in callbacks:
+        for c in self.callbacks:
             c.on_epoch_end(loop, record)
-        if loop.stop:
-            break
-    for c in callbacks:
-        c.on_train_end(loop)
-    for opt in loop.optimizers:  # the last step's gradients (a dense vocab x dim table each) must not outlive fit
-        opt.zero_grad(set_to_none=True)
-    net.eval()
-    return loop.history
+
+    def _drop_gradients(self) -> None:
+        for opt in self.loop.optimizers:  # the last step's gradients (a dense vocab x dim table each)
+            opt.zero_grad(set_to_none=True)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """End the fit where it stands (the callbacks' ``on_train_end``: early stopping's best weights,
+        weight averaging) and return its history."""
+        with torch_threads(self.settings.n_threads):
+            for c in self.callbacks:
+                c.on_train_end(self.loop)
+        self._drop_gradients()  # they must not outlive fit
+        self.net.eval()
+        return self.loop.history

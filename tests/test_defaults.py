@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from support import relation_pairs
 
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
@@ -380,6 +381,8 @@ def test_sequence_pairs_that_learn_late_also_try_a_faster_rate():
     model = Object2VecClassifier(random_state=0, epochs=12).fit(X[:1_000], y[:1_000])
     recipe = model.auto_recipe_
     assert set(recipe["epochs"]) == {"adam", "adam-fast"} and recipe["epochs"]["adam"] > 6
+    # the first recipe paused at the epoch that showed it slow, and ended there: it could not catch up
+    assert recipe["epochs"]["adam"] < 12
     assert recipe["chosen"] == min(recipe["validation_loss"], key=recipe["validation_loss"].get) == "adam-fast"
     assert recipe["settings"]["learning_rate"] == 0.01 and recipe["settings"]["optimizer"] == "adam"
     assert model.score(X[1_000:], y[1_000:]) > 0.95
@@ -389,6 +392,27 @@ def test_sequence_pairs_that_learn_late_also_try_a_faster_rate():
     # a learning rate given: that rate alone
     assert not hasattr(Object2VecClassifier(random_state=0, epochs=3, learning_rate=0.001).fit(X[:1_000], y[:1_000]),
                        "auto_recipe_")
+
+
+def test_a_paused_recipe_that_can_still_win_goes_on_as_if_never_paused(monkeypatch, capsys):
+    # A follower that cannot learn (Adam at 1e-5): the first recipe, paused at its first late best, goes on
+    # and is kept, and its model is the same bits as that recipe trained alone (learning_rate=0.001: the same
+    # plan and seed), dropout masks included, though another fit drew from torch's RNG in between.
+    from skobject2vec._auto import AUTO_RECIPES
+
+    monkeypatch.setitem(AUTO_RECIPES["sequences"], "adam-fast", {"learning_rate": 1e-5})
+    X, y = make_topic_pairs(1_200, seed=0)
+    compared = Object2VecClassifier(random_state=0, epochs=12, verbose=1).fit(X[:1_000], y[:1_000])
+    out = capsys.readouterr().out
+    assert "recipe 'adam' still improving at epoch" in out and "goes on" in out
+    recipe = compared.auto_recipe_
+    assert recipe["chosen"] == "adam" and recipe["epochs"]["adam"] == 12 and recipe["epochs"]["adam-fast"] < 12
+    alone = Object2VecClassifier(random_state=0, epochs=12, learning_rate=0.001).fit(X[:1_000], y[:1_000])
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in compared.history_] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in alone.history_]
+    for (name, a), b in zip(compared.net_.state_dict().items(), alone.net_.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_recipes_compare_the_loss_of_the_model_each_would_keep():
@@ -416,8 +440,7 @@ def test_the_fast_adam_recipe_trains_only_after_a_slow_first_adam():
     from skobject2vec._fit import _worth_training
 
     def trained(curve):
-        return {"adam": (None, None, None, [{"epoch": e, "validation:mean_squared_error": v}
-                                            for e, v in enumerate(curve, start=1)])}
+        return {"adam": [{"epoch": e, "validation:mean_squared_error": v} for e, v in enumerate(curve, start=1)]}
 
     overfit = [0.81, 0.79, 0.77, 0.775, 0.81, 0.86]  # MovieLens: best at epoch 3, then worse
     slow = [4.1, 3.9, 3.0, 2.0, 1.7, 1.6, 1.55, 1.5]  # planted history ratings: still improving
