@@ -119,15 +119,17 @@ def _function_source(path: Path, name: str) -> str:
 
 
 def test_fit_partial_fit_and_torchrun_train_through_the_one_runner():
-    # skobject2vec._fit.run builds or continues the network and runs the epoch loop for every fit path
+    # skobject2vec._fit.run (or _fit.Training, the same runner in steps, where a fit pauses a recipe) builds or
+    # continues the network and runs the epoch loop for every fit path
     for path, function in (("_fit.py", "fit_in_memory"), ("_fit.py", "continue_in_memory"),
                            ("parallel/torchrun.py", "train_stream")):
         body = _function_source(PACKAGE / path, function)
-        assert " run(" in body or "plan_fit.run(" in body, (path, function)
+        assert " run(" in body or "plan_fit.run(" in body or " Training(" in body, (path, function)
+    assert "Training(" in _function_source(PACKAGE / "_fit.py", "run")
     assert "plan_fit.fit_in_memory(" in _function_source(PACKAGE / "estimators.py", "_fit")
     assert "plan_fit.continue_in_memory(" in _function_source(PACKAGE / "estimators.py", "partial_fit")
     loop_callers = sorted(_module_name(p) for p in PACKAGE.rglob("*.py")
-                          if "run_epochs(" in p.read_text(encoding="utf-8"))
+                          if any(call in p.read_text(encoding="utf-8") for call in ("run_epochs(", "EpochRun(")))
     assert loop_callers == ["skobject2vec._fit", "skobject2vec.training"]
 
 

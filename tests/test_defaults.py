@@ -365,9 +365,11 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     given = Object2VecRegressor(random_state=0, epochs=3, comparator_list="hadamard").fit(X[:2500], y[:2500])
     # (3 epochs: Adam's best at its 3rd, too early for the fast recipe to be worth training)
     assert given.net_.config["comparator"] == ["hadamard"] and set(given.auto_recipe_["epochs"]) == {"adam", "adagrad"}
-    # Adam, still improving at its 15th epoch (the cap), was followed by the fast Adam, which set a lower bar;
-    # Adagrad's curve could not reach it and was stopped early
-    assert recipe["chosen"] == "adam-fast" and recipe["epochs"]["adam"] == 15 > recipe["epochs"]["adagrad"]
+    # Adam, still improving after its 6th epoch, paused there for the fast Adam, which set a lower bar; Adam
+    # then went on only until its curve could not reach it (not to the 15-epoch cap, where it still improved),
+    # and Adagrad's curve could not reach it either and was stopped early
+    assert recipe["chosen"] == "adam-fast" and 6 < recipe["epochs"]["adam"] < 15
+    assert recipe["epochs"]["adagrad"] < 15
     # no comparison without a validation split, or when a setting the recipes fix is given
     assert not hasattr(Object2VecRegressor(random_state=0, epochs=2, validation_fraction=None).fit(X, y),
                        "auto_recipe_")
