@@ -515,7 +515,8 @@ class EpochRun:
 
     def go_on(self, pause: Callable[[Loop], bool] | None = None) -> bool:
         """Train until the fit ends (its last epoch, or a callback stopped it): False; or, with
-        ``pause``, until ``pause(loop)`` holds after an epoch: True, and a later call goes on."""
+        ``pause``, until ``pause(loop)`` holds after an epoch before the last: True, and a later call
+        goes on."""
         loop, settings = self.loop, self.settings
         with torch_threads(settings.n_threads):
             if not self._begun:
@@ -525,7 +526,7 @@ class EpochRun:
             while self.epoch < settings.epochs and not loop.stop:
                 self.epoch += 1
                 self._train_epoch(self.epoch)
-                if not loop.stop and pause is not None and pause(loop):
+                if not loop.stop and self.epoch < settings.epochs and pause is not None and pause(loop):
                     self._drop_gradients()
                     return True
         return False
