@@ -835,13 +835,14 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
             continue
         trained[recipe] = _finished(steps, vocab, max_lens, estimator.history_ if warm is not None else None)
         losses[recipe] = validation_loss(trained[recipe][3])
-        slow = RECIPE_AFTER_SLOW.get(recipe)
-        if slow in paused:  # the recipe paused for this one: on, where it can still win, then finished
-            waiting = paused.pop(slow)
+        done = recipe
+        while (slow := RECIPE_AFTER_SLOW.get(done)) in paused:  # the recipe paused for this one (and so on back)
+            waiting = paused.pop(slow)  # goes on where it can still win, then is finished
             _go_on_where_it_can_win(slow, waiting.steps, waiting.race, min(losses.values()),
                                     name if plan.settings.verbose else None)
             trained[slow] = _finished(waiting.steps, waiting.vocab, waiting.max_lens, None)
             losses[slow] = validation_loss(trained[slow][3])
+            done = slow
     assert not paused  # each went on, or ended, after the recipe it waited for
     losses = {recipe: losses[recipe] for recipe in plans if recipe in losses}  # in the plans' order
     chosen = min(losses, key=losses.__getitem__)

@@ -417,6 +417,22 @@ def test_a_paused_recipe_that_can_still_win_goes_on_as_if_never_paused(monkeypat
         assert torch.equal(a, b), name
 
 
+def test_recipes_that_follow_slow_recipes_in_a_chain_each_pause_and_resolve(monkeypatch):
+    # "adam" pauses for "adam-slow" (as slow), which pauses for "adam-fast": each paused recipe is resolved
+    # (gone on or ended) once the one it waited for is done, back along the chain, and all are compared
+    import skobject2vec._auto as auto
+
+    chain = {"adam": {}, "adam-slow": {"learning_rate": 0.0012}, "adam-fast": {"learning_rate": 0.01}}
+    monkeypatch.setitem(auto.AUTO_RECIPES, "sequences", chain)
+    monkeypatch.setitem(auto.RECIPE_AFTER_SLOW, "adam-slow", "adam")
+    monkeypatch.setitem(auto.RECIPE_AFTER_SLOW, "adam-fast", "adam-slow")
+    X, y = make_topic_pairs(1_200, seed=0)
+    recipe = Object2VecClassifier(random_state=0, epochs=12).fit(X[:1_000], y[:1_000]).auto_recipe_
+    assert list(recipe["epochs"]) == ["adam", "adam-slow", "adam-fast"]
+    assert 6 < recipe["epochs"]["adam"] < 12 and 6 < recipe["epochs"]["adam-slow"] < 12
+    assert recipe["chosen"] == min(recipe["validation_loss"], key=recipe["validation_loss"].get) == "adam-fast"
+
+
 def test_recipes_compare_the_loss_of_the_model_each_would_keep():
     # a recipe whose weight average was kept is judged by the average's loss, not by its best epoch's:
     # that average is the model the fit would give the user
