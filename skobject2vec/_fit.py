@@ -435,7 +435,7 @@ class RecipeRace(Callback):
             if before > 0 and recent < before:
                 ratio = recent / before
                 gain = min(gain, recent * ratio / (1 - ratio))  # every later window gains `ratio` times less
-        return best - gain
+        return max(best - gain, 0.0)  # a loss (squared error, cross-entropy) is never below 0
 
     def on_epoch_end(self, loop: training.Loop, record: dict[str, Any]) -> None:
         losses = validation_losses(loop.history)

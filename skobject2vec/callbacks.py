@@ -194,6 +194,9 @@ class Checkpoint(Callback):
     for resuming or inspecting a long fit; the complete model is saved with
     ``estimator.save`` after the fit. (The fitted model is the best epoch's weights, or
     their average with the epochs around it where :class:`WeightAveraging` kept one.)
+    Where a fit compares recipes (``auto_recipe_``), each recipe writes here as it trains,
+    so the file holds the last improvement of whichever recipe improved last, which need
+    not be the recipe kept.
 
     Parameters
     ----------
