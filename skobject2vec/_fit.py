@@ -780,9 +780,10 @@ _Trained = tuple[Object2VecNet, tuple[int, int], tuple[int, int], list[dict[str,
 def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                   validation: tuple[Any, Any, Any] = (None, None, None)) -> Any:
     """An in-memory ``fit``: targets, plans (the recipes compared, :func:`candidate_plans`), the held-out
-    records, then :func:`run` for each recipe, the later ones raced against the best before them
-    (:class:`RecipeRace`); the fitted state of the one with the best validation loss is applied
-    (:func:`apply_result`) and the estimator returned. ``validation``: ``(X_val, y_val,
+    records, then each recipe trained (:class:`Training`), the later ones raced against the best before them
+    (:class:`RecipeRace`), one that a faster recipe follows paused at its first late best while that one
+    trains (:data:`~._auto.RECIPE_AFTER_SLOW`); the fitted state of the one with the best validation loss is
+    applied (:func:`apply_result`) and the estimator returned. ``validation``: ``(X_val, y_val,
     sample_weight_val)``; a warm start (``estimator.warm_start``) continues its network."""
     task, name = estimator._task, type(estimator).__name__
     targets, encoded = encode_targets(task, fit.y, fit.weight, p)
