@@ -598,7 +598,7 @@ class InMemorySource:
 
     def epoch_batches(self, batcher: Batcher, settings: training.TrainSettings, rng: np.random.Generator,
                       dtype: torch.dtype) -> Callable[[int], Iterable[training.Batch]]:
-        """``epoch -> batches`` for :func:`training.run_epochs`."""
+        """``epoch -> batches`` for :class:`training.EpochRun`."""
         def batches(epoch: int) -> Iterable[training.Batch]:
             return training.training_batches(self.pairs, self.epoch_data(epoch, rng), batcher, settings, rng=rng,
                                              dtype=dtype)
@@ -829,7 +829,7 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
             # Still improving after SLOW_BEST_EPOCH, so the faster recipe that follows it will train: it trains
             # now, and this one goes on afterwards only where it can still beat it (digit pairs: 7 epochs here,
             # not 16-30, where the fast recipe won on every seed; STS-B: it lost, and this one went on).
-            paused[recipe] = _Paused(steps, race, vocab, max_lens)
+            paused[recipe] = _Paused(steps, race)
             if plan.settings.verbose:
                 print(f"{name}: recipe {recipe!r} still improving at epoch {len(steps.history)}: "
                       f"trying {follower!r} before going on")
@@ -841,7 +841,8 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
             waiting = paused.pop(slow)  # goes on where it can still win, then is finished
             _go_on_where_it_can_win(slow, waiting.steps, waiting.race, min(losses.values()),
                                     name if plan.settings.verbose else None)
-            trained[slow] = _finished(waiting.steps, waiting.vocab, waiting.max_lens, None)
+            # a paused recipe is never a warm start (a warm start trains one plan): its plan's sizes
+            trained[slow] = _finished(waiting.steps, plans[slow].vocab_sizes, plans[slow].max_lens, None)
             losses[slow] = validation_loss(trained[slow][3])
             done = slow
     assert not paused  # each went on, or ended, after the recipe it waited for
@@ -863,8 +864,6 @@ class _Paused:
 
     steps: Training
     race: RecipeRace | None
-    vocab: tuple[int, int]
-    max_lens: tuple[int, int]
 
 
 def _best_came_late(losses: list[float]) -> bool:

@@ -1,6 +1,6 @@
 """Callbacks of the epoch loop, skorch-style.
 
-The loop (``skobject2vec.training.run_epochs``) runs batches and computes
+The loop (``skobject2vec.training.EpochRun``) runs batches and computes
 the epoch's metrics; everything else is a callback: early stopping with the best
 weights restored, the weights of the epochs around the best one averaged (kept when
 the validation data prefer them), the progress bar, the per-epoch log lines (which the CLI turns

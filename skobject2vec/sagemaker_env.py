@@ -172,7 +172,7 @@ def failure_reporting(args):
 
 class EpochLines(logging.Handler):
     """Prints each epoch's ``#quality_metric`` lines (and optionally its summary line) as
-    soon as the epoch ends, from the records :func:`skobject2vec.training.run_epochs`
+    soon as the epoch ends, from the records :class:`skobject2vec.training.EpochRun`
     logs. Attach with :meth:`attached`."""
 
     def __init__(self, metric_lines, summary: bool, stream=None):

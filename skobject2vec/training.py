@@ -440,15 +440,31 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
     return running, seen, first_bad
 
 
-def run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], settings: TrainSettings, *,
-               dtype: torch.dtype, sparse: bool, validate: Callable[[], dict[str, float]] | None = None,
-               reduce_sums: Callable[[np.ndarray], np.ndarray] = _identity, main_process: bool = True,
-               callbacks: Sequence[Callback] | None = None) -> list[dict[str, Any]]:
-    """The epoch loop shared by in-memory, streamed and data-parallel training.
+def _divergence_message(epoch: int, loss: float, first_bad: int | None, batches: object, settings: TrainSettings,
+                        dtype: torch.dtype) -> str:
+    where = ""
+    if first_bad is not None:
+        where = f" The loss first became non-finite at batch {first_bad + 1} of the epoch."
+        if hasattr(batches, "describe"):
+            where += batches.describe(first_bad)
+    return (f"Training diverged: the training loss of epoch {epoch} is {loss} (not finite).{where} "
+            f"Targets are standardised and sample weights divided by their largest before training, so "
+            f"unless one record above stands out, the cause is a learning_rate too large for the data "
+            f"(learning_rate={settings.learning_rate}, optimizer={settings.optimizer!r}, "
+            f"dtype={str(dtype).replace('torch.', '')}): lower it.")
+
+
+class EpochRun:
+    """The epoch loop shared by in-memory, streamed and data-parallel training, which can return
+    between two epochs and go on later.
 
     The loop runs the batches and computes each epoch's metrics; early stopping,
     progress bars, log lines, schedules and checkpoints are callbacks
-    (:mod:`skobject2vec.callbacks`).
+    (:mod:`skobject2vec.callbacks`). :meth:`go_on` trains, :meth:`finish` ends the fit and
+    returns its history. A fit that compares recipes pauses the first where it still improves
+    late, trains the next, and goes on with the first only where it can still win
+    (:func:`skobject2vec._fit.fit_in_memory`); going on is the same run as one never paused (the
+    optimizer, the callbacks and the batch stream carry on; the caller carries torch's RNG).
 
     Parameters
     ----------
@@ -465,35 +481,6 @@ def run_epochs(net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Bat
         Only the main process shows bars and prints lines.
     callbacks : list of Callback or None
         None: :func:`~skobject2vec.callbacks.default_callbacks` of ``settings``.
-    """
-    epochs = EpochRun(net, epoch_batches, settings, dtype=dtype, sparse=sparse, validate=validate,
-                      reduce_sums=reduce_sums, main_process=main_process, callbacks=callbacks)
-    epochs.go_on()
-    return epochs.finish()
-
-
-def _divergence_message(epoch: int, loss: float, first_bad: int | None, batches: object, settings: TrainSettings,
-                        dtype: torch.dtype) -> str:
-    where = ""
-    if first_bad is not None:
-        where = f" The loss first became non-finite at batch {first_bad + 1} of the epoch."
-        if hasattr(batches, "describe"):
-            where += batches.describe(first_bad)
-    return (f"Training diverged: the training loss of epoch {epoch} is {loss} (not finite).{where} "
-            f"Targets are standardised and sample weights divided by their largest before training, so "
-            f"unless one record above stands out, the cause is a learning_rate too large for the data "
-            f"(learning_rate={settings.learning_rate}, optimizer={settings.optimizer!r}, "
-            f"dtype={str(dtype).replace('torch.', '')}): lower it.")
-
-
-class EpochRun:
-    """A fit's epoch loop (:func:`run_epochs`), which can return between two epochs and go on later.
-
-    :func:`run_epochs` runs one to its end. A fit that compares recipes pauses the first where it
-    still improves late, trains the next, and goes on with the first only where it can still win
-    (:func:`skobject2vec._fit.fit_in_memory`); going on is the same run as one never paused (the
-    optimizer, the callbacks and the batch stream carry on; the caller carries torch's RNG).
-    Arguments: :func:`run_epochs`'s.
     """
 
     def __init__(self, net: torch.nn.Module, epoch_batches: Callable[[int], Iterable[Batch]], settings: TrainSettings,
