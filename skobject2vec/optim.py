@@ -1,20 +1,25 @@
 """Optimizer steps for row-sparse token tables that cost what the batch touched.
 
-torch's Adagrad handles a sparse gradient with sparse tensors throughout: it builds two
-sparse tensors, masks its squared-gradient sums with ``sparse_mask`` and adds a sparse
-update, about 0.4 ms of Python and dispatch per table per step whatever the batch size
-(a tenth of a default MovieLens step). :class:`RowSparseAdagrad` computes the same update
-on the touched rows as dense row blocks, with ``index_add_`` and ``index_select``.
+torch's Adagrad and SparseAdam handle a sparse gradient with sparse tensors throughout:
+they build sparse tensors, mask their state with ``sparse_mask`` and add sparse updates.
+Adagrad's costs about 0.4 ms of Python and dispatch per table per step whatever the batch
+size (a tenth of a default MovieLens step). SparseAdam's step over MovieLens's 9,066-item
+table took half of a plain torch training step at batch 256 (0.95 of 1.8 ms, one thread);
+over 256 random rows of a 9,066 x 128 table it takes 0.50 ms, :class:`RowSparseAdam`'s
+0.34-0.38 ms. :class:`RowSparseAdagrad` and :class:`RowSparseAdam` compute the same
+updates (RowSparseAdam's to the bit) on the touched rows as dense row blocks, with
+``index_select`` and ``index_add_``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["RowSparseAdagrad"]
+__all__ = ["RowSparseAdagrad", "RowSparseAdam"]
 
 
 class RowSparseAdagrad(torch.optim.Adagrad):
@@ -49,3 +54,55 @@ class RowSparseAdagrad(torch.optim.Adagrad):
                 std = sums.index_select(0, rows).sqrt_().add_(group["eps"])
                 param.index_add_(0, rows, values.div(std), alpha=-clr)
         return None
+
+
+class RowSparseAdam(torch.optim.SparseAdam):
+    """:class:`torch.optim.SparseAdam` whose step works on the gradient's rows directly.
+
+    The update is SparseAdam's, in the same floating-point operations: for the rows ``r`` the
+    (coalesced) gradient holds, the moments move towards ``g`` and ``g ** 2`` by ``1 - beta``,
+    and ``param[r] -= step_size * m / (sqrt(v) + eps)`` with Adam's bias corrections of the
+    table's step count; other rows are not read or written. The state (``step``, ``exp_avg``,
+    ``exp_avg_sq``) and ``state_dict`` are torch's. A closure takes torch's own step.
+    """
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if closure is not None:
+            return super().step(closure)
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if not param.grad.is_sparse:
+                    raise RuntimeError("SparseAdam does not support dense gradients, please consider Adam instead")
+                state = self.state[param]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["step"] += 1
+                grad = param.grad if not group["maximize"] else -param.grad
+                grad = grad.coalesce()  # the update is not linear in the gradient: one value per row
+                rows, values = grad.indices()[0], grad.values()
+                if values.numel() == 0:
+                    continue
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                # torch's order: old += (1 - b) * (new - old), then the new moments as update + old
+                old_avg = exp_avg.index_select(0, rows)
+                avg_update = values.sub(old_avg).mul_(1 - beta1)
+                exp_avg.index_add_(0, rows, avg_update)
+                old_sq = exp_avg_sq.index_select(0, rows)
+                sq_update = values.pow(2).sub_(old_sq).mul_(1 - beta2)
+                exp_avg_sq.index_add_(0, rows, sq_update)
+                numer = avg_update.add_(old_avg)
+                denom = sq_update.add_(old_sq).sqrt_().add_(group["eps"])
+                step = state["step"]
+                step_size = _scalar(group["lr"]) * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+                param.index_add_(0, rows, numer.div_(denom).mul_(-step_size))
+        return None
+
+
+def _scalar(value: Any) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)

@@ -22,7 +22,7 @@ from .callbacks import Callback, resolve_callbacks
 from .data.batching import Batcher, PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
-from .optim import RowSparseAdagrad
+from .optim import RowSparseAdagrad, RowSparseAdam
 from .threads import torch_threads
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     dense_params = [p for p in params if id(p) not in sparse_ids]
     optimizers: list[torch.optim.Optimizer] = []
     if sparse_params:
-        sparse_cls = {"adam": torch.optim.SparseAdam, "adagrad": RowSparseAdagrad, "sgd": torch.optim.SGD}[name]
+        sparse_cls = {"adam": RowSparseAdam, "adagrad": RowSparseAdagrad, "sgd": torch.optim.SGD}[name]
         # torch's sparse steps take no weight_decay: the group carries it for decay_touched_rows
         optimizers.append(sparse_cls([{"params": sparse_params, "row_decay": float(weight_decay)}], lr=lr))
     if dense_params:

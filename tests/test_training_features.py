@@ -301,7 +301,7 @@ def test_row_sparse_trains(optimizer, topic_data):
     net = clf.net_.train()
     optimizers = training.make_optimizers(net, optimizer, 0.1, 0.0, sparse=True)
     kinds = {type(o).__name__ for o in optimizers}
-    expected = {"adam": {"SparseAdam", "Adam"}, "adagrad": {"RowSparseAdagrad", "Adagrad"}, "sgd": {"SGD"}}
+    expected = {"adam": {"RowSparseAdam", "Adam"}, "adagrad": {"RowSparseAdagrad", "Adagrad"}, "sgd": {"SGD"}}
     assert kinds == expected[optimizer]
     # records {"in0": [1, 2], "in1": [30]} and {"in0": [2], "in1": [31, 32]}
     pairs = PairData(Ragged(np.array([1, 2, 2]), np.array([0, 2, 3])),
@@ -343,6 +343,37 @@ def test_row_sparse_adagrad_steps_as_torch_adagrad_on_the_touched_rows_only():
     assert not torch.equal(ours_w[:20], initial[:20])
     assert torch.equal(ours_w[20:], initial[20:])
     assert ours.state_dict()["state"][0]["step"] == theirs.state_dict()["state"][0]["step"] == 5
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_row_sparse_adam_steps_as_torch_sparse_adam_to_the_bit_on_the_touched_rows_only(maximize):
+    # RowSparseAdam computes SparseAdam's update in the same float operations on row blocks: identical
+    # weights and moments after several steps with repeated rows in a batch; untouched rows keep their bits
+    from skobject2vec.optim import RowSparseAdam
+
+    torch.manual_seed(0)
+    tables = [torch.nn.Embedding(50, 6, sparse=True) for _ in range(2)]
+    tables[1].load_state_dict(tables[0].state_dict())
+    initial = tables[0].weight.detach().clone()
+    ours = RowSparseAdam(tables[0].parameters(), lr=0.03, maximize=maximize)
+    theirs = torch.optim.SparseAdam(tables[1].parameters(), lr=0.03, maximize=maximize)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        ids = torch.from_numpy(rng.integers(0, 20, 12))  # rows 20-49 never touched
+        for table, opt in ((tables[0], ours), (tables[1], theirs)):
+            opt.zero_grad()
+            table(ids).pow(3).sum().backward()
+            opt.step()
+    ours_w, theirs_w = (t.weight.detach() for t in tables)
+    assert torch.equal(ours_w, theirs_w)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(ours.state[tables[0].weight][key], theirs.state[tables[1].weight][key])
+    assert not torch.equal(ours_w[:20], initial[:20])
+    assert torch.equal(ours_w[20:], initial[20:])
+    assert ours.state_dict()["state"][0]["step"] == theirs.state_dict()["state"][0]["step"] == 6
+    with pytest.raises(RuntimeError, match="dense gradients"):
+        tables[0].weight.grad = torch.ones_like(tables[0].weight)
+        ours.step()
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adadelta"])
