@@ -95,6 +95,11 @@ class Ragged:
         lengths = np.minimum(self.offsets[index + 1] - starts, max_len)
         width = int(lengths.max()) if len(lengths) else 1
         total = int(lengths.sum())
+        if total == len(index) and width == 1:  # one token per record (user, item): no padding to build
+            ids = self.values[starts].reshape(-1, 1)
+            if unknown_id is not None:
+                np.minimum(ids, unknown_id, out=ids)
+            return torch.from_numpy(ids), torch.from_numpy(lengths)
         if len(index) * width > 2 * total:
             return self._scatter(starts, lengths, width, total, unknown_id)
         positions = np.arange(width, dtype=np.int64)
