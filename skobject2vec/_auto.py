@@ -20,7 +20,8 @@ __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", 
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
            "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "AUTO_SPARSE_MAX_LOOKUP_FRACTION", "INHERITED_SETTINGS",
            "AUTO_RECIPES", "RECIPE_SETTINGS", "RECIPE_STRUCTURE", "AUTO_COMPARATOR", "AUTO_WORD_ENC_DIM",
-           "AUTO_ENC_DIM", "AUTO_LARGE_BATCH_FACTOR", "AUTO_LARGE_BATCH_MAX", "RECIPE_AFTER_SLOW", "SLOW_BEST_EPOCH", "auto_recipes", "auto_sparse_tables"]
+           "AUTO_ENC_DIM", "AUTO_LARGE_BATCH_FACTOR", "AUTO_LARGE_BATCH_MAX",
+           "RECIPE_AFTER_SLOW", "SLOW_BEST_EPOCH", "auto_recipes", "auto_sparse_tables"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
