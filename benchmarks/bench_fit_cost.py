@@ -8,7 +8,8 @@ A B A B, each keeps its best; every run is a fresh subprocess, so peak RSS is it
    over 2,000 / 30,000 / 150,000 ids, with the defaults (sparse rows) and with
    ``token_embedding_storage_type="dense"``; beside (a) a plain torch loop of the same
    network (two ``nn.EmbeddingBag`` tables with sparse gradients, SparseAdam for them,
-   Adam for the output layer, the same batch size, dropout and comparator) and (b) the
+   Adam for the output layer, the same batch size (the ratings recipe's, 1,024 here), dropout and
+   comparator) and (b) the
    ``nn.EmbeddingBag`` lookup rate alone (forward, both tables). The dense column's epoch
    has 20,000 records (minutes otherwise at 150,000 ids); records/s is per step all the same.
 2. **Recommender scale**: Zipf-popular ratings over 138,000 users x 27,000 items (ML-20M's
@@ -162,8 +163,9 @@ def one(spec: dict) -> dict:
         result = run_streamed(spec)
     else:
         X, y = ratings(spec["n"], spec["users"], spec["items"], spec["zipf"])
+        batch = spec.get("batch", 256)
         result = (run_ours(X, y, spec.get("params", {})) if kind == "ours"
-                  else run_plain(X, y) if kind == "plain" else run_lookup(X, y))
+                  else run_plain(X, y, batch) if kind == "plain" else run_lookup(X, y, batch))
     result["records_per_s"] = spec["n"] / result["epoch_s"]
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
@@ -177,6 +179,14 @@ def spawn(spec: dict) -> subprocess.Popen:
 def measure(spec: dict) -> dict:
     out, _ = spawn(spec).communicate()
     return json.loads(out.strip().splitlines()[-1])
+
+
+def defaults_batch(n: int) -> int:
+    """The batch the defaults train these ratings with (one id per side and no hold-out: the Adagrad
+    recipe's large batch), which the plain loop and the lookup runs use too."""
+    from skobject2vec._auto import auto_batch_size
+
+    return auto_batch_size(n, large=True)
 
 
 def best_of(specs: dict, repeats: int) -> dict:
@@ -198,7 +208,8 @@ def vocabulary_sweep(repeats: int) -> tuple[str, dict]:
                         # fewer records: a dense epoch at 150,000 ids takes minutes; the rate is per step
                         "dense": dict(base, n=20_000, kind="ours",
                                       params={"token_embedding_storage_type": "dense", "mini_batch_size": 256}),
-                        "plain": dict(base, kind="plain"), "lookup": dict(base, kind="lookup")}, repeats)
+                        "plain": dict(base, kind="plain", batch=defaults_batch(base["n"])),
+                        "lookup": dict(base, kind="lookup", batch=defaults_batch(base["n"]))}, repeats)
         results[ids] = best
         rows.append([f"{ids:,}"] + [f"{best[k]['records_per_s']:,.0f}" for k in ("defaults", "dense", "plain",
                                                                                    "lookup")]
@@ -214,7 +225,8 @@ def recommender_scale(sizes, repeats: int) -> tuple[str, dict]:
     for n in sizes:
         base = dict(n=n, users=138_000, items=27_000, zipf=True)
         best = best_of({"defaults": dict(base, kind="ours"), "streamed": dict(base, kind="streamed"),
-                        "plain": dict(base, kind="plain"), "lookup": dict(base, kind="lookup")}, repeats)
+                        "plain": dict(base, kind="plain", batch=defaults_batch(n)),
+                        "lookup": dict(base, kind="lookup", batch=defaults_batch(n))}, repeats)
         results[n] = best
         for name in ("defaults", "streamed", "plain", "lookup"):
             r = best[name]
