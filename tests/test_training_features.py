@@ -320,24 +320,33 @@ def test_row_sparse_trains(optimizer, topic_data):
     assert changed == [1, 2]
 
 
+def _twin_tables_stepped(make_ours, make_theirs, steps: int, dtype=torch.float32):
+    """Two copies of one 50 x 6 sparse table, one stepped by ``make_ours(params)``, the other by
+    ``make_theirs(params)``, on the same ``steps`` batches of 12 ids with repeats (rows 20-49 never
+    touched): ``(tables, initial weights, ours, theirs)``."""
+    torch.manual_seed(0)
+    tables = [torch.nn.Embedding(50, 6, sparse=True).to(dtype) for _ in range(2)]
+    tables[1].load_state_dict(tables[0].state_dict())
+    initial = tables[0].weight.detach().clone()
+    ours, theirs = make_ours(tables[0].parameters()), make_theirs(tables[1].parameters())
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        ids = torch.from_numpy(rng.integers(0, 20, 12))
+        for table, opt in ((tables[0], ours), (tables[1], theirs)):
+            opt.zero_grad()
+            table(ids).pow(3).sum().backward()
+            opt.step()
+    return tables, initial, ours, theirs
+
+
 def test_row_sparse_adagrad_steps_as_torch_adagrad_on_the_touched_rows_only():
     # RowSparseAdagrad computes torch's sparse Adagrad update on row blocks: the same values (lr_decay and
     # all), over several steps with repeated rows in a batch; rows no batch touched keep their exact bits
     from skobject2vec.optim import RowSparseAdagrad
 
-    torch.manual_seed(0)
-    tables = [torch.nn.Embedding(50, 6, sparse=True).double() for _ in range(2)]
-    tables[1].load_state_dict(tables[0].state_dict())
-    initial = tables[0].weight.detach().clone()
-    ours = RowSparseAdagrad(tables[0].parameters(), lr=0.3, lr_decay=0.01)
-    theirs = torch.optim.Adagrad(tables[1].parameters(), lr=0.3, lr_decay=0.01)
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        ids = torch.from_numpy(rng.integers(0, 20, 12))  # rows 20-49 never touched
-        for table, opt in ((tables[0], ours), (tables[1], theirs)):
-            opt.zero_grad()
-            table(ids).pow(3).sum().backward()
-            opt.step()
+    tables, initial, ours, theirs = _twin_tables_stepped(
+        lambda params: RowSparseAdagrad(params, lr=0.3, lr_decay=0.01),
+        lambda params: torch.optim.Adagrad(params, lr=0.3, lr_decay=0.01), steps=5, dtype=torch.float64)
     ours_w, theirs_w = (t.weight.detach() for t in tables)
     np.testing.assert_allclose(ours_w.numpy(), theirs_w.numpy(), rtol=1e-12)
     assert not torch.equal(ours_w[:20], initial[:20])
@@ -351,19 +360,9 @@ def test_row_sparse_adam_steps_as_torch_sparse_adam_to_the_bit_on_the_touched_ro
     # weights and moments after several steps with repeated rows in a batch; untouched rows keep their bits
     from skobject2vec.optim import RowSparseAdam
 
-    torch.manual_seed(0)
-    tables = [torch.nn.Embedding(50, 6, sparse=True) for _ in range(2)]
-    tables[1].load_state_dict(tables[0].state_dict())
-    initial = tables[0].weight.detach().clone()
-    ours = RowSparseAdam(tables[0].parameters(), lr=0.03, maximize=maximize)
-    theirs = torch.optim.SparseAdam(tables[1].parameters(), lr=0.03, maximize=maximize)
-    rng = np.random.default_rng(0)
-    for _ in range(6):
-        ids = torch.from_numpy(rng.integers(0, 20, 12))  # rows 20-49 never touched
-        for table, opt in ((tables[0], ours), (tables[1], theirs)):
-            opt.zero_grad()
-            table(ids).pow(3).sum().backward()
-            opt.step()
+    tables, initial, ours, theirs = _twin_tables_stepped(
+        lambda params: RowSparseAdam(params, lr=0.03, maximize=maximize),
+        lambda params: torch.optim.SparseAdam(params, lr=0.03, maximize=maximize), steps=6)
     ours_w, theirs_w = (t.weight.detach() for t in tables)
     assert torch.equal(ours_w, theirs_w)
     for key in ("exp_avg", "exp_avg_sq"):
