@@ -492,6 +492,38 @@ def test_lazy_weight_decay_of_sparse_rows_matches_dense_decay(optimizer):
     assert sparse.token_table(0).weight.detach()[10:].abs().mean() < 0.9 * initial  # rarely used rows shrank
 
 
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_flush_in_blocks_gives_the_whole_table_flush_to_the_bit(optimizer, monkeypatch):
+    # The epoch's flush walks a table in blocks of rows (whole-table temporaries cost page faults);
+    # every row, each with its own idle count and Adagrad sums, gets the same floats either way.
+    def flushed(block_rows):
+        monkeypatch.setattr(training, "FLUSH_BLOCK_ROWS", block_rows)
+        net = _two_nets(sparse_seed=3)[1]
+        opts = training.make_optimizers(net, optimizer, 0.1, 0.05, sparse=True)
+        rng = np.random.default_rng(1)
+        lengths = torch.ones(8, dtype=torch.int64)
+        for _ in range(12):
+            ids0, ids1 = (torch.from_numpy(rng.integers(0, 40, (8, 1))) for _ in range(2))
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            training.catch_up_rows(opts, [(net.token_table(0).weight, ids0), (net.token_table(1).weight, ids1)])
+            net(ids0, lengths, ids1, lengths).pow(2).mean().backward()
+            training.decay_touched_rows(opts)
+            for opt in opts:
+                opt.step()
+        before = net.token_table(0).weight.detach().clone()
+        training.flush_row_decay(opts)
+        assert (net.token_table(0).weight.detach() != before).any(1).sum() > 10  # idle rows shrank
+        sums = [opts[0].state[p].get("sum") for p in opts[0].param_groups[0]["params"]]
+        return [net.token_table(side).weight.detach().clone() for side in (0, 1)] + [s.clone() for s in sums if s is not None]
+
+    whole, blocks = flushed(10_000), flushed(7)  # 41 rows: six blocks of 7 and a last one of 6
+    assert len(whole) == (4 if optimizer == "adagrad" else 2)
+    for a, b in zip(whole, blocks):
+        assert torch.equal(a, b)
+
+
 # ------------------------------------------------------------------- bucketing
 def test_bucketing_batches_respect_width_and_cover_everything():
     rng = np.random.default_rng(0)
