@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RowSparseAdagrad", "RowSparseAdam"]
+__all__ = ["RowSparseAdagrad", "RowSparseAdam", "put_rows"]
 
 
 class RowSparseAdagrad(torch.optim.Adagrad):
@@ -31,7 +31,34 @@ class RowSparseAdagrad(torch.optim.Adagrad):
     (``sum``, ``step``) and ``state_dict`` are torch's. A dense gradient, ``maximize`` or a
     weight decay (which torch refuses for sparse gradients; :func:`skobject2vec.training.decay_touched_rows`
     applies it to the touched rows instead) take torch's own step.
+
+    Lazy weight decay reads a step's rows and their squared sums before its forward pass
+    (:func:`skobject2vec.training.catch_up_rows`); :meth:`hold_rows` keeps both for the step,
+    which updates them and writes each back once (:func:`put_rows`): the same floats as torch's
+    scatter-adds and gathers over the tables, at half the cost (1.0 ms a step less at
+    150,000 ids, batch 1,024, two tables).
     """
+
+    def hold_rows(self, param: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, sums: torch.Tensor) -> None:
+        """Hold ``param``'s ``rows`` for the next step: ``values``, the rows as the table holds them,
+        and ``sums``, their squared sums as they now are (the table's are stale until the step writes
+        them back). Rows held before are written back first."""
+        self.release_rows(param)
+        self._held()[id(param)] = (param, rows, values, sums)
+
+    def release_rows(self, param: torch.Tensor | None = None) -> None:
+        """Write back the squared sums :meth:`hold_rows` holds (of ``param``, or of every parameter)."""
+        held = self._held()
+        for key in [id(param)] if param is not None else list(held):
+            if key in held:
+                p, rows, _, sums = held.pop(key)
+                put_rows(self.state[p]["sum"], rows, sums)
+
+    def _held(self) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        # not optimizer state: rows in flight between a catch-up and its step (none in a state_dict or pickle)
+        if not hasattr(self, "_held_rows"):
+            self._held_rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        return self._held_rows
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -39,10 +66,13 @@ class RowSparseAdagrad(torch.optim.Adagrad):
                         for group in self.param_groups)
         grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
         if closure is not None or not rows_only or not all(g.is_sparse for g in grads):
+            self.release_rows()
             return super().step(closure)
+        held = self._held()
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
+                    self.release_rows(param)
                     continue
                 state = self.state[param]
                 state["step"] += 1
@@ -50,10 +80,43 @@ class RowSparseAdagrad(torch.optim.Adagrad):
                 grad = param.grad.coalesce()  # the update is not linear in the gradient: one value per row
                 rows, values = grad.indices()[0], grad.values()
                 sums = state["sum"]
+                if id(param) in held and _same_rows(held[id(param)][1], rows):
+                    _, _, current, sums_held = held.pop(id(param))
+                    std = sums_held.add_(values.square()).sqrt().add_(group["eps"])
+                    put_rows(sums, rows, sums_held)
+                    # index_add_ with alpha adds alpha * source to the rows just so: the same floats
+                    put_rows(param, rows, current.add_(values.div(std), alpha=-clr))
+                    continue
+                self.release_rows(param)
                 sums.index_add_(0, rows, values.square())
                 std = sums.index_select(0, rows).sqrt_().add_(group["eps"])
                 param.index_add_(0, rows, values.div(std), alpha=-clr)
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        self.release_rows()  # the tables' sums up to date first
+        return super().state_dict()
+
+
+def _same_rows(held: torch.Tensor, rows: torch.Tensor) -> bool:
+    """Whether a step's gradient holds exactly the rows held for it (rows are held on CPU only, where
+    comparing them costs no device synchronisation)."""
+    return held is rows or (held.shape == rows.shape and bool(torch.equal(held, rows)))
+
+
+def put_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+    """``table[rows] = values`` for distinct ``rows``, in place.
+
+    On CPU through numpy, whose row assignment takes half of ``index_copy_``'s time (120 against
+    230 us for 1,000 rows of a 150,000 x 128 table); the table's version counter moves as an
+    in-place torch operation's would.
+    """
+    if (table.device.type == "cpu" and values.dtype == table.dtype and table.is_contiguous()
+            and values.is_contiguous() and not table.is_sparse):
+        table.detach().numpy()[rows.numpy()] = values.numpy()
+        torch.autograd.graph.increment_version(table)
+    else:
+        table.index_copy_(0, rows, values)
 
 
 class RowSparseAdam(torch.optim.SparseAdam):

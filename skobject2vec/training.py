@@ -22,7 +22,7 @@ from .callbacks import Callback, resolve_callbacks
 from .data.batching import Batcher, PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
-from .optim import RowSparseAdagrad, RowSparseAdam
+from .optim import RowSparseAdagrad, RowSparseAdam, put_rows
 from .threads import torch_threads
 
 if TYPE_CHECKING:
@@ -113,6 +113,9 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     return optimizers
 
 
+#: What :func:`catch_up_rows` brought up to date in one step: per table (its ``id``), the rows and their values.
+CaughtUp = dict[int, tuple[torch.Tensor, torch.Tensor]]
+
 #: Rows per block when the flush decays a whole table: temporaries of a block stay in cache, where
 #: whole-table temporaries (77 MB for 150,000 x 128 floats) cost page faults: 0.2 s of a 1.1 s epoch
 #: at 150,000 ids, 0.03 s in blocks (the same arithmetic row by row, so the same floats).
@@ -163,18 +166,25 @@ def _squared_sums(opt: torch.optim.Optimizer, p: torch.Tensor) -> torch.Tensor |
 
 
 def _catch_up(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, rows: torch.Tensor,
-              idle: torch.Tensor, decay: float) -> None:
+              idle: torch.Tensor, decay: float, *, hold: bool = False) -> torch.Tensor:
     """Apply ``idle`` (per row, a column) dense decay steps to ``p[rows]``; Adagrad's squared sums
-    grow by the idle steps' ``(wd * x) ** 2``."""
+    grow by the idle steps' ``(wd * x) ** 2``. Returns the rows as they now are. With ``hold`` (on
+    CPU), :class:`~skobject2vec.optim.RowSparseAdagrad` keeps the rows and their grown sums for its next step
+    (:meth:`~skobject2vec.optim.RowSparseAdagrad.hold_rows`) instead of adding them to the table now."""
     with torch.no_grad():
         # index_select, not p[rows]: advanced indexing costs twice as much on (batch x width) rows
         x = p.index_select(0, rows)
         sums = _squared_sums(opt, p)
-        grown = _decay_block(opt, group, x, None if sums is None else sums.index_select(0, rows), idle, decay)
+        sums_rows = None if sums is None else sums.index_select(0, rows)
+        grown = _decay_block(opt, group, x, sums_rows, idle, decay)
+        put_rows(p, rows, x)
         if grown is not None:
-            assert sums is not None
-            sums.index_add_(0, rows, grown)
-        p.index_copy_(0, rows, x)
+            assert sums is not None and sums_rows is not None
+            if hold and isinstance(opt, RowSparseAdagrad) and p.device.type == "cpu":
+                opt.hold_rows(p, rows, x, sums_rows.add_(grown))  # the same sum as index_add_: one rounding
+            else:
+                sums.index_add_(0, rows, grown)
+        return x
 
 
 def _catch_up_table(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, idle: torch.Tensor,
@@ -206,7 +216,7 @@ def _last_seen(last_seen: dict[int, torch.Tensor], i: int, p: torch.Tensor) -> t
 
 
 def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
-                  lookups: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+                  lookups: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> CaughtUp:
     """Lazy weight decay, part 1: before a step's forward pass, bring the rows it will read up to date.
 
     ``lookups``: ``(table weight, ids)`` pairs, the ids the step looks up in each table.
@@ -218,7 +228,11 @@ def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
     for Adam SGD's factor (an approximation). :func:`decay_touched_rows` then adds this
     step's own decay term, and :func:`flush_row_decay` brings every row up to date at the
     end of each epoch, so rows seen only at predict time shrink too.
+
+    Returns the rows caught up, for :func:`decay_touched_rows`, which reads them instead of
+    gathering them again.
     """
+    caught_up: CaughtUp = {}
     for opt, group, decay, last_seen in _row_decay_groups(optimizers):
         step = group.get("row_step", 0) + 1  # the step about to run
         for i, p in enumerate(group["params"]):
@@ -226,15 +240,17 @@ def catch_up_rows(optimizers: Iterable[torch.optim.Optimizer],
             if not ids:
                 continue
             rows = torch.unique((ids[0] if len(ids) == 1 else torch.cat(ids)).to(p.device))
-            _bring_up_to_date(opt, group, p, rows, _last_seen(last_seen, i, p), step, decay)
+            x = _bring_up_to_date(opt, group, p, rows, _last_seen(last_seen, i, p), step, decay, hold=True)
+            caught_up[id(p)] = (rows, x)
+    return caught_up
 
 
 def _bring_up_to_date(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor, rows: torch.Tensor,
-                      seen: torch.Tensor, step: int, decay: float) -> None:
+                      seen: torch.Tensor, step: int, decay: float, *, hold: bool = False) -> torch.Tensor:
     """Apply to ``p[rows]`` the decay steps they missed since ``seen`` (per row), and mark them seen at ``step``."""
     idle = (step - 1 - seen.index_select(0, rows)).to(p.dtype).unsqueeze(1)
     seen.index_fill_(0, rows, step)
-    _catch_up(opt, group, p, rows, idle, decay)
+    return _catch_up(opt, group, p, rows, idle, decay, hold=hold)
 
 
 def catch_up_gradient_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
@@ -254,10 +270,11 @@ def catch_up_gradient_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
             _bring_up_to_date(opt, group, p, rows, seen, step, decay)
 
 
-def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
+def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer], caught_up: CaughtUp | None = None) -> None:
     """Lazy weight decay, part 2: between ``backward()`` and ``step()``, this step's ``wd * row``
     added to the sparse gradient of every row it holds (coalesced: once per row), as with
-    dense storage."""
+    dense storage. ``caught_up``: what :func:`catch_up_rows` returned for this step (the rows'
+    current values, read from there when the gradient holds the same rows)."""
     for _, group, decay, _ in _row_decay_groups(optimizers):
         group["row_step"] = group.get("row_step", 0) + 1
         for p in group["params"]:
@@ -265,7 +282,13 @@ def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
                 continue
             grad = p.grad.coalesce()
             rows = grad.indices()[0]
-            values = grad.values().add(p.detach().index_select(0, rows), alpha=decay)
+            known = (caught_up or {}).get(id(p))
+            if known is not None and known[0].device.type == "cpu" and known[0].shape == rows.shape \
+                    and torch.equal(known[0], rows):
+                current = known[1]
+            else:
+                current = p.detach().index_select(0, rows)
+            values = grad.values().add(current, alpha=decay)
             p.grad = torch.sparse_coo_tensor(grad.indices(), values, grad.shape, is_coalesced=True,
                                              check_invariants=False)
 
@@ -273,6 +296,8 @@ def decay_touched_rows(optimizers: Iterable[torch.optim.Optimizer]) -> None:
 def flush_row_decay(optimizers: Iterable[torch.optim.Optimizer]) -> None:
     """Apply the pending idle decay of every sparse row (whole tables in place; once per epoch)."""
     for opt, group, decay, last_seen in _row_decay_groups(optimizers):
+        if isinstance(opt, RowSparseAdagrad):
+            opt.release_rows()  # sums held for a step that did not come (none after a step)
         step = group.get("row_step", 0)
         for i, p in enumerate(group["params"]):
             seen = _last_seen(last_seen, i, p)
@@ -435,9 +460,10 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
     for inputs, target, weight in batches:
         for opt in loop.optimizers:
             opt.zero_grad(set_to_none=True)
+        caught_up = None
         if lazy_decay:
-            catch_up_rows(loop.optimizers, [(tables.token_table(0).weight, inputs[0]),
-                                            (tables.token_table(1).weight, inputs[2])])
+            caught_up = catch_up_rows(loop.optimizers, [(tables.token_table(0).weight, inputs[0]),
+                                                        (tables.token_table(1).weight, inputs[2])])
         if embedding_l2 > 0:
             outputs, penalty = loop.net(*inputs, with_row_penalty=True)
             loss = _loss(outputs, target, weight, task)
@@ -447,7 +473,7 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
         objective.backward()
         if lazy_decay and tables is not loop.net:  # data parallel: the gradient holds other ranks' rows too
             catch_up_gradient_rows(loop.optimizers)
-        decay_touched_rows(loop.optimizers)
+        decay_touched_rows(loop.optimizers, caught_up)
         for opt in loop.optimizers:
             opt.step()
         batch_weight = weight.detach().sum()

@@ -524,6 +524,47 @@ def test_flush_in_blocks_gives_the_whole_table_flush_to_the_bit(optimizer, monke
         assert torch.equal(a, b)
 
 
+
+@pytest.mark.parametrize("extra_rows", [False, True])
+def test_rows_held_from_catch_up_to_step_give_the_same_floats(extra_rows, monkeypatch):
+    # RowSparseAdagrad keeps a step's caught-up rows and their grown sums from the catch-up to its step, and
+    # writes rows through numpy: the same floats as writing the sums back at once with index_copy_. With
+    # extra_rows the catch-up reads rows the gradient does not hold (as when some lookups are padding):
+    # the step falls back to the table's own rows.
+    from skobject2vec import optim
+
+    def trained(reference):
+        if reference:
+            monkeypatch.setattr(optim, "put_rows", lambda table, rows, values: table.index_copy_(0, rows, values))
+            monkeypatch.setattr(training, "put_rows", optim.put_rows)
+            monkeypatch.setattr(optim.RowSparseAdagrad, "hold_rows",
+                                lambda self, p, rows, values, sums: optim.put_rows(self.state[p]["sum"], rows, sums))
+        net = _two_nets(sparse_seed=5)[1]
+        opts = training.make_optimizers(net, "adagrad", 0.1, 0.05, sparse=True)
+        rng = np.random.default_rng(2)
+        lengths = torch.ones(8, dtype=torch.int64)
+        for _ in range(15):
+            ids0, ids1 = (torch.from_numpy(rng.integers(0, 40, (8, 1))) for _ in range(2))
+            read0 = torch.cat([ids0, torch.from_numpy(rng.integers(0, 40, (3, 1)))]) if extra_rows else ids0
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            caught_up = training.catch_up_rows(opts, [(net.token_table(0).weight, read0),
+                                                      (net.token_table(1).weight, ids1)])
+            net(ids0, lengths, ids1, lengths).pow(2).mean().backward()
+            training.decay_touched_rows(opts, caught_up)
+            for opt in opts:
+                opt.step()
+        training.flush_row_decay(opts)
+        monkeypatch.undo()
+        sums = [opts[0].state[p]["sum"] for p in opts[0].param_groups[0]["params"]]
+        return [net.token_table(side).weight.detach().clone() for side in (0, 1)] + [s.clone() for s in sums]
+
+    reference, held = trained(True), trained(False)
+    assert not torch.equal(reference[0], _two_nets(sparse_seed=5)[1].token_table(0).weight.detach())  # it trained
+    for a, b in zip(reference, held):
+        assert torch.equal(a, b)
+
+
 # ------------------------------------------------------------------- bucketing
 def test_bucketing_batches_respect_width_and_cover_everything():
     rng = np.random.default_rng(0)
