@@ -516,7 +516,8 @@ def test_flush_in_blocks_gives_the_whole_table_flush_to_the_bit(optimizer, monke
         training.flush_row_decay(opts)
         assert (net.token_table(0).weight.detach() != before).any(1).sum() > 10  # idle rows shrank
         sums = [opts[0].state[p].get("sum") for p in opts[0].param_groups[0]["params"]]
-        return [net.token_table(side).weight.detach().clone() for side in (0, 1)] + [s.clone() for s in sums if s is not None]
+        tables = [net.token_table(side).weight.detach().clone() for side in (0, 1)]
+        return tables + [s.clone() for s in sums if s is not None]
 
     whole, blocks = flushed(10_000), flushed(7)  # 41 rows: six blocks of 7 and a last one of 6
     assert len(whole) == (4 if optimizer == "adagrad" else 2)
