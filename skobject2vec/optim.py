@@ -97,6 +97,10 @@ class RowSparseAdagrad(torch.optim.Adagrad):
         self.release_rows()  # the tables' sums up to date first
         return super().state_dict()
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._held().clear()  # rows held from before would overwrite the loaded sums at the next step
+        super().load_state_dict(state_dict)
+
 
 def _same_rows(held: torch.Tensor, rows: torch.Tensor) -> bool:
     """Whether a step's gradient holds exactly the rows held for it (rows are held on CPU only, where
