@@ -172,6 +172,8 @@ def _catch_up(opt: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor
     CPU), :class:`~skobject2vec.optim.RowSparseAdagrad` keeps the rows and their grown sums for its next step
     (:meth:`~skobject2vec.optim.RowSparseAdagrad.hold_rows`) instead of adding them to the table now."""
     with torch.no_grad():
+        if isinstance(opt, RowSparseAdagrad):
+            opt.release_rows(p)  # the table's sums up to date before they are read
         # index_select, not p[rows]: advanced indexing costs twice as much on (batch x width) rows
         x = p.index_select(0, rows)
         sums = _squared_sums(opt, p)

@@ -1,6 +1,7 @@
 """SageMaker training features: negative sampling, tied and pretrained token tables,
 row_sparse updates, length bucketing and SageMaker's all-strings hyperparameters."""
 
+import copy
 import gzip
 import json
 
@@ -564,6 +565,37 @@ def test_rows_held_from_catch_up_to_step_give_the_same_floats(extra_rows, monkey
     assert not torch.equal(reference[0], _two_nets(sparse_seed=5)[1].token_table(0).weight.detach())  # it trained
     for a, b in zip(reference, held):
         assert torch.equal(a, b)
+
+
+
+def test_rows_held_for_a_step_never_outlive_a_state_dict():
+    # Sums held between a catch-up and its step belong in the table: state_dict() writes them back
+    # first, and load_state_dict() drops them (they would overwrite the loaded sums at the step).
+    net = _two_nets(sparse_seed=1)[1]
+    opt = training.make_optimizers(net, "adagrad", 0.1, 0.05, sparse=True)[0]
+    table = net.token_table(0).weight
+
+    def step(ids, lazy_decay=True):
+        opt.zero_grad(set_to_none=True)
+        if lazy_decay:
+            training.catch_up_rows([opt], [(table, ids)])
+        table.grad = torch.sparse_coo_tensor(ids.T, torch.ones(len(ids), 4, dtype=table.dtype), table.shape,
+                                             check_invariants=True)
+        if lazy_decay:
+            training.decay_touched_rows([opt])
+        opt.step()
+
+    for _ in range(3):
+        step(torch.tensor([[1]]))  # rows 3 and 7 sit idle
+    before = opt.state[table]["sum"][[3, 7]].clone()
+    training.catch_up_rows([opt], [(table, torch.tensor([[3], [7]]))])  # their idle decay grows their sums
+    assert (opt.state_dict()["state"][0]["sum"][[3, 7]] > before).all()  # written back by state_dict()
+
+    saved = copy.deepcopy(opt.state_dict())
+    training.catch_up_rows([opt], [(table, torch.tensor([[5]]))])  # holds row 5's grown sums
+    opt.load_state_dict(copy.deepcopy(saved))
+    step(torch.tensor([[5]]), lazy_decay=False)  # the gradient alone: the sums grow by 1
+    assert torch.equal(opt.state[table]["sum"][5], saved["state"][0]["sum"][5] + 1)  # loaded sums + this step's
 
 
 # ------------------------------------------------------------------- bucketing
