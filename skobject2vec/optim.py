@@ -13,13 +13,14 @@ updates (RowSparseAdam's to the bit) on the touched rows as dense row blocks, wi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["RowSparseAdagrad", "RowSparseAdam", "put_rows"]
+__all__ = ["RowSparseAdagrad", "RowSparseAdam", "put_rows", "sqrt_plus"]
 
 
 class RowSparseAdagrad(torch.optim.Adagrad):
@@ -82,14 +83,14 @@ class RowSparseAdagrad(torch.optim.Adagrad):
                 sums = state["sum"]
                 if id(param) in held and _same_rows(held[id(param)][1], rows):
                     _, _, current, sums_held = held.pop(id(param))
-                    std = sums_held.add_(values.square()).sqrt().add_(group["eps"])
+                    std = sqrt_plus(sums_held.add_(values.square()), group["eps"])
                     put_rows(sums, rows, sums_held)
                     # index_add_ with alpha adds alpha * source to the rows just so: the same floats
                     put_rows(param, rows, current.add_(values.div(std), alpha=-clr))
                     continue
                 self.release_rows(param)
                 sums.index_add_(0, rows, values.square())
-                std = sums.index_select(0, rows).sqrt_().add_(group["eps"])
+                std = sqrt_plus(sums.index_select(0, rows), group["eps"])
                 param.index_add_(0, rows, values.div(std), alpha=-clr)
         return None
 
@@ -164,11 +165,35 @@ class RowSparseAdam(torch.optim.SparseAdam):
                 sq_update = values.pow(2).sub_(old_sq).mul_(1 - beta2)
                 exp_avg_sq.index_add_(0, rows, sq_update)
                 numer = avg_update.add_(old_avg)
-                denom = sq_update.add_(old_sq).sqrt_().add_(group["eps"])
+                denom = sqrt_plus(sq_update.add_(old_sq), group["eps"])
                 step = state["step"]
                 step_size = _scalar(group["lr"]) * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
                 param.index_add_(0, rows, numer.div_(denom).mul_(-step_size))
         return None
+
+
+def sqrt_plus(values: torch.Tensor, eps: float) -> torch.Tensor:
+    """``values.sqrt() + eps`` (a new tensor), the same floats, without torch's slow square root of zeros.
+
+    On CPU torch's float square root (MKL's) takes 7 times as long for a zero as for a positive
+    number: 1.7 against 0.25 ms for 1,300 x 384 floats, one thread. An Adam step over sentence
+    tokens read through max pooling has mostly zero second moments (each token row is the max in
+    few dimensions): 0.9 s of an STS-B fit's 10.7 s went to that square root. The values are first
+    raised to the smallest normal float: the square root of anything below it is under half a unit
+    in the last place of ``eps``, so adding ``eps`` gives ``eps`` either way (checked for the dtype
+    and ``eps``; otherwise, or off the CPU, torch's own order).
+    """
+    if values.device.type == "cpu" and _absorbs_tiny_roots(values.dtype, float(eps)):
+        return values.clamp_min(torch.finfo(values.dtype).tiny).sqrt_().add_(eps)
+    return values.sqrt().add_(eps)
+
+
+@functools.lru_cache(maxsize=64)
+def _absorbs_tiny_roots(dtype: torch.dtype, eps: float) -> bool:
+    """Whether ``sqrt(tiny) + eps == 0 + eps`` in ``dtype`` (tiny: its smallest normal number), as
+    ``add_`` rounds it; then so does the root of every smaller non-negative number."""
+    root = torch.full((), torch.finfo(dtype).tiny, dtype=dtype).sqrt_()
+    return bool(root.add_(eps) == torch.zeros((), dtype=dtype).add_(eps))
 
 
 def _scalar(value: Any) -> float:
