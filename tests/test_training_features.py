@@ -598,6 +598,25 @@ def test_rows_held_for_a_step_never_outlive_a_state_dict():
     assert torch.equal(opt.state[table]["sum"][5], saved["state"][0]["sum"][5] + 1)  # loaded sums + this step's
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eps", [1e-8, 1e-10, 1e-30, 0.0])
+def test_sqrt_plus_eps_gives_torchs_floats(dtype, eps):
+    # The row-sparse optimizers' sqrt(v) + eps skips torch's slow CPU root of zeros by raising v to the
+    # smallest normal float first, only where eps absorbs every root below it (not for eps 1e-30 or 0).
+    from skobject2vec.optim import sqrt_plus
+
+    g = torch.Generator().manual_seed(0)
+    tiny = torch.finfo(dtype).tiny
+    v = torch.rand(300, 64, generator=g, dtype=dtype) * torch.logspace(-40, 3, 300, dtype=dtype).unsqueeze(1)
+    v[torch.rand(v.shape, generator=g) < 0.5] = 0
+    v[0, :4] = torch.tensor([tiny / 8, tiny, float("inf"), float("nan")], dtype=dtype)  # subnormal, inf, nan
+    expected = v.sqrt().add_(eps)
+    got = sqrt_plus(v, eps)
+    assert torch.equal(got.nan_to_num(-1.0), expected.nan_to_num(-1.0))
+    assert got.data_ptr() != v.data_ptr()  # a new tensor: the values (an optimizer's sums) are kept
+
+
 # ------------------------------------------------------------------- bucketing
 def test_bucketing_batches_respect_width_and_cover_everything():
     rng = np.random.default_rng(0)
