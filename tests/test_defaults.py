@@ -235,14 +235,51 @@ def test_a_training_step_pools_without_padding_as_the_padded_encoder_does(poolin
             return function(*args, **kwargs)
         return call
 
+    from skobject2vec.nn import model
+
     with pytest.MonkeyPatch.context() as patch:  # the flat path is the one compared
         patch.setattr(torch, "segment_reduce", counted(segment_reduce))
         patch.setattr(torch.nn.functional, "embedding_bag", counted(embedding_bag))
+        patch.setattr(model, "segment_max", counted(model.segment_max))
         flat_out, flat_grad = run(True)
     padded_out, padded_grad = run(False)
     assert reduced
     torch.testing.assert_close(flat_out, padded_out)
     torch.testing.assert_close(flat_grad, padded_grad)
+
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_segment_max_gives_segment_reduces_maxima_and_gradients_to_the_bit(dtype):
+    import torch
+
+    from skobject2vec.nn.segments import segment_max
+
+    # The pooled encoders' max over each record's rows: scatter_reduce's maxima and segment_reduce's own
+    # backward kernel, so the same floats as segment_reduce, also for its quirks: a tie (a token twice in a
+    # sentence) splits a positive gradient between the tied rows but gives a negative one to each in full;
+    # a NaN wins; a record without rows gets -inf and no gradient.
+    g = torch.Generator().manual_seed(0)
+    kind = getattr(torch, dtype)
+    lengths = torch.tensor([3, 1, 0, 5, 2])
+    rows = torch.randn(int(lengths.sum()), 6, generator=g, dtype=kind)
+    rows[1] = rows[0]  # a tie in record 0, every dimension
+    rows[5] = rows[7] = rows[6]  # three tied rows in record 3
+    rows[9, 2] = float("nan")
+    rows[4, 1] = float("-inf")
+    grad = torch.randn(len(lengths), 6, generator=g, dtype=kind)  # positive and negative
+    results = []
+    for pool in (lambda r: torch.segment_reduce(r, "max", lengths=lengths), lambda r: segment_max(r, lengths)):
+        leaf = rows.clone().requires_grad_(True)
+        out = pool(leaf)
+        out.backward(grad)
+        results.append((out.detach(), leaf.grad))
+    (expected, expected_grad), (got, got_grad) = results
+    assert torch.equal(got.nan_to_num(7.0), expected.nan_to_num(7.0)) and torch.isnan(got[4, 2])
+    assert torch.equal(got_grad, expected_grad)
+    assert (got_grad[0] != 0).any() and (got_grad[0] == got_grad[1]).all()  # the tie shares the gradient
+    with torch.no_grad():  # inference: the maxima alone
+        assert torch.equal(segment_max(rows, lengths).nan_to_num(7.0), expected.nan_to_num(7.0))
 
 
 def test_sagemaker_defaults_have_no_auto_left():

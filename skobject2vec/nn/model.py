@@ -11,6 +11,7 @@ from torch import nn
 from .comparator import Comparator
 from .dropout import FastDropout
 from .encoders import PooledEmbeddingEncoder, build_encoder
+from .segments import segment_max
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "linear": nn.Identity}
 
@@ -153,10 +154,12 @@ class Object2VecNet(nn.Module):
             return table(ids[:, 0]) + rest / sizes.clamp_min(1).unsqueeze(1).to(rest.dtype), None, None
         if pools_alone and pooling in ("mean", "max") and (table.weight.dtype == compute or pooling == "max"):
             # A pooled encoder without projection reduces the valid tokens alone: looked up without padding
-            # and pooled per record (segment_reduce), so that neither the forward nor the backward pass
+            # and pooled per record (segment_max, segment_reduce), so that neither the forward nor the backward pass
             # touches padded (B, L, D) tensors (on STS-B the masked max and its backward were a quarter of a
             # step). A max is exact in the table's dtype (widened_copy widens after it).
-            pooled = torch.segment_reduce(table(ids[mask]), pooling, lengths=lengths.to(ids.device))
+            rows, counts = table(ids[mask]), lengths.to(ids.device)
+            pooled = (segment_max(rows, counts) if pooling == "max"
+                      else torch.segment_reduce(rows, "mean", lengths=counts))
             return pooled.to(compute), None, None
         tokens = table(ids)
         if tokens.dtype != compute and _pools_exactly(encoder, ids.size(1)):
