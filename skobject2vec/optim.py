@@ -8,7 +8,9 @@ table took half of a plain torch training step at batch 256 (0.95 of 1.8 ms, one
 over 256 random rows of a 9,066 x 128 table it takes 0.50 ms, :class:`RowSparseAdam`'s
 0.34-0.38 ms. :class:`RowSparseAdagrad` and :class:`RowSparseAdam` compute the same
 updates (RowSparseAdam's to the bit) on the touched rows as dense row blocks, with
-``index_select`` and ``index_add_``.
+``index_select`` and ``index_add_``, or (rows that lazy weight decay hands to Adagrad's step)
+numpy's row assignment (:func:`put_rows`); their square roots skip torch's slow CPU root of
+zeros (:func:`sqrt_plus`), with the same floats.
 """
 
 from __future__ import annotations
