@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RowSparseAdagrad", "RowSparseAdam", "put_rows", "sqrt_plus"]
+__all__ = ["RowSparseAdagrad", "RowSparseAdam", "put_rows", "same_rows", "sqrt_plus"]
 
 
 class RowSparseAdagrad(torch.optim.Adagrad):
@@ -83,7 +83,7 @@ class RowSparseAdagrad(torch.optim.Adagrad):
                 grad = param.grad.coalesce()  # the update is not linear in the gradient: one value per row
                 rows, values = grad.indices()[0], grad.values()
                 sums = state["sum"]
-                if id(param) in held and _same_rows(held[id(param)][1], rows):
+                if id(param) in held and same_rows(held[id(param)][1], rows):
                     _, _, current, sums_held = held.pop(id(param))
                     std = sqrt_plus(sums_held.add_(values.square()), group["eps"])
                     put_rows(sums, rows, sums_held)
@@ -105,8 +105,8 @@ class RowSparseAdagrad(torch.optim.Adagrad):
         super().load_state_dict(state_dict)
 
 
-def _same_rows(held: torch.Tensor, rows: torch.Tensor) -> bool:
-    """Whether a step's gradient holds exactly the rows held for it (rows are held on CPU only, where
+def same_rows(held: torch.Tensor, rows: torch.Tensor) -> bool:
+    """Whether a step's gradient holds exactly the rows held for it (compared on CPU only, where
     comparing them costs no device synchronisation)."""
     return held is rows or (held.shape == rows.shape and bool(torch.equal(held, rows)))
 
