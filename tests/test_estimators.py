@@ -178,6 +178,27 @@ def test_defaults_predict_the_same_bits_alone_in_slices_and_in_the_whole_set(est
     assert np.array_equal(model.transform(X), _pieces(model.transform, X, 11))
 
 
+@pytest.mark.parametrize("estimator", [Object2VecClassifier, Object2VecRegressor])
+def test_a_linear_mlp_predicts_what_its_layers_compute_one_by_one(estimator, monkeypatch):
+    # mlp_activation="linear" (SageMaker's default): inference folds the MLP and the output layer into one
+    # affine map (dropout is idle at inference); the outputs are the layers' own, and the same in any batch
+    from skobject2vec.nn import model as network
+
+    X, y = make_topic_pairs(300)
+    if estimator is Object2VecRegressor:
+        y = y + np.array([len(record["in0"]) for record in X]) / 10.0
+    model = estimator(**dict(FAST, epochs=2, mlp_layers=2, mlp_activation="linear", dropout=0.3)).fit(X, y)
+    method = model.predict_proba if estimator is Object2VecClassifier else model.predict
+    folded = method(X)
+    assert not list(inference.inference_net(model.net_)[0].mlp)  # no layer of the MLP runs at inference
+    assert np.array_equal(folded[:100], _pieces(method, X[:100], 7))
+    monkeypatch.setattr(network, "_fold_affine_layers", lambda wide: None)
+    inference._WIDENED.clear()
+    layered = method(X)  # the layers one by one, in float64
+    assert sum(isinstance(layer, torch.nn.Linear) for layer in inference.inference_net(model.net_)[0].mlp) == 2
+    np.testing.assert_allclose(folded, layered, rtol=1e-6, atol=1e-7)
+
+
 def test_float64_predictions_are_exactly_batch_invariant():
     X, y = make_topic_pairs(300)
     clf = Object2VecClassifier(**dict(FAST, dtype="float64", epochs=1)).fit(X, y)
