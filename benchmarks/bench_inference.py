@@ -46,15 +46,21 @@ VOCAB, MIN_LEN, MAX_LEN = 50_000, 5, 40
 PARAMS = dict(enc_dim=64, enc0_token_embedding_dim=64, enc0_vocab_size=VOCAB, enc0_max_seq_len=MAX_LEN,
               mlp_layers=2, mlp_dim=256, mini_batch_size=256, learning_rate=0.001, epochs=1, random_state=0,
               shared_encoder=False, mlp_activation="linear", dropout=0.0, validation_fraction=None)
-NETWORKS = ("pooled_embedding", "hcnn", "bilstm")
-LAYERS = {"pooled_embedding": "auto", "hcnn": 2, "bilstm": 1}
+NETWORKS = ("pooled_embedding", "pooled_relu", "hcnn", "bilstm")
+#: Each row's encoder and what it changes in PARAMS. The pinned MLP is linear (SageMaker's default
+#: activation), which inference folds into one affine map (``nn.model.widened_copy``); the relu row
+#: (the estimator's default activation) shows predict where the MLP's layers run one by one in float64.
+VARIANTS = {"pooled_embedding": dict(enc0_network="pooled_embedding", enc0_layers="auto"),
+            "pooled_relu": dict(enc0_network="pooled_embedding", enc0_layers="auto", mlp_activation="relu"),
+            "hcnn": dict(enc0_network="hcnn", enc0_layers=2),
+            "bilstm": dict(enc0_network="bilstm", enc0_layers=1)}
 
 
 def fitted(network: str, n_train: int = 2_000):
     from skobject2vec import Object2VecClassifier
 
     records, y = ragged_pairs(n_train, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=1)
-    return Object2VecClassifier(**PARAMS, enc0_network=network, enc0_layers=LAYERS[network]).fit(records, y)
+    return Object2VecClassifier(**dict(PARAMS, **VARIANTS[network])).fit(records, y)
 
 
 def plain_forward(net, tensors, batch_size: int):

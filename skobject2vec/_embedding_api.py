@@ -255,7 +255,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):  # type: igno
                 pairs = self._predict_pairs([records[i] for i in where], single_side_ok=True)
                 ragged = pairs.in0 if s == 0 else pairs.in1
                 for index in inference_batches(ragged.lengths, batch_size):
-                    ids, lengths = batcher.side(ragged, index, s)
+                    ids, lengths = batcher.side(ragged, index, s, net.flat_sides()[s])
                     out[torch.from_numpy(where[index]).to(out.device)] = net.encode(s, ids, lengths).to(dtype)
                     bar.update(len(index))
         if normalize_embeddings:

@@ -118,10 +118,10 @@ def predict_outputs(net, pairs: PairData, batcher, spec: OutputSpec, *, log: boo
     n = len(pairs)
     assert pairs.in0 is not None and pairs.in1 is not None  # pairs to score: both sides
     lengths = np.maximum(pairs.in0.lengths, pairs.in1.lengths)
-    out = None
+    out, flat = None, runner.flat_sides()
     with torch.inference_mode():
         for index in inference_batches(lengths, INFERENCE_BATCH_SIZE):
-            raw = runner(*batcher.pair(pairs, index)).to(dtype).double()
+            raw = runner(*batcher.pair(pairs, index, flat=flat)).to(dtype).double()
             values = postprocess(raw, spec, log=log).cpu().numpy()
             if out is None:
                 out = np.empty((n,) + values.shape[1:], dtype=np.float64)
@@ -134,8 +134,9 @@ def embed(net, ragged, side: int, batcher) -> np.ndarray:
     (batch-invariant bit for bit: :func:`inference_net`)."""
     runner, dtype = inference_net(net)
     out = np.empty((len(ragged), net.config["enc_dim"]), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    flat = runner.flat_sides()[side]
     with torch.inference_mode():
         for index in inference_batches(ragged.lengths, INFERENCE_BATCH_SIZE):
-            ids, lengths = batcher.side(ragged, index, side)
+            ids, lengths = batcher.side(ragged, index, side, flat)
             out[index] = runner.encode(side, ids, lengths).to(dtype).cpu().numpy()
     return out

@@ -306,6 +306,39 @@ def test_hcnn_convolution_over_short_inputs_is_the_convolution(width, padding, l
     assert (length + 2 * padding <= UNFOLDED_MAX_LEN) == (got.grad_fn.name() != expected.grad_fn.name())
 
 
+@pytest.mark.parametrize("network, pooling", [("pooled_embedding", "max"), ("pooled_embedding", "mean"),
+                                              ("pooled_embedding", "head_mean"), ("hcnn", "max"), ("bilstm", "max")])
+@pytest.mark.parametrize("widened", [False, True])
+def test_every_encoder_embeds_records_given_one_after_another_as_it_embeds_them_padded(network, pooling, widened):
+    import torch
+
+    from skobject2vec.data.batching import Ragged
+    from skobject2vec.nn import Object2VecNet
+    from skobject2vec.nn.model import widened_copy
+
+    # predict and transform hand a pooling encoder each record's tokens one after another (no padded
+    # matrix to take apart again); every encoder takes them, and must embed them to the same bits
+    config = dict(vocab_sizes=[30, 30], token_dims=[8, 8], networks=[network] * 2, layers=[1, 1],
+                  filter_widths=[3, 3], enc_dim=8, comparator=["hadamard", "concat"], mlp_layers=1, mlp_dim=8,
+                  mlp_activation="relu", dropout=0.0, n_outputs=2, tied=False, shared=False, sparse=False,
+                  pooling=pooling)
+    torch.manual_seed(0)
+    net = Object2VecNet(config).eval()
+    net = widened_copy(net) if widened else net
+    rng = np.random.default_rng(0)
+    ragged = Ragged.from_lists([rng.integers(0, 40, n).tolist() for n in (1, 5, 2, 9, 1, 3)])  # 30+: unknown
+    index = np.arange(6)
+    with torch.inference_mode():
+        for side in (0, 1):
+            padded = net.encode(side, *ragged.pad(index, 7, 30))
+            flat = net.encode(side, *ragged.tokens(index, 7, 30))
+            assert torch.equal(flat, padded), (side, net.flat_sides())
+        scores = net(*ragged.pad(index, 7, 30), *ragged.pad(index[::-1], 7, 30))
+        assert torch.equal(net(*ragged.tokens(index, 7, 30), *ragged.tokens(index[::-1], 7, 30)), scores)
+    reads_flat = network == "pooled_embedding" and (pooling == "max" or (pooling == "mean" and not widened))
+    assert net.flat_sides() == (reads_flat, reads_flat)
+
+
 def test_sagemaker_defaults_have_no_auto_left():
     """A migrated job trains with SageMaker's values: nothing data-dependent is left to decide."""
     filled = sagemaker_defaults()

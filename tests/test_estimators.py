@@ -213,9 +213,9 @@ def test_predict_works_in_bounded_batches(fitted_classifier, monkeypatch):
     seen = []
     original = Batcher.pair
 
-    def spy(self, pairs, left, right=None):
+    def spy(self, pairs, left, right=None, **kwargs):
         seen.append(len(left))
-        return original(self, pairs, left, right)
+        return original(self, pairs, left, right, **kwargs)
 
     monkeypatch.setattr(inference, "INFERENCE_BATCH_SIZE", 64)
     monkeypatch.setattr(Batcher, "pair", spy)

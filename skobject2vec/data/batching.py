@@ -78,6 +78,22 @@ class Ragged:
         ids.reshape(-1)[np.repeat(np.arange(len(starts)) * width, lengths) + within] = values
         return torch.from_numpy(ids), torch.from_numpy(lengths)
 
+    def tokens(self, index: npt.ArrayLike, max_len: int,
+               unknown_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens of records ``index`` one after another (total,), and their lengths (B,):
+        :meth:`pad`'s valid ids in the same order, with no padded matrix (for encoders that pool each
+        record's tokens alone, ``Object2VecNet.flat_sides``). Truncation and unknown ids as in :meth:`pad`."""
+        index = np.asarray(index, dtype=np.int64)
+        starts = self.offsets[index]
+        lengths = np.minimum(self.offsets[index + 1] - starts, max_len)
+        ends = np.cumsum(lengths)
+        # each output token's position in self.values: its record's start plus its place in the record
+        total = int(ends[-1]) if len(ends) else 0
+        values = self.values[np.repeat(starts - (ends - lengths), lengths) + np.arange(total)]
+        if unknown_id is not None:
+            np.minimum(values, unknown_id, out=values)
+        return torch.from_numpy(values), torch.from_numpy(lengths)
+
     def to_lists(self) -> list[list[int]]:
         return [self.row(i).tolist() for i in range(len(self))]
 
@@ -175,12 +191,15 @@ class Batcher:
     unknown_ids: tuple[int, int]
     device: torch.device
 
-    def side(self, ragged: Ragged, index: npt.ArrayLike, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, lengths = ragged.pad(index, self.max_lens[side], self.unknown_ids[side])
+    def side(self, ragged: Ragged, index: npt.ArrayLike, side: int, flat: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids (B, L) and lengths (B,); with ``flat``, the valid ids one after another
+        (:meth:`Ragged.tokens`) for a side whose encoder pools them alone (``Object2VecNet.flat_sides``)."""
+        ids, lengths = (ragged.tokens if flat else ragged.pad)(index, self.max_lens[side], self.unknown_ids[side])
         return ids.to(self.device, non_blocking=True), lengths
 
-    def pair(self, pairs: PairData, left: npt.ArrayLike, right: npt.ArrayLike | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pair(self, pairs: PairData, left: npt.ArrayLike, right: npt.ArrayLike | None = None,
+             flat: tuple[bool, bool] = (False, False)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         right = left if right is None else right
         assert pairs.in0 is not None and pairs.in1 is not None  # pairs to train on or to score: both sides
-        return (*self.side(pairs.in0, left, 0), *self.side(pairs.in1, right, 1))
+        return (*self.side(pairs.in0, left, 0, flat[0]), *self.side(pairs.in1, right, 1, flat[1]))

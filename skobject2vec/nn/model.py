@@ -21,6 +21,14 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int, device: torch.device) -
     return positions.unsqueeze(0) < lengths.to(device, non_blocking=True).unsqueeze(1)
 
 
+def _padded(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, longest) ids from the records' tokens one after another; padding holds 0 (masked)."""
+    mask = lengths_to_mask(lengths, int(lengths.max()) if lengths.numel() else 1, tokens.device)
+    ids = tokens.new_zeros(mask.shape)
+    ids[mask] = tokens
+    return ids
+
+
 def _table(rows: int, dim: int, sparse: bool) -> nn.Embedding:
     # allocated uninitialised: Object2VecNet draws the rows once (torch's own N(0, 1) draw would be
     # replaced anyway, and costs as much as the fit's first steps at 150,000 ids)
@@ -132,6 +140,18 @@ class Object2VecNet(nn.Module):
         # a pooled encoder without projection, every record with a token: it can pool the valid tokens alone
         pooling = encoder.pooling if _pools_only(encoder) else None
         pools_alone = not with_tokens and pooling is not None and bool((lengths > 0).all())
+        # A mean or a max reduced per record from the valid tokens alone (segment_max, segment_reduce), so
+        # that neither the forward nor the backward pass touches padded (B, L, D) tensors (on STS-B the
+        # masked max and its backward were a quarter of a step). A max is exact in the table's dtype
+        # (widened_copy widens after it); a mean is reduced so only in the dtype it is computed in.
+        reduces_valid = pools_alone and (pooling == "max" or (pooling == "mean" and table.weight.dtype == compute))
+        if ids.dim() == 1:  # the records' tokens one after another (flat_sides): no padding built
+            if not reduces_valid:
+                ids = _padded(ids, lengths)
+            elif ids.numel() == lengths.numel():  # one token per record: its row is every pooling of it
+                return table(ids).to(compute), None, None
+            else:
+                return self._pool_valid(table, pooling, ids, lengths).to(compute), None, None
         if pools_alone and ids.size(1) == 1:
             # one token per record (a user, an item): every pooling is the token's own row, exactly
             return table(ids[:, 0]).to(compute), None, None
@@ -152,15 +172,8 @@ class Object2VecNet(nn.Module):
             rest = nn.functional.embedding_bag(context, table.weight, offsets, mode="sum", sparse=table.sparse,
                                                include_last_offset=True)
             return table(ids[:, 0]) + rest / sizes.clamp_min(1).unsqueeze(1).to(rest.dtype), None, None
-        if pools_alone and pooling in ("mean", "max") and (table.weight.dtype == compute or pooling == "max"):
-            # A pooled encoder without projection reduces the valid tokens alone: looked up without padding
-            # and pooled per record (segment_max, segment_reduce), so that neither the forward nor the backward pass
-            # touches padded (B, L, D) tensors (on STS-B the masked max and its backward were a quarter of a
-            # step). A max is exact in the table's dtype (widened_copy widens after it).
-            rows, counts = table(ids[mask]), lengths.to(ids.device)
-            pooled = (segment_max(rows, counts) if pooling == "max"
-                      else torch.segment_reduce(rows, "mean", lengths=counts))
-            return pooled.to(compute), None, None
+        if reduces_valid:
+            return self._pool_valid(table, pooling, ids[mask], lengths).to(compute), None, None
         tokens = table(ids)
         if tokens.dtype != compute and _pools_exactly(encoder, ids.size(1)):
             # widened_copy: a max, or the mean of one token, is exact in the table's dtype; widen after it
@@ -169,8 +182,30 @@ class Object2VecNet(nn.Module):
         tokens = tokens.to(compute)
         return encoder(tokens, mask, lengths), tokens, mask
 
+    @staticmethod
+    def _pool_valid(table: nn.Embedding, pooling: str | None, tokens: torch.Tensor, lengths: torch.Tensor
+                    ) -> torch.Tensor:
+        """The ``pooling`` ("max" or "mean") of each record's rows, from its valid ``tokens`` one after another."""
+        rows, counts = table(tokens), lengths.to(tokens.device)
+        return segment_max(rows, counts) if pooling == "max" else torch.segment_reduce(rows, "mean", lengths=counts)
+
+    def flat_sides(self) -> tuple[bool, bool]:
+        """Per side, whether its encoder reads the records' valid tokens one after another, without
+        padding (``Ragged.tokens``; ``ids`` of one dimension in :meth:`encode` and ``forward``): a pooled
+        encoder without projection taking a max, or a mean in its tables' dtype. Any encoder takes
+        such ids (the others pad them); for these the padded batch would only be taken apart again."""
+        compute = self.output.weight.dtype
+
+        def flat(side: int) -> bool:
+            encoder, table = self.encoder(side), self.token_table(side)
+            return _pools_only(encoder) and (encoder.pooling == "max" or (
+                encoder.pooling == "mean" and table.weight.dtype == compute))
+
+        return flat(0), flat(1)
+
     def encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Embed one side: ``ids`` (B, L) padded token ids, ``lengths`` (B,) on CPU."""
+        """Embed one side: ``ids`` (B, L) padded token ids, or, where :meth:`flat_sides` says, the
+        valid tokens one after another (total,); ``lengths`` (B,) on CPU."""
         return self._encode(side, ids, lengths)[0]
 
     def forward(self, ids0: torch.Tensor, lengths0: torch.Tensor, ids1: torch.Tensor, lengths1: torch.Tensor,

@@ -1,4 +1,4 @@
-"""Padding ragged records into the network's batches (``Ragged.pad``)."""
+"""Ragged records into the network's batches: padded (``Ragged.pad``) or one after another (``Ragged.tokens``)."""
 
 import numpy as np
 import pytest
@@ -27,3 +27,9 @@ def test_pad_gives_each_record_its_ids_then_zeros(shape, max_len, unknown_id):
     expected_ids, expected_lengths = _reference(sequences, index, max_len, unknown_id)
     np.testing.assert_array_equal(ids.numpy(), expected_ids)
     np.testing.assert_array_equal(got_lengths.numpy(), expected_lengths)
+
+    # the same records one after another, without padding (for encoders that pool each record's tokens alone)
+    tokens, flat_lengths = ragged.tokens(index, max_len, unknown_id)
+    valid = np.arange(expected_ids.shape[1])[None, :] < expected_lengths[:, None]
+    np.testing.assert_array_equal(tokens.numpy(), expected_ids[valid])
+    np.testing.assert_array_equal(flat_lengths.numpy(), expected_lengths)
