@@ -442,6 +442,15 @@ class Loop:
     weights_epoch: int | None = None
 
 
+def drop_gradients(optimizers: Iterable[torch.optim.Optimizer]) -> None:
+    """``zero_grad(set_to_none=True)`` of each optimizer, without its profiler scope: torch opens a
+    ``record_function`` per call, 30 us, which was 4-7 % of an Adam epoch on MovieLens ratings."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+
 def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callback],
                  embedding_l2: float) -> tuple[float, float, int | None]:
     """One epoch's optimisation steps; the weighted loss sum and weight sum (floats)."""
@@ -459,8 +468,7 @@ def _run_batches(loop: Loop, batches: Iterable[Batch], callbacks: Sequence[Callb
     # of the first batch whose loss was not finite, which a divergence error names.
     finite_steps: torch.Tensor | None = None
     for inputs, target, weight in batches:
-        for opt in loop.optimizers:
-            opt.zero_grad(set_to_none=True)
+        drop_gradients(loop.optimizers)
         caught_up = None
         if lazy_decay:
             caught_up = catch_up_rows(loop.optimizers, [(tables.token_table(0).weight, inputs[0]),
@@ -599,8 +607,7 @@ class EpochRun:
             c.on_epoch_end(loop, record)
 
     def _drop_gradients(self) -> None:
-        for opt in self.loop.optimizers:  # the last step's gradients (a dense vocab x dim table each)
-            opt.zero_grad(set_to_none=True)
+        drop_gradients(self.loop.optimizers)  # the last step's gradients (a dense vocab x dim table each)
 
     def finish(self) -> list[dict[str, Any]]:
         """End the fit where it stands (the callbacks' ``on_train_end``: early stopping's best weights,
