@@ -55,6 +55,25 @@ def test_resolve_auto_rules_by_data_shape():
     assert [auto_batch_size(n, large=True) for n in (10, 16000, 40000, 10 ** 7)] == [128, 128, 512, 1024]
 
 
+def test_compared_adam_recipes_on_large_ratings_read_the_large_batch_at_twice_the_rate():
+    from skobject2vec._auto import AUTO_ADAM_LARGE_BATCH_MIN_RECORDS, AUTO_RECIPES, auto_recipes
+
+    # From 65,536 (user, item) records the Adam recipes set the comparison's bar in a quarter of the steps
+    large = auto_recipes(_auto_params(), DataShape(AUTO_ADAM_LARGE_BATCH_MIN_RECORDS, (1, 1)))
+    for name in ("adam", "adam-fast"):
+        assert large[name]["mini_batch_size"] == 1024
+        assert large[name]["learning_rate"] == 2 * AUTO_RECIPES["single_ids"][name]["learning_rate"]
+    assert large["adagrad"] == {}  # its batch is the rule's large one (resolve_auto), its rate its own
+    assert AUTO_RECIPES["single_ids"]["adam"]["learning_rate"] == 0.003  # the table itself is not changed
+    # below it, with a batch the user gives, or with an optimisation setting given (one plan), no change
+    small = auto_recipes(_auto_params(), DataShape(AUTO_ADAM_LARGE_BATCH_MIN_RECORDS - 1, (1, 1)))
+    given = auto_recipes(_auto_params(mini_batch_size=512), DataShape(90000, (1, 1)))
+    one_plan = auto_recipes(_auto_params(optimizer="adam"), DataShape(90000, (1, 1)))
+    for recipes in (small, given, one_plan):
+        assert all("mini_batch_size" not in overrides for overrides in recipes.values())
+    assert small["adam"]["learning_rate"] == given["adam"]["learning_rate"] == one_plan[""]["learning_rate"] == 0.003
+
+
 def test_tuple_of_fields_gets_a_convolution_over_the_whole_tuple():
     links = resolve_auto(_auto_params(enc0_vocab_size=50), DataShape(500, (2, 1), min_lens=(2, 1)))
     assert (links["enc0_network"], links["enc0_layers"], links["enc0_cnn_filter_width"]) == ("hcnn", 1, 2)
