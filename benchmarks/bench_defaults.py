@@ -13,6 +13,9 @@ Families (``--families``; all by default, ``--quick``: the fast ones, one seed):
 * ``mf-clean`` / ``mf-noisy``: planted rank-4 ratings with user and item biases, 300 x
   400 ids, 20,000 ratings (4,000 held out); noisy adds N(0, 0.5 x the signal's std), so
   the best attainable R^2 is 0.8. Baseline: Surprise SVD (10 factors, 50 epochs).
+* ``mf-large``: the same clean model over 2,000 x 2,000 ids, 100,000 ratings (20,000 held
+  out): 40 ratings per user and per item, at the size where the ratings recipes read their
+  large batches (session 31).
 * ``mf-history-ids`` / ``mf-history``: planted ratings whose user factor is the mean of
   the factors of 20 items in the user's history (SVD++'s model), 1,000 users x 400 items,
   18 ratings per user for training, 2 held out, noise 0.3 x the signal's std (best R^2
@@ -93,14 +96,14 @@ def _surprise_predict(users, items, ratings, test_users, test_items, **params):
 class PlantedMF(Family):
     metric = "test R^2"
 
-    def __init__(self, noise: float):
-        self.noise = noise
-        self.name = "mf-clean" if noise == 0 else "mf-noisy"
+    def __init__(self, noise: float, size: tuple[int, int, int] = (300, 400, 20_000), name: str = ""):
+        self.noise, self.size = noise, size
+        self.name = name or ("mf-clean" if noise == 0 else "mf-noisy")
         self.best_attainable = 1.0 / (1.0 + noise ** 2)
 
     def split(self, seed: int):
         rng = np.random.default_rng(seed)
-        n_users, n_items, n, rank = 300, 400, 20_000, 4
+        (n_users, n_items, n), rank = self.size, 4
         U, V = rng.normal(size=(n_users, rank)), rng.normal(size=(n_items, rank))
         bu, bi = rng.normal(size=n_users), rng.normal(size=n_items)
         cells = rng.choice(n_users * n_items, n, replace=False)
@@ -108,7 +111,8 @@ class PlantedMF(Family):
         signal = (U[u] * V[i]).sum(1) + bu[u] + bi[i]
         y = signal + rng.normal(scale=self.noise * signal.std(), size=n)
         X = np.column_stack([u, n_users + i])
-        return {"X_train": X[:16_000], "y_train": y[:16_000], "X_test": X[16_000:], "y_test": y[16_000:]}
+        cut = n * 4 // 5
+        return {"X_train": X[:cut], "y_train": y[:cut], "X_test": X[cut:], "y_test": y[cut:]}
 
     def score(self, predicted, data) -> float:
         return _r2(predicted, data["y_test"])
@@ -324,7 +328,8 @@ class STSClasses(STS):
             model.predict(features(d.X_test)), data)
 
 
-FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), PlantedHistory(False), PlantedHistory(True),
+FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), PlantedMF(0.0, (2000, 2000, 100_000), "mf-large"),
+                                 PlantedHistory(False), PlantedHistory(True),
                                  MovieLens(), MovieLens(history=True),
                                  MovieLens(side_features=True), Topics(),
                                 Digits(), STS(), STSClasses())}
