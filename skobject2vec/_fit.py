@@ -40,6 +40,7 @@ from . import training
 from ._auto import (
     INHERITED_SETTINGS,
     RECIPE_AFTER_SLOW,
+    RECIPE_AFTER_STARVED,
     RECIPE_SETTINGS,
     SLOW_BEST_EPOCH,
     DataShape,
@@ -416,6 +417,8 @@ class RecipeRace(Callback):
         self.bar, self.epochs, self.decay, self.tolerance = bar, epochs, decay, tolerance
         self.own_convergence = own_convergence  # False: only the bar stops it (a first recipe gone on after a pause)
         self.stopped_at: int | None = None
+        #: Why it stopped: "bar" (it could not reach the best before it) or "converged" (nor its own best)
+        self.stopped_by: str | None = None
 
     def _rate_sum(self, first: int, last: int) -> float:
         """The learning rate of epochs ``first``..``last`` (from 1), summed, in units of the first epoch's."""
@@ -450,6 +453,7 @@ class RecipeRace(Callback):
         if projected > self.bar or (self.own_convergence and own > min(losses) - self.tolerance):
             loop.stop = True
             self.stopped_at = int(record["epoch"])
+            self.stopped_by = "bar" if projected > self.bar else "converged"
 
 
 #: The history keys of the validation loss (a regressor's, a classifier's).
@@ -803,9 +807,10 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
     trained: dict[str, _Trained] = {}
     losses: dict[str, float] = {}  # each recipe's validation loss, of the model it would keep
     paused: dict[str, _Paused] = {}
+    converged: set[str] = set()  # the recipes the race ended on their own convergence
     for recipe, plan in plans.items():
         if not _worth_training(recipe, {**{k: v[3] for k, v in trained.items()},
-                                        **{k: v.steps.history for k, v in paused.items()}}):
+                                        **{k: v.steps.history for k, v in paused.items()}}, converged):
             continue
         vocab, max_lens = plan.vocab_sizes, plan.max_lens
         warm = reusable_net(warm_net, plan.config, estimator.warm_start)
@@ -834,6 +839,8 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                 print(f"{name}: recipe {recipe!r} still improving at epoch {len(steps.history)}: "
                       f"trying {follower!r} before going on")
             continue
+        if race is not None and race.stopped_by == "converged" and len(steps.history) < plan.settings.epochs:
+            converged.add(recipe)  # (at its last epoch the projection has no epochs left: not a convergence)
         trained[recipe] = _finished(steps, vocab, max_lens, estimator.history_ if warm is not None else None)
         losses[recipe] = validation_loss(trained[recipe][3])
         done = recipe
@@ -876,10 +883,17 @@ def _learns_late(loop: training.Loop) -> bool:
     return _best_came_late(validation_losses(loop.history))
 
 
-def _worth_training(recipe: str, histories: Mapping[str, list[dict[str, Any]]]) -> bool:
-    """Whether ``recipe`` trains, given the histories of the recipes trained (or paused) before it: one of
-    :data:`~._auto.RECIPE_AFTER_SLOW` only where the recipe it follows reached its best validation loss
-    after :data:`~._auto.SLOW_BEST_EPOCH`."""
+def _worth_training(recipe: str, histories: Mapping[str, list[dict[str, Any]]], converged: set[str]) -> bool:
+    """Whether ``recipe`` trains, given the histories of the recipes trained (or paused) before it and those
+    of them the race ended on their own convergence: one of :data:`~._auto.RECIPE_AFTER_SLOW` only where the
+    recipe it follows reached its best validation loss after :data:`~._auto.SLOW_BEST_EPOCH`; one of
+    :data:`~._auto.RECIPE_AFTER_STARVED` only where the recipe it follows set its best validation loss at
+    its last epoch (still improving: at its last epoch allowed, or where the best before it stopped it) and
+    had not converged."""
+    starved = RECIPE_AFTER_STARVED.get(recipe)
+    if starved is not None:
+        losses = validation_losses(histories.get(starved, []))
+        return bool(losses) and losses[-1] == min(losses) and starved not in converged
     slow = RECIPE_AFTER_SLOW.get(recipe)
     if slow is None or slow not in histories:
         return True

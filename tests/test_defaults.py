@@ -452,6 +452,27 @@ def test_a_learning_rate_alone_trains_the_recipe_of_the_optimizer_it_picks():
     assert large.net_.config["comparator"] == ["hadamard", "concat", "abs_diff"]
 
 
+def test_a_ratings_recipe_still_improving_at_its_last_epoch_is_followed_by_a_constant_rate():
+    # Adagrad's rate shrinks by 0.85 per epoch (tuned where it converges in 14-18 epochs); where it is still
+    # improving at its last epoch (the last it was given, or where the best recipe before it stopped it), its
+    # schedule may have starved it, and Adagrad at a constant rate trains too (RECIPE_AFTER_STARVED); where it
+    # converged, or went past its best, it does not.
+    rng = np.random.default_rng(0)
+    n_users, n_items, n = 60, 80, 3000
+    U, V = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    u, i = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    X, y = np.column_stack([u, n_users + i]), (U[u] * V[i]).sum(1) + rng.normal(0, 0.1, n)
+    starved = Object2VecRegressor(random_state=0, epochs=2).fit(X, y).auto_recipe_
+    assert starved["epochs"]["adagrad"] == 2 and "adagrad-fast" in starved["epochs"]
+    assert starved["chosen"] == min(starved["validation_loss"], key=starved["validation_loss"].get)
+    if starved["chosen"] == "adagrad-fast":
+        assert starved["settings"]["learning_rate"] == 0.1 and starved["settings"]["learning_rate_decay"] == 1.0
+    # ratings that biases explain (plus noise): Adagrad is past its best before its 15 epochs, no follower
+    biases = u / n_users + i / n_items + rng.normal(0, 0.5, n)
+    converged = Object2VecRegressor(random_state=0, epochs=15).fit(X, biases).auto_recipe_
+    assert converged["epochs"]["adagrad"] < 15 and "adagrad-fast" not in converged["epochs"]
+
+
 def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     from skobject2vec._auto import AUTO_RECIPES
 
@@ -480,8 +501,10 @@ def test_one_id_per_side_keeps_the_recipe_with_the_better_validation_loss():
     assert model.net_.config["comparator"] == ["hadamard", "concat"] and recipe["settings"]["comparator_list"] == (
         "hadamard, concat")
     given = Object2VecRegressor(random_state=0, epochs=3, comparator_list="hadamard").fit(X[:2500], y[:2500])
-    # (3 epochs: Adam's best at its 3rd, too early for the fast recipe to be worth training)
-    assert given.net_.config["comparator"] == ["hadamard"] and set(given.auto_recipe_["epochs"]) == {"adam", "adagrad"}
+    # (3 epochs: Adam's best at its 3rd, too early for the fast Adam to be worth training; Adagrad still improving
+    # at its 3rd and last, so Adagrad at a constant rate trains too)
+    assert given.net_.config["comparator"] == ["hadamard"]
+    assert set(given.auto_recipe_["epochs"]) == {"adam", "adagrad", "adagrad-fast"}
     # Adam, still improving after its 6th epoch, paused there for the fast Adam, which set a lower bar; Adam
     # then went on only until its curve could not reach it (not to the 15-epoch cap, where it still improved),
     # and Adagrad's curve could not reach it either and was stopped early
@@ -579,10 +602,17 @@ def test_the_fast_adam_recipe_trains_only_after_a_slow_first_adam():
 
     overfit = [0.81, 0.79, 0.77, 0.775, 0.81, 0.86]  # MovieLens: best at epoch 3, then worse
     slow = [4.1, 3.9, 3.0, 2.0, 1.7, 1.6, 1.55, 1.5]  # planted history ratings: still improving
-    assert not _worth_training("adam-fast", trained(overfit))
-    assert _worth_training("adam-fast", trained(slow)) and len(slow) > SLOW_BEST_EPOCH
-    assert _worth_training("adagrad", trained(overfit)) and _worth_training("adam", {})
-    assert _worth_training("adam-fast", {})  # the recipe it follows did not train (one plan): nothing to judge
+    assert not _worth_training("adam-fast", trained(overfit), set())
+    assert _worth_training("adam-fast", trained(slow), set()) and len(slow) > SLOW_BEST_EPOCH
+    assert _worth_training("adagrad", trained(overfit), set()) and _worth_training("adam", {}, set())
+    assert _worth_training("adam-fast", {}, set())  # the recipe it follows did not train (one plan): nothing to judge
+    # Adagrad at a constant rate follows the ratings recipe only where that one was still improving at its last
+    # epoch and had not converged (the race ended it on its own convergence: MovieLens)
+    adagrad = {"adagrad": trained(slow)["adam"]}
+    assert _worth_training("adagrad-fast", adagrad, set())
+    assert not _worth_training("adagrad-fast", adagrad, {"adagrad"})
+    assert not _worth_training("adagrad-fast", {"adagrad": trained(overfit)["adam"]}, set())
+    assert not _worth_training("adagrad-fast", {}, set())
 
 
 def test_a_warm_start_continues_its_network_without_comparing_recipes():
@@ -692,7 +722,7 @@ def test_ids_with_context_train_as_matrix_factorisation_with_the_id_kept_apart()
     model = Object2VecRegressor(random_state=0, epochs=2).fit(X, y)
     config = model.net_.config
     assert config["pooling"] == "head_mean" and config["mlp_layers"] == 0 and not config["shared"]
-    assert set(model.auto_recipe_["epochs"]) == {"adam", "adagrad"}
+    assert {"adam", "adagrad"} <= set(model.auto_recipe_["epochs"])
     # a sentence pair keeps the sentence rules
     sentences = [{"in0": [1, 2, 3], "in1": [3, 1]}, {"in0": [2, 1], "in1": [1, 4, 2]}, {"in0": [4, 2], "in1": [2, 3]}]
     words = Object2VecRegressor(random_state=0, epochs=1).fit(sentences * 10, np.arange(30.))
