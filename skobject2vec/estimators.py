@@ -392,7 +392,8 @@ class _Object2VecBase(BaseEstimator):
 _SOMETIMES_FITTED_DOC = """    auto_recipe_ : dict
         Only when the fit compared recipes on its validation split (one id per side, or
         sequence pairs, the optimisation settings "auto"; a recipe that follows a slow one
-        trains only where that one learned late): ``chosen``, each trained recipe's
+        trains only where that one learned late, one that follows a starved one only where
+        that one ended still improving): ``chosen``, each trained recipe's
         ``validation_loss`` and epochs, and the
         ``settings`` the chosen recipe fixed. See ``docs/choosing_settings.rst``.
     n_records_ : int
