@@ -22,8 +22,7 @@ __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", 
            "AUTO_RECIPES", "RECIPE_SETTINGS", "RECIPE_STRUCTURE", "AUTO_COMPARATOR", "AUTO_WORD_ENC_DIM",
            "AUTO_ENC_DIM", "AUTO_LARGE_BATCH_FACTOR", "AUTO_LARGE_BATCH_MAX",
            "RECIPE_AFTER_SLOW", "SLOW_BEST_EPOCH", "RECIPE_AFTER_STARVED", "AUTO_ADAM_LARGE_BATCH_MIN_RECORDS",
-           "auto_recipes",
-           "auto_sparse_tables"]
+           "auto_recipes", "auto_sparse_tables"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1

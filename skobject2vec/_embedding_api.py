@@ -243,6 +243,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):  # type: igno
             raise ValueError(f"batch_size={batch_size!r}: expected a positive integer.")
         show = bool(self.verbose) if show_progress_bar is None else bool(show_progress_bar)
         (net, dtype), batcher = inference_net(self.net_), self._batcher()
+        flat = net.flat_sides()
         out = torch.empty((len(records), net.config["enc_dim"]), dtype=dtype, device=batcher.device)
         from tqdm.auto import tqdm
 
@@ -255,7 +256,7 @@ class EmbeddingMixin(_SetOutputMixin, auto_wrap_output_keys=None):  # type: igno
                 pairs = self._predict_pairs([records[i] for i in where], single_side_ok=True)
                 ragged = pairs.in0 if s == 0 else pairs.in1
                 for index in inference_batches(ragged.lengths, batch_size):
-                    ids, lengths = batcher.side(ragged, index, s, net.flat_sides()[s])
+                    ids, lengths = batcher.side(ragged, index, s, flat[s])
                     out[torch.from_numpy(where[index]).to(out.device)] = net.encode(s, ids, lengths).to(dtype)
                     bar.update(len(index))
         if normalize_embeddings:

@@ -417,7 +417,8 @@ class RecipeRace(Callback):
         self.bar, self.epochs, self.decay, self.tolerance = bar, epochs, decay, tolerance
         self.own_convergence = own_convergence  # False: only the bar stops it (a first recipe gone on after a pause)
         self.stopped_at: int | None = None
-        #: Why it stopped: "bar" (it could not reach the best before it) or "converged" (nor its own best)
+        #: Why it stopped: "bar" (it could not reach the best before it), "converged" (nor its own best, with
+        #: epochs left) or "last epoch" (no epochs left to project: not a convergence)
         self.stopped_by: str | None = None
 
     def _rate_sum(self, first: int, last: int) -> float:
@@ -453,7 +454,8 @@ class RecipeRace(Callback):
         if projected > self.bar or (self.own_convergence and own > min(losses) - self.tolerance):
             loop.stop = True
             self.stopped_at = int(record["epoch"])
-            self.stopped_by = "bar" if projected > self.bar else "converged"
+            self.stopped_by = ("bar" if projected > self.bar else
+                               "converged" if record["epoch"] < self.epochs else "last epoch")
 
 
 #: The history keys of the validation loss (a regressor's, a classifier's).
@@ -839,8 +841,8 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
                 print(f"{name}: recipe {recipe!r} still improving at epoch {len(steps.history)}: "
                       f"trying {follower!r} before going on")
             continue
-        if race is not None and race.stopped_by == "converged" and len(steps.history) < plan.settings.epochs:
-            converged.add(recipe)  # (at its last epoch the projection has no epochs left: not a convergence)
+        if race is not None and race.stopped_by == "converged":
+            converged.add(recipe)
         trained[recipe] = _finished(steps, vocab, max_lens, estimator.history_ if warm is not None else None)
         losses[recipe] = validation_loss(trained[recipe][3])
         done = recipe

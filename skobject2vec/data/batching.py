@@ -57,9 +57,14 @@ class Ragged:
         lengths = self.offsets[index + 1] - starts
         offsets = np.zeros(len(index) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        # position of every output token in self.values
-        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return Ragged(self.values[gather], offsets)
+        return Ragged(self._gather(starts, lengths, offsets), offsets)
+
+    def _gather(self, starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """The first ``lengths`` tokens of the records starting at ``starts``, one after another
+        (``offsets``: their cumulative lengths from 0): each output token's position in ``values``
+        is its record's start plus its place in the record."""
+        gathered: np.ndarray = self.values[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
+        return gathered
 
     def row(self, i: int) -> np.ndarray:
         return self.values[self.offsets[i]:self.offsets[i + 1]]
@@ -86,10 +91,9 @@ class Ragged:
         index = np.asarray(index, dtype=np.int64)
         starts = self.offsets[index]
         lengths = np.minimum(self.offsets[index + 1] - starts, max_len)
-        ends = np.cumsum(lengths)
-        # each output token's position in self.values: its record's start plus its place in the record
-        total = int(ends[-1]) if len(ends) else 0
-        values = self.values[np.repeat(starts - (ends - lengths), lengths) + np.arange(total)]
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = self._gather(starts, lengths, offsets)
         if unknown_id is not None:
             np.minimum(values, unknown_id, out=values)
         return torch.from_numpy(values), torch.from_numpy(lengths)

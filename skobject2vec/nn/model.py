@@ -142,9 +142,8 @@ class Object2VecNet(nn.Module):
         pools_alone = not with_tokens and pooling is not None and bool((lengths > 0).all())
         # A mean or a max reduced per record from the valid tokens alone (segment_max, segment_reduce), so
         # that neither the forward nor the backward pass touches padded (B, L, D) tensors (on STS-B the
-        # masked max and its backward were a quarter of a step). A max is exact in the table's dtype
-        # (widened_copy widens after it); a mean is reduced so only in the dtype it is computed in.
-        reduces_valid = pools_alone and (pooling == "max" or (pooling == "mean" and table.weight.dtype == compute))
+        # masked max and its backward were a quarter of a step).
+        reduces_valid = pools_alone and _pools_valid_tokens(encoder, table, compute)
         if ids.dim() == 1:  # the records' tokens one after another (flat_sides): no padding built
             if not reduces_valid:
                 ids = _padded(ids, lengths)
@@ -195,13 +194,8 @@ class Object2VecNet(nn.Module):
         encoder without projection taking a max, or a mean in its tables' dtype. Any encoder takes
         such ids (the others pad them); for these the padded batch would only be taken apart again."""
         compute = self.output.weight.dtype
-
-        def flat(side: int) -> bool:
-            encoder, table = self.encoder(side), self.token_table(side)
-            return _pools_only(encoder) and (encoder.pooling == "max" or (
-                encoder.pooling == "mean" and table.weight.dtype == compute))
-
-        return flat(0), flat(1)
+        return (_pools_valid_tokens(self.encoder(0), self.token_table(0), compute),
+                _pools_valid_tokens(self.encoder(1), self.token_table(1), compute))
 
     def encode(self, side: int, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Embed one side: ``ids`` (B, L) padded token ids, or, where :meth:`flat_sides` says, the
@@ -232,6 +226,14 @@ class Object2VecNet(nn.Module):
 def _pools_only(encoder: nn.Module) -> TypeGuard[PooledEmbeddingEncoder]:
     """Whether ``encoder`` is a pooled encoder without projection: it only pools its token rows."""
     return isinstance(encoder, PooledEmbeddingEncoder) and isinstance(encoder.proj, nn.Identity)
+
+
+def _pools_valid_tokens(encoder: nn.Module, table: nn.Embedding, compute: torch.dtype) -> bool:
+    """Whether ``encoder`` can pool each record's valid tokens alone (``Object2VecNet._pool_valid``): a
+    pooled encoder without projection taking a max (exact in the table's dtype, widened after it), or a
+    mean in the dtype it is computed in."""
+    return _pools_only(encoder) and (encoder.pooling == "max" or (
+        encoder.pooling == "mean" and table.weight.dtype == compute))
 
 
 def _pools_exactly(encoder: nn.Module, length: int) -> TypeGuard[PooledEmbeddingEncoder]:
