@@ -47,6 +47,7 @@ from ._auto import (
     auto_recipes,
     auto_sparse_tables,
     id_with_context,
+    lazy_adam,
     resolve_auto,
 )
 from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs
@@ -339,7 +340,8 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
               random_state: Any, name: str) -> FitPlan:
     """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
     auto_storage = p["token_embedding_storage_type"] == "auto"
-    p = resolve_auto(p, replace(summary.shape, task=task))
+    shape = replace(summary.shape, task=task)
+    p = resolve_auto(p, shape)
     if task == "regression" and p["negative_sampling_rate"] > 0:
         raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
                          "a regressor cannot label sampled negatives. Set negative_sampling_rate=0.")
@@ -350,7 +352,7 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
         for s, length in zip(sides, summary.max_lens)))
     # "auto" storage decides per table: sparse rows for a large table a step reads little of, else a dense step
     tables = auto_sparse_tables([size + 1 for size in vocab], _lookups_per_step(p, summary, max_lens)) \
-        if auto_storage else [True, True]
+        if auto_storage and not lazy_adam(p, shape) else [True, True]
     return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
                    config=network_config(p, sides, vocab, targets.n_outputs, tables),
                    settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),
