@@ -351,8 +351,8 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
         int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
         for s, length in zip(sides, summary.max_lens)))
     # "auto" storage decides per table: sparse rows for a large table a step reads little of, else a dense step
-    tables = auto_sparse_tables([size + 1 for size in vocab], _lookups_per_step(p, summary, max_lens)) \
-        if auto_storage and not lazy_adam(p, shape) else [True, True]
+    tables = auto_sparse_tables([size + 1 for size in vocab], _lookups_per_step(p, summary, max_lens),
+                                lazy_adam(p, shape)) if auto_storage else [True, True]
     return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
                    config=network_config(p, sides, vocab, targets.n_outputs, tables),
                    settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),
