@@ -18,12 +18,11 @@ from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
-           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "AUTO_SPARSE_MAX_LOOKUP_FRACTION",
-           "AUTO_LAZY_ADAM_MAX_LOOKUP_FRACTION", "INHERITED_SETTINGS",
+           "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "AUTO_SPARSE_MAX_LOOKUP_FRACTION", "INHERITED_SETTINGS",
            "AUTO_RECIPES", "RECIPE_SETTINGS", "RECIPE_STRUCTURE", "AUTO_COMPARATOR", "AUTO_WORD_ENC_DIM",
            "AUTO_ENC_DIM", "AUTO_LARGE_BATCH_FACTOR", "AUTO_LARGE_BATCH_MAX",
            "RECIPE_AFTER_SLOW", "SLOW_BEST_EPOCH", "RECIPE_AFTER_STARVED", "AUTO_ADAM_LARGE_BATCH_MIN_RECORDS",
-           "auto_recipes", "auto_sparse_tables", "lazy_adam"]
+           "auto_recipes", "auto_sparse_tables"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
@@ -56,12 +55,6 @@ AUTO_SPARSE_MIN_VOCAB = 5000
 #: and dense steps tie at 0.3-0.4 of the rows per step, the dense step is 15 % faster at 0.8 and
 #: 7x faster with full histories, 12 times the rows (``docs/performance.rst``).
 AUTO_SPARSE_MAX_LOOKUP_FRACTION = 0.5
-#: ... and for lazy Adam (:func:`lazy_adam`), whatever the table's size, while one step looks up at most as
-#: many rows as the table holds: mf-large's 2,001-row user table, read 1,024 times a step (about 800 distinct
-#: rows), learns only with sparse rows; MovieLens's 673-row user table, read 1,024 times a step (most rows
-#: every step), keeps the dense step, where lazy Adam changed nothing but the cost (the whole default fit
-#: 9.7 s against 9.1 s, medians of 6, the same model).
-AUTO_LAZY_ADAM_MAX_LOOKUP_FRACTION = 1.0
 #: enc1 settings copied from enc0 when ``enc1_network == "enc0"`` (its configuration, not its weights).
 INHERITED_SETTINGS = ("network", "layers", "cnn_filter_width", "token_embedding_dim", "max_seq_len", "vocab_size")
 
@@ -198,10 +191,7 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         is cheaper than the sparse bookkeeping. A table of fewer rows than that, or one
         whose step looks up more than half its rows (an id with a long context), stays
         dense beside a sparse one (:func:`auto_sparse_tables`; the network's ``sparse_tables``).
-        See ``docs/performance.rst``. One exception is for accuracy, not cost: Adam on at least
-        :data:`AUTO_ADAM_LARGE_BATCH_MIN_RECORDS` pairs of single ids gives sparse rows to every
-        table, however small, that a step reads at most as many rows of as it holds (lazy Adam,
-        :func:`lazy_adam`).
+        See ``docs/performance.rst``.
     mlp_layers
         0 for one id per side (biased matrix factorisation; on MovieLens ratings a relu
         layer overfits), else 1.
@@ -241,45 +231,18 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
     if p["dropout"] == "auto":
         p["dropout"] = AUTO_DROPOUT.get(shape.family, AUTO_DROPOUT["other"])
     if p["token_embedding_storage_type"] == "auto":
-        large = shape.vocab_size is None or shape.vocab_size >= AUTO_SPARSE_MIN_VOCAB or lazy_adam(p, shape)
+        large = shape.vocab_size is None or shape.vocab_size >= AUTO_SPARSE_MIN_VOCAB
         p["token_embedding_storage_type"] = "row_sparse" if large and p["optimizer"] in SPARSE_OPTIMIZERS else "dense"
     return p
 
 
-def lazy_adam(p: dict[str, Any], shape: DataShape) -> bool:
-    """Whether "auto" storage gives token tables sparse rows, whatever their size, because the resolved
-    settings ``p`` train Adam on a large set of single-id pairs (at least
-    :data:`AUTO_ADAM_LARGE_BATCH_MIN_RECORDS` records): lazy Adam, whose moments move only with the rows a
-    step reads, learns there what the dense step does not (:func:`auto_sparse_tables` with ``lazy``: every
-    table a step reads at most as many rows of as it holds).
-
-    Planted rank-4 ratings over 2,000 x 2,000 ids (``bench_defaults.py``'s mf-large, 80,000 training
-    records), seed 0, test R^2: dense Adam stays where every product of two rows is near zero (0.29 at an
-    explicit rate of 0.001, 0.003 or 0.01, 0.28-0.59 on seeds 0-2), sparse rows reach 0.989 at 0.003 and
-    0.998 at 0.01; in the defaults' comparison its fast Adam recipe wins (0.990 / 0.992 / 0.992 against
-    0.921 / 0.931 / 0.926 for the Adagrad recipes). Without weight decay the sparse rows memorise (0.29):
-    the decay on the rows a step reads is what regularises them. On 16,000 records (mf-clean, mf-noisy,
-    the history sets) the dense step wins (mf-clean's Adam recipes 0.947 sparse against 0.995 dense), so
-    smaller sets keep the size rule. Ids with context (a user and the items the user rated) keep it too: a
-    step there reads most of a table (the whole movielens-history fit took 68 s against 44 s with sparse
-    user rows, for the same model). MovieLens (81,000 records): the Adagrad recipe is kept with the same
-    RMSE on seeds 0-2; with an explicit rate (batch 256, so the users' table is sparse too) sparse rows do
-    better (0.8745 / 0.8754 against 0.8784 / 0.8791 at 0.003 / 0.01, seed 0).
-    """
-    return shape.single_ids and shape.n_records >= AUTO_ADAM_LARGE_BATCH_MIN_RECORDS and p["optimizer"] == "adam"
-
-
-def auto_sparse_tables(rows: Sequence[int], lookups: Sequence[float] | None, lazy: bool = False) -> list[bool]:
+def auto_sparse_tables(rows: Sequence[int], lookups: Sequence[float] | None) -> list[bool]:
     """Which token tables (one per side) "auto" storage gives sparse rows, once it resolved to
     "row_sparse": those of at least :data:`AUTO_SPARSE_MIN_VOCAB` rows whose step looks up at most
     :data:`AUTO_SPARSE_MAX_LOOKUP_FRACTION` of them (``lookups``: the tokens one step reads from each
-    table; None, not known: the size decides alone). The others take the dense step, cheaper there.
-    With ``lazy`` (:func:`lazy_adam`), any table a step looks up at most as many rows of as it holds
-    (:data:`AUTO_LAZY_ADAM_MAX_LOOKUP_FRACTION`): where a step reads most rows, lazy and dense Adam
-    move alike, and the dense step costs less."""
-    min_rows, fraction = ((0, AUTO_LAZY_ADAM_MAX_LOOKUP_FRACTION) if lazy
-                          else (AUTO_SPARSE_MIN_VOCAB, AUTO_SPARSE_MAX_LOOKUP_FRACTION))
-    return [size >= min_rows and (lookups is None or lookups[i] <= fraction * size) for i, size in enumerate(rows)]
+    table; None, not known: the size decides alone). The others take the dense step, cheaper there."""
+    return [size >= AUTO_SPARSE_MIN_VOCAB and (lookups is None or lookups[i] <= AUTO_SPARSE_MAX_LOOKUP_FRACTION * size)
+            for i, size in enumerate(rows)]
 
 
 def _words(shape: DataShape) -> bool:

@@ -47,7 +47,6 @@ from ._auto import (
     auto_recipes,
     auto_sparse_tables,
     id_with_context,
-    lazy_adam,
     resolve_auto,
 )
 from ._validation import FitData, check_pairs, check_sample_weight, check_vocab, finish_pairs
@@ -340,8 +339,7 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
               random_state: Any, name: str) -> FitPlan:
     """The frozen plan of a fit; raises ValueError for settings the data cannot train."""
     auto_storage = p["token_embedding_storage_type"] == "auto"
-    shape = replace(summary.shape, task=task)
-    p = resolve_auto(p, shape)
+    p = resolve_auto(p, replace(summary.shape, task=task))
     if task == "regression" and p["negative_sampling_rate"] > 0:
         raise ValueError("negative_sampling_rate applies to classification (output_layer='softmax') only; "
                          "a regressor cannot label sampled negatives. Set negative_sampling_rate=0.")
@@ -351,8 +349,8 @@ def make_plan(task: str, p: dict[str, Any], summary: DataSummary, targets: Class
         int(s.max_seq_len) if s.max_seq_len is not None else int(min(max(length, 1), MAX_SEQ_LEN))
         for s, length in zip(sides, summary.max_lens)))
     # "auto" storage decides per table: sparse rows for a large table a step reads little of, else a dense step
-    tables = auto_sparse_tables([size + 1 for size in vocab], _lookups_per_step(p, summary, max_lens),
-                                lazy_adam(p, shape)) if auto_storage else [True, True]
+    tables = auto_sparse_tables([size + 1 for size in vocab], _lookups_per_step(p, summary, max_lens)) \
+        if auto_storage else [True, True]
     return FitPlan(task=task, params=p, sides=sides, vocab_sizes=vocab, max_lens=max_lens,
                    config=network_config(p, sides, vocab, targets.n_outputs, tables),
                    settings=train_settings(task, p, targets), targets=targets, seed=make_seed(random_state),

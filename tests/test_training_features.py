@@ -437,34 +437,6 @@ def test_auto_storage_keeps_a_table_dense_when_a_step_reads_most_of_its_rows():
         "sparse_tables"] == [True, True]
 
 
-def test_adam_on_a_large_set_of_id_pairs_reads_sparse_rows_from_small_tables():
-    # From 65,536 (user, item) records on, Adam's tables take sparse steps (lazy Adam), however few rows
-    # they hold: there the dense step left planted low-rank ratings unlearnt (R^2 0.29 against 0.99 at an
-    # explicit learning rate of 0.003; benchmarks/bench_defaults.py, mf-large). Adagrad keeps its dense step.
-    from skobject2vec._auto import AUTO_ADAM_LARGE_BATCH_MIN_RECORDS
-
-    rng = np.random.default_rng(0)
-    n = AUTO_ADAM_LARGE_BATCH_MIN_RECORDS
-    X = np.column_stack([rng.integers(0, 300, n), rng.integers(300, 700, n)])
-    y = rng.normal(size=n)
-    fast = {key: value for key, value in FAST.items() if key != "learning_rate"} | {"epochs": 1}
-    for params in ({"optimizer": "adam"}, {"learning_rate": 0.003}):  # a rate up to 0.01 trains Adam
-        net = Object2VecRegressor(**fast, **params).fit(X, y).net_
-        assert net.config["sparse_tables"] == [True, True] and net.token_table(0).sparse and net.token_table(1).sparse
-    assert Object2VecRegressor(**fast, optimizer="adagrad").fit(X, y).net_.config["sparse_tables"] == [False, False]
-    # a table a step reads more rows of than it holds (300 users, 512 a step; MovieLens's users at 1,024) moves
-    # alike either way and keeps the cheaper dense step; the 2,000 items' table is sparse
-    wide = np.column_stack([X[:, 0], rng.integers(300, 2300, n)])
-    assert Object2VecRegressor(**dict(fast, mini_batch_size=512), optimizer="adam").fit(wide, y).net_.config[
-        "sparse_tables"] == [False, True]
-    # one record fewer: the tables' size decides (700 rows: dense)
-    fewer = Object2VecRegressor(**fast, optimizer="adam").fit(X[1:], y[1:])
-    assert not fewer.net_.config["sparse"]
-    # given, "dense" is dense
-    given = Object2VecRegressor(**fast, optimizer="adam", token_embedding_storage_type="dense").fit(X, y)
-    assert not given.net_.config["sparse"]
-
-
 def _two_nets(sparse_seed=0, vocab=40):
     config = {"vocab_sizes": [vocab, vocab], "token_dims": [4, 4], "networks": ["pooled_embedding"] * 2,
               "layers": [1, 1], "filter_widths": [3, 3], "enc_dim": 4, "comparator": ["hadamard"],
