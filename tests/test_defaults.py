@@ -626,6 +626,26 @@ def test_a_warm_start_continues_its_network_without_comparing_recipes():
     assert not hasattr(model, "auto_recipe_") and model.net_ is first and len(model.history_) > 2
 
 
+def test_a_fit_that_kept_a_recipe_with_its_own_comparators_continues_with_them(monkeypatch):
+    # auto_recipe_ keeps a recipe's comparators as SageMaker's string ("hadamard, concat"); a warm start
+    # and partial_fit continue the kept recipe's network, so they read them back as its operations
+    import skobject2vec._auto as auto
+
+    adam = {"optimizer": "adam", "learning_rate": 0.003, "comparator_list": ("hadamard", "concat")}
+    monkeypatch.setitem(auto.AUTO_RECIPES, "single_ids", {"adam": adam, "adam-b": dict(adam, learning_rate=0.01)})
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 30, 1_200), rng.integers(30, 70, 1_200)])
+    y = rng.normal(size=1_200)
+    model = Object2VecRegressor(random_state=0, epochs=2).fit(X, y)
+    assert model.auto_recipe_["settings"]["comparator_list"] == "hadamard, concat"
+    first = model.net_
+    model.set_params(warm_start=True).fit(X, y)
+    assert model.net_ is first and model.net_.config["comparator"] == ["hadamard", "concat"]
+    assert len(model.history_) > 2
+    model.partial_fit(X[:100], y[:100])
+    assert model.net_.config["comparator"] == ["hadamard", "concat"] and np.isfinite(model.predict(X[:5])).all()
+
+
 @pytest.mark.parametrize("curve, bar, stopped_at", [
     # flattening (halving steps) towards 2.0, against a bar of 1.2: at epoch 7 its last 3 epochs gained
     # 0.22 against 1.75 the 3 before; a tail shrinking at that ratio gains 0.03 more, far from the bar
