@@ -63,8 +63,7 @@ from .fitted import (
     apply_result,
     fitted_state_restored_on_error,
 )
-from .hyperparameters import BY_NAME
-from .nn.comparator import parse_comparator_list
+from .hyperparameters import BY_NAME, validate_value
 from .nn.encoders import resolve_layers
 from .nn.model import NetworkConfig, Object2VecNet
 from .text.pretrained import PretrainedInfo, apply_pretrained_settings, load_pretrained_table
@@ -499,11 +498,6 @@ def _plain(value: Any) -> Any:
     return ", ".join(value) if isinstance(value, tuple) else value
 
 
-def _unplain(key: str, value: Any) -> Any:
-    """A setting as :func:`_plain` keeps it, back in the form the fit reads: a comparator string as its tuple."""
-    return parse_comparator_list(value) if key == "comparator_list" else value
-
-
 # ----------------------------------------------------------------- build
 class FitRng:
     """Torch's global RNG for one fit: seeded once, carried over the fit's pauses (:class:`Training`), and
@@ -757,7 +751,8 @@ def with_kept_recipe(estimator: Any, p: dict[str, Any]) -> dict[str, Any]:
     kept = getattr(estimator, "auto_recipe_", None)
     if not kept:
         return p
-    return dict(p, **{k: _unplain(k, v) for k, v in kept["settings"].items() if p[k] == "auto"})
+    # validate_value normalises each as a given parameter: the comparators _plain kept as a string to their tuple
+    return dict(p, **{k: validate_value(k, v) for k, v in kept["settings"].items() if p[k] == "auto"})
 
 
 def held_out(estimator: Any, validation: tuple[Any, Any, Any], pairs: PairData, encoded: np.ndarray,
