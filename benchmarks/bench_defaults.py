@@ -130,6 +130,17 @@ class PlantedMF(Family):
         return "Surprise SVD (10 factors, 50 epochs)", self.score(predicted, data)
 
 
+def _planted_ratings(records, ids, y, test, users, items) -> dict:
+    """A planted ratings family's data: the pairs as ``records`` (dicts, with context) or, where None, as the
+    ``ids`` array, split by the boolean ``test``; ``users`` and ``items`` for the baseline."""
+    if records is None:
+        X_train, X_test = ids[~test], ids[test]
+    else:
+        X_train, X_test = [records[k] for k in np.flatnonzero(~test)], [records[k] for k in np.flatnonzero(test)]
+    return {"X_train": X_train, "y_train": y[~test], "X_test": X_test, "y_test": y[test],
+            "users": users, "items": items, "train": ~test, "test": test}
+
+
 class PlantedHistory(Family):
     """Ratings whose user factor is planted as the items the user consumed: SVD++'s model.
 
@@ -161,14 +172,9 @@ class PlantedHistory(Family):
         y = signal + rng.normal(scale=self.noise * signal.std(), size=len(signal))
         test = np.zeros(len(u), dtype=bool)
         test[np.arange(n_users) * per_user] = test[np.arange(n_users) * per_user + 1] = True
-        if self.context:
-            X = [{"in0": [int(a)] + (n_users + H[a]).tolist(), "in1": [int(b)]} for a, b in zip(u, i)]
-            X_train, X_test = [X[k] for k in np.flatnonzero(~test)], [X[k] for k in np.flatnonzero(test)]
-        else:
-            X = np.column_stack([u, n_users + i])
-            X_train, X_test = X[~test], X[test]
-        return {"X_train": X_train, "y_train": y[~test], "X_test": X_test, "y_test": y[test],
-                "users": u, "items": i, "train": ~test, "test": test}
+        records = [{"in0": [int(a)] + (n_users + H[a]).tolist(), "in1": [int(b)]} for a, b in zip(u, i)] \
+            if self.context else None
+        return _planted_ratings(records, np.column_stack([u, n_users + i]), y, test, u, i)
 
     def score(self, predicted, data) -> float:
         return _r2(predicted, data["y_test"])
@@ -208,15 +214,9 @@ class PlantedSideFeatures(PlantedHistory):
         y = signal + rng.normal(scale=self.noise * signal.std(), size=n)
         test = np.zeros(n, dtype=bool)
         test[n * 4 // 5:] = True
-        if self.features:
-            X = [{"in0": [int(a)], "in1": [int(n_users + b)] + (n_users + n_items + genres[b]).tolist()}
-                 for a, b in zip(u, i)]
-            X_train, X_test = [X[k] for k in np.flatnonzero(~test)], [X[k] for k in np.flatnonzero(test)]
-        else:
-            X = np.column_stack([u, n_users + i])
-            X_train, X_test = X[~test], X[test]
-        return {"X_train": X_train, "y_train": y[~test], "X_test": X_test, "y_test": y[test],
-                "users": u, "items": i, "train": ~test, "test": test}
+        records = [{"in0": [int(a)], "in1": [int(n_users + b)] + (n_users + n_items + genres[b]).tolist()}
+                   for a, b in zip(u, i)] if self.features else None
+        return _planted_ratings(records, np.column_stack([u, n_users + i]), y, test, u, i)
 
 
 class MovieLens(Family):
