@@ -380,8 +380,13 @@ AUTO_DROPOUT = {
 #: only (biased matrix factorisation: abs_diff adds a term no rating model has, and overfits noisy
 #: ratings). Adam at 0.003, its rate times 0.9 per epoch, fits clean and noisy planted ratings
 #: (a constant rate left clean ones at R^2 0.988, against 0.997 now); ratings with a user's history
-#: need more rate (0.708 at that schedule, 0.825 with the fast recipe), so "adam-fast", 0.01 times
-#: 0.85 per epoch, follows where the first was still improving late (:data:`RECIPE_AFTER_SLOW`).
+#: need more rate (0.708 at that schedule, 0.825 with the fast recipe), so "adam-fast", a constant
+#: 0.01, follows where the first was still improving late (:data:`RECIPE_AFTER_SLOW`). Constant, not
+#: 0.85 per epoch as until session 33: that schedule holds about 7 epochs' worth of rate, which starved
+#: planted ratings whose item factors come from side features seen through ids alone (mf-side-ids, R^2
+#: 0.488 / 0.527 / 0.463, still improving at the 30-epoch cap, against 0.645 / 0.641 / 0.683 now) and
+#: left ratings with a history's ids short of a constant rate's weight average (mf-history-ids 0.783 ->
+#: 0.808); the other families within 0.001 on average (benchmarks/bench_defaults.py, docs/accuracy.rst).
 #: They train in this order, each to its own early stop, and a later recipe stops as soon as it
 #: cannot catch up with the best before it (``_fit.RecipeRace``): Adam goes first because it
 #: converges, or overfits, within a few epochs, which sets the bar early. A recipe that a faster one
@@ -394,7 +399,7 @@ AUTO_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "adam": {"optimizer": "adam", "learning_rate": 0.003, "weight_decay": 0.0003,
                  "learning_rate_decay": 0.9, "dropout": 0.0, "comparator_list": ("hadamard", "concat")},
         "adam-fast": {"optimizer": "adam", "learning_rate": 0.01, "weight_decay": 0.0003,
-                      "learning_rate_decay": 0.85, "dropout": 0.0, "comparator_list": ("hadamard", "concat")},
+                      "learning_rate_decay": 1.0, "dropout": 0.0, "comparator_list": ("hadamard", "concat")},
         "adagrad": {},
         # Trained only where "adagrad" ended still improving, not converged (RECIPE_AFTER_STARVED).
         "adagrad-fast": {"learning_rate": 0.1, "weight_decay": 0.0002, "learning_rate_decay": 1.0},
