@@ -35,6 +35,8 @@ Families (``--families``; all by default, ``--quick``: the fast ones, one seed):
   bucket]``. Baseline: Surprise SVD (ids alone).
 * ``movielens-dense``: the subset at MovieLens-100k's density (its 1,682 most-rated items:
   75,394 ratings by 671 users), random 90/10, ids alone. Baseline: Surprise SVD (its defaults).
+* ``movielens-per-user``: the subset split per user, a random tenth of each user's ratings held
+  out (at least one), so every test user is one trained on; ids alone. Baseline: Surprise SVD.
 * ``topics``: planted topic pairs (label: same topic), 3,000 pairs; accuracy (best 1.0).
   Baseline: logistic regression on ``|bag(in0) - bag(in1)|``.
 * ``digits``: digit pairs (same digit?), 5,000 pairs; accuracy. Baseline: logistic
@@ -294,6 +296,31 @@ class MovieLensDense(MovieLens):
                 "users": users, "items": items, "train": train, "test": test}
 
 
+class MovieLensPerUser(MovieLens):
+    """The subset split per user: a random tenth of each user's ratings held out (at least one), so
+    that every test user is one the model trained on, as in a recommender's evaluation; ids alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.name = "movielens-per-user"
+
+    def split(self, seed: int):
+        from skobject2vec.datasets import load_movielens_small
+
+        d = load_movielens_small()
+        rng = np.random.default_rng(seed)
+        order = np.lexsort((rng.random(len(d.rating)), d.user))  # by user, in random order within each
+        counts = np.bincount(d.user)
+        starts = np.cumsum(counts) - counts
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - np.repeat(starts, counts)  # position within its user's ratings
+        test_mask = rank < np.maximum(np.rint(0.1 * counts[d.user]), 1)
+        train, test = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+        X = np.column_stack([d.user, d.item])
+        return {"X_train": X[train], "y_train": d.rating[train], "X_test": X[test], "y_test": d.rating[test],
+                "users": d.user, "items": d.item, "train": train, "test": test}
+
+
 def _bags(records, side: str, width: int):
     out = np.zeros((len(records), width))
     for row, record in zip(out, records):
@@ -406,7 +433,7 @@ FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), PlantedMF(0.0, (
                                  PlantedHistory(False), PlantedHistory(True),
                                  PlantedSideFeatures(False), PlantedSideFeatures(True),
                                  MovieLens(), MovieLens(history=True),
-                                 MovieLens(side_features=True), MovieLensDense(), Topics(),
+                                 MovieLens(side_features=True), MovieLensDense(), MovieLensPerUser(), Topics(),
                                 Digits(), STS(), STSClasses())}
 
 
