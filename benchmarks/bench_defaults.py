@@ -41,6 +41,9 @@ Families (``--families``; all by default, ``--quick``: the fast ones, one seed):
   Baseline: logistic regression on ``|bag(in0) - bag(in1)|``.
 * ``digits``: digit pairs (same digit?), 5,000 pairs; accuracy. Baseline: logistic
   regression on ``|pixels0 - pixels1|``.
+* ``int-columns``: a 2-D integer array as scikit-learn's checks make one (``make_regression``'s
+  data, standardised, ``np.round(X - X.min())``: ids 0-9), 1,000 rows, a fifth held out; test R^2.
+  Baseline: ridge regression on the columns one-hot encoded.
 * ``sts``: STS Benchmark (``../shared/data/stsbenchmark``) through ``TextPairTokenizer``,
   test Pearson. Baseline: TF-IDF cosine.
 * ``sts-classes``: the same pairs as a 3-way classification (an entailment-like task built
@@ -370,6 +373,38 @@ class Digits(Family):
         return "logistic regression on abs(x0 - x1)", self.score(model.predict(abs_diff_features(data["X_test"])), data)
 
 
+class IntegerColumns(Family):
+    """A 2-D integer array, as scikit-learn's checks make one for an estimator of integer tokens:
+    ``make_regression``'s data of their regression checks (10 features, one informative, noise 20),
+    standardised, then ``np.round(X - X.min())`` (ids 0-9); 1,000 rows (the checks take 200), a fifth
+    held out. The estimator reads columns 0-4 as ``in0`` and 5-9 as ``in1``."""
+
+    name, metric = "int-columns", "test R^2"
+
+    def split(self, seed: int):
+        from sklearn.datasets import make_regression
+        from sklearn.preprocessing import StandardScaler
+
+        X, y = make_regression(n_samples=1_000, n_features=10, n_informative=1, bias=5.0, noise=20,
+                               random_state=seed)
+        X = StandardScaler().fit_transform(X)
+        X = np.round(X - X.min()).astype(np.int32)
+        return {"X_train": X[:800], "y_train": y[:800], "X_test": X[800:], "y_test": y[800:]}
+
+    def score(self, predicted, data) -> float:
+        return _r2(predicted, data["y_test"])
+
+    def baseline(self, data):
+        from sklearn.linear_model import RidgeCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder
+
+        # the columns as categories, as the estimator reads them (ids, not magnitudes)
+        model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        model.fit(data["X_train"], data["y_train"])
+        return "one-hot columns + ridge (alpha by CV)", self.score(model.predict(data["X_test"]), data)
+
+
 class STS(Family):
     name, metric = "sts", "test Pearson"
 
@@ -434,7 +469,7 @@ FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), PlantedMF(0.0, (
                                  PlantedSideFeatures(False), PlantedSideFeatures(True),
                                  MovieLens(), MovieLens(history=True),
                                  MovieLens(side_features=True), MovieLensDense(), MovieLensPerUser(), Topics(),
-                                Digits(), STS(), STSClasses())}
+                                Digits(), IntegerColumns(), STS(), STSClasses())}
 
 
 # ------------------------------------------------------------------ the run
