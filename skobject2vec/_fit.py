@@ -387,8 +387,8 @@ def candidate_plans(task: str, p: dict[str, Any], summary: DataSummary, targets:
 
 
 class RecipeRace(Callback):
-    """Stops a compared recipe once it cannot catch up with the best recipe trained before it, or
-    cannot improve its own best by ``tolerance`` any more.
+    """Stops a compared recipe once it cannot catch up with the best recipe trained before it, or,
+    under a decaying learning rate, cannot improve its own best by ``tolerance`` any more.
 
     After each epoch past the first ``window``, the recipe's best validation loss is projected
     to its last epoch: at the rate its best improved over the last ``window`` epochs, per unit of
