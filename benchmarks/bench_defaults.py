@@ -225,6 +225,21 @@ class PlantedSideFeatures(PlantedHistory):
         return _planted_ratings(records, np.column_stack([u, n_users + i]), y, test, u, i)
 
 
+def _random_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a random 90/10 split of ``n`` records (train, test), the run's seed setting it."""
+    perm = np.random.default_rng(seed).permutation(n)
+    cut = int(0.9 * n)
+    return perm[:cut], perm[cut:]
+
+
+def _ratings_split(X, users, items, ratings, train, test) -> dict:
+    """A ratings family's data: ``X`` (a 2-D id array, or a list of records) and ``ratings`` taken at the
+    index arrays ``train`` and ``test``, in their order; ``users`` and ``items`` for the baseline."""
+    take = (lambda index: X[index]) if isinstance(X, np.ndarray) else (lambda index: [X[k] for k in index])
+    return {"X_train": take(train), "y_train": ratings[train], "X_test": take(test), "y_test": ratings[test],
+            "users": users, "items": items, "train": train, "test": test}
+
+
 class MovieLens(Family):
     metric = "test RMSE"
     higher_is_better = False
@@ -241,9 +256,7 @@ class MovieLens(Family):
         from skobject2vec.datasets import load_movielens_small
 
         d = load_movielens_small()
-        perm = np.random.default_rng(seed).permutation(len(d.rating))
-        cut = int(0.9 * len(perm))
-        train, test = perm[:cut], perm[cut:]
+        train, test = _random_split(len(d.rating), seed)
         n_users = int(d.user.max()) + 1
         if self.history:
             rated = {}
@@ -252,15 +265,11 @@ class MovieLens(Family):
             sample = np.random.default_rng(0)
             context = {u: sample.permutation(items)[:self.HISTORY_ITEMS].tolist() for u, items in rated.items()}
             X = [{"in0": [int(u)] + context.get(int(u), []), "in1": [int(i)]} for u, i in zip(d.user, d.item)]
-            X_train, X_test = [X[k] for k in train], [X[k] for k in test]
         elif self.side_features:
-            records = d.records(side_features=True)  # in1: [item, its genres, its year bucket]
-            X_train, X_test = [records[k] for k in train], [records[k] for k in test]
+            X = d.records(side_features=True)  # in1: [item, its genres, its year bucket]
         else:
             X = np.column_stack([d.user, d.item])
-            X_train, X_test = X[train], X[test]
-        return {"X_train": X_train, "y_train": d.rating[train], "X_test": X_test, "y_test": d.rating[test],
-                "users": d.user, "items": d.item, "train": train, "test": test}
+        return _ratings_split(X, d.user, d.item, d.rating, train, test)
 
     def score(self, predicted, data) -> float:
         return float(np.sqrt(np.mean((np.clip(predicted, 0.5, 5.0) - data["y_test"]) ** 2)))
@@ -292,12 +301,8 @@ class MovieLensDense(MovieLens):
         number = np.full(counts.size, -1)
         number[top] = np.arange(self.ITEMS)
         users, items, ratings = d.user[keep], number[d.item[keep]], d.rating[keep]
-        perm = np.random.default_rng(seed).permutation(len(ratings))
-        cut = int(0.9 * len(perm))
-        train, test = perm[:cut], perm[cut:]
-        X = np.column_stack([users, items])
-        return {"X_train": X[train], "y_train": ratings[train], "X_test": X[test], "y_test": ratings[test],
-                "users": users, "items": items, "train": train, "test": test}
+        train, test = _random_split(len(ratings), seed)
+        return _ratings_split(np.column_stack([users, items]), users, items, ratings, train, test)
 
 
 class MovieLensPerUser(MovieLens):
@@ -320,9 +325,7 @@ class MovieLensPerUser(MovieLens):
         rank[order] = np.arange(len(order)) - np.repeat(starts, counts)  # position within its user's ratings
         test_mask = rank < np.maximum(np.rint(0.1 * counts[d.user]), 1)
         train, test = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
-        X = np.column_stack([d.user, d.item])
-        return {"X_train": X[train], "y_train": d.rating[train], "X_test": X[test], "y_test": d.rating[test],
-                "users": d.user, "items": d.item, "train": train, "test": test}
+        return _ratings_split(np.column_stack([d.user, d.item]), d.user, d.item, d.rating, train, test)
 
 
 def _bags(records, side: str, width: int):
