@@ -17,6 +17,7 @@ from support import FAST
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, from_sagemaker_hyperparameters, inference
 from skobject2vec.data.batching import Batcher
 from skobject2vec.datasets import make_score_pairs, make_topic_pairs
+from skobject2vec.nn.invariant import ChunkedLinear
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +195,8 @@ def test_a_linear_mlp_predicts_what_its_layers_compute_one_by_one(estimator, mon
     assert np.array_equal(folded[:100], _pieces(method, X[:100], 7))
     monkeypatch.setattr(network, "_fold_affine_layers", lambda wide: None)
     inference._WIDENED.clear()
-    layered = method(X)  # the layers one by one, in float64
-    assert sum(isinstance(layer, torch.nn.Linear) for layer in inference.inference_net(model.net_)[0].mlp) == 2
+    layered = method(X)  # the layers one by one (nn.invariant.ChunkedLinear)
+    assert sum(isinstance(layer, ChunkedLinear) for layer in inference.inference_net(model.net_)[0].mlp) == 2
     np.testing.assert_allclose(folded, layered, rtol=1e-6, atol=1e-7)
 
 

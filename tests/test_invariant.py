@@ -1,0 +1,108 @@
+"""Batch-invariant float32 products (nn.invariant): measured before they are relied on, float64 otherwise."""
+
+import numpy as np
+import pytest
+import torch
+
+from skobject2vec import Object2VecClassifier, Object2VecRegressor, inference
+from skobject2vec.nn import invariant
+from skobject2vec.nn.invariant import CHUNK_ROWS, TAIL_ROWS, ChunkedLinear, chunked_product, rows_independent
+
+
+def _reordered_beyond(position):
+    # a kernel that sums in another order for the rows from `position` of a chunk on, as some CPUs' edge tiles do
+    def product(bias, rows, weight_t):
+        out = torch.addmm(bias, rows, weight_t)
+        out[position:] = torch.addmm(bias, rows[position:].flip(1), weight_t.flip(0))
+        return out
+    return product
+
+
+def _reordered_in_short_calls(bias, rows, weight_t):
+    # a kernel that takes another path for short products (a vector routine, another tile)
+    if len(rows) < CHUNK_ROWS:
+        return torch.addmm(bias, rows.flip(1), weight_t.flip(0))
+    return torch.addmm(bias, rows, weight_t)
+
+
+def _layer(seed=0, inputs=96, outputs=80):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(inputs, outputs)
+
+
+def test_the_measurement_catches_a_kernel_whose_rows_depend_on_their_position():
+    layer = _layer()
+    weight_t, bias = layer.weight.detach().t().contiguous(), layer.bias.detach()
+    assert rows_independent(weight_t, bias) == (True, True)  # torch's kernels on this CPU
+    assert rows_independent(weight_t, bias, _reordered_beyond(CHUNK_ROWS - 4)) == (False, False)
+    assert rows_independent(weight_t, bias, _reordered_in_short_calls) == (True, False)
+
+
+def test_without_tail_chunks_a_row_alone_is_computed_as_in_a_full_chunk():
+    # where short products sum in another order, the remainder is padded to a full chunk instead
+    layer = _layer()
+    weight_t, bias = layer.weight.detach().t().contiguous(), layer.bias.detach()
+    x = torch.randn(3 * CHUNK_ROWS + 5, 96)
+    whole = chunked_product(x, weight_t, bias, None, _reordered_in_short_calls)
+    alone = torch.cat([chunked_product(x[i:i + 1], weight_t, bias, None, _reordered_in_short_calls)
+                       for i in range(0, len(x), 41)])
+    assert torch.equal(alone, whole[::41])
+    with_tails = torch.cat([chunked_product(x[i:i + 1], weight_t, bias, TAIL_ROWS, _reordered_in_short_calls)
+                            for i in range(0, len(x), 41)])
+    assert not torch.equal(with_tails, whole[::41])  # what the measurement guards against
+
+
+def test_a_chunked_layer_computes_the_float32_linear_map_the_same_in_any_batch():
+    layer = _layer()
+    chunked = ChunkedLinear(layer)
+    x = torch.randn(700, 96, dtype=torch.float64).float().double()  # float32 values, as the copy passes them
+    whole = chunked(x)
+    assert whole.dtype == torch.float64
+    assert torch.equal(whole.float().double(), whole)  # float32 results
+    torch.testing.assert_close(whole.float(), layer(x.float()).detach(), rtol=1e-5, atol=1e-5)
+    for size in (1, 7, 16, 300):
+        pieces = torch.cat([chunked(x[i:i + size]) for i in range(0, len(x), size)])
+        assert torch.equal(pieces, whole), size
+
+
+def test_a_layer_falls_back_to_float64_where_the_kernels_fail_the_measurement(monkeypatch):
+    monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, False))
+    layer = _layer()
+    chunked = ChunkedLinear(layer)
+    x = torch.randn(300, 96).double()
+    out = chunked(x)
+    assert not torch.equal(out.float().double(), out)  # float64 arithmetic, not float32
+    torch.testing.assert_close(out, torch.addmm(layer.bias.double(), x, layer.weight.double().t()).detach(),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("measured", [True, False])
+def test_a_relu_mlp_predicts_the_same_bits_alone_and_together_either_way(monkeypatch, n_threads, measured):
+    # the estimators' default activation (relu) with the float32 products, and with the float64 fall-back
+    if not measured:
+        monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, False))
+    inference._WIDENED.clear()
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 40, size=(1200, 2))
+    y = (X[:, 0] % 5) / 4.0 + (X[:, 1] % 3) / 2.0
+    model = Object2VecRegressor(random_state=0, epochs=2, mlp_layers=2, n_threads=n_threads).fit(X, y)
+    runner = inference.inference_net(model.net_)[0]
+    layers = [layer for layer in runner.mlp if isinstance(layer, ChunkedLinear)]
+    assert layers and not any(isinstance(layer, torch.nn.Linear) for layer in runner.mlp)
+    full = model.predict(X)
+    for size in (1, 13, 300):
+        assert np.array_equal(np.concatenate([model.predict(X[i:min(i + size, 600)]) for i in range(0, 600, size)]),
+                              full[:600]), size
+    assert all(layer._verdicts for layer in layers)  # measured at the thread count predict ran at
+    inference._WIDENED.clear()
+
+
+def test_a_classifier_with_a_tanh_mlp_runs_its_layers_chunked():
+    X = np.random.default_rng(1).integers(0, 30, size=(400, 2))
+    y = X[:, 0] % 2
+    clf = Object2VecClassifier(random_state=0, epochs=1, mlp_activation="tanh", mlp_layers=2).fit(X, y)
+    runner = inference.inference_net(clf.net_)[0]
+    assert sum(isinstance(layer, ChunkedLinear) for layer in runner.mlp) == 2
+    full = clf.predict_proba(X)
+    assert np.array_equal(np.vstack([clf.predict_proba(X[i:i + 1]) for i in range(50)]), full[:50])
