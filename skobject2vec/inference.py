@@ -20,7 +20,7 @@ import torch
 from sklearn.base import is_classifier
 
 from .data.batching import PairData, inference_batches
-from .nn.model import widened_copy
+from .nn.model import invariant_copy, widened_copy
 
 __all__ = ["OutputSpec", "task_of", "postprocess", "predict_outputs", "embed", "inference_net",
            "INFERENCE_BATCH_SIZE"]
@@ -91,12 +91,13 @@ _WIDENED_LOCK = threading.Lock()
 def inference_net(net):
     """``(runner, dtype)``: the module that computes ``net``'s outputs at inference, and ``net``'s dtype.
 
-    A float32 network runs as its :func:`~skobject2vec.nn.model.widened_copy` (float64
-    arithmetic, rounded back to float32 by the callers), so that a record's prediction
-    and embedding are the same bits whatever else is in its batch, on any CPU: the
-    guarantee scikit-learn's ``check_methods_subset_invariance`` tests. The copy is
-    cached per network and rebuilt when its weights change (``partial_fit``, a warm start).
-    A float64 network runs as it is.
+    A float32 network runs as a copy whose outputs are the same bits for a record whatever else
+    is in its batch, on any CPU (the guarantee scikit-learn's ``check_methods_subset_invariance``
+    tests): :func:`~skobject2vec.nn.model.invariant_copy` (float32 products of a fixed shape,
+    measured on this CPU, float64 where the measurement fails) or, with a bilstm encoder,
+    :func:`~skobject2vec.nn.model.widened_copy` (float64 arithmetic, rounded back to float32 by the
+    callers). The copy is cached per network and rebuilt when its weights change (``partial_fit``,
+    a warm start). A float64 network runs as it is.
     """
     dtype = next(net.parameters()).dtype
     if dtype == torch.float64:
@@ -105,7 +106,8 @@ def inference_net(net):
     with _WIDENED_LOCK:
         cached = _WIDENED.get(net)
         if cached is None or cached[0] != versions:
-            cached = _WIDENED[net] = (versions, widened_copy(net))
+            copy = widened_copy(net) if "bilstm" in net.config["networks"] else invariant_copy(net)
+            cached = _WIDENED[net] = (versions, copy)
     return cached[1], dtype
 
 

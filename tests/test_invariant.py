@@ -6,7 +6,15 @@ import torch
 
 from skobject2vec import Object2VecClassifier, Object2VecRegressor, inference
 from skobject2vec.nn import invariant
-from skobject2vec.nn.invariant import CHUNK_ROWS, TAIL_ROWS, ChunkedLinear, chunked_product, rows_independent
+from skobject2vec.nn.invariant import (
+    CHUNK_ROWS,
+    TAIL_ROWS,
+    ChunkedConv1d,
+    ChunkedLinear,
+    WideActivation,
+    chunked_product,
+    rows_independent,
+)
 
 
 def _reordered_beyond(position):
@@ -54,12 +62,12 @@ def test_without_tail_chunks_a_row_alone_is_computed_as_in_a_full_chunk():
 
 def test_a_chunked_layer_computes_the_float32_linear_map_the_same_in_any_batch():
     layer = _layer()
-    chunked = ChunkedLinear(layer)
-    x = torch.randn(700, 96, dtype=torch.float64).float().double()  # float32 values, as the copy passes them
+    chunked = ChunkedLinear.of(layer)
+    x = torch.randn(700, 96)
     whole = chunked(x)
-    assert whole.dtype == torch.float64
-    assert torch.equal(whole.float().double(), whole)  # float32 results
-    torch.testing.assert_close(whole.float(), layer(x.float()).detach(), rtol=1e-5, atol=1e-5)
+    assert whole.dtype == torch.float32
+    torch.testing.assert_close(whole, layer(x).detach(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(chunked(x.double()), whole.double())  # float64 in (widened_copy): the same float32 values
     for size in (1, 7, 16, 300):
         pieces = torch.cat([chunked(x[i:i + size]) for i in range(0, len(x), size)])
         assert torch.equal(pieces, whole), size
@@ -68,7 +76,7 @@ def test_a_chunked_layer_computes_the_float32_linear_map_the_same_in_any_batch()
 def test_a_layer_falls_back_to_float64_where_the_kernels_fail_the_measurement(monkeypatch):
     monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, False))
     layer = _layer()
-    chunked = ChunkedLinear(layer)
+    chunked = ChunkedLinear.of(layer)
     x = torch.randn(300, 96).double()
     out = chunked(x)
     assert not torch.equal(out.float().double(), out)  # float64 arithmetic, not float32
@@ -89,20 +97,58 @@ def test_a_relu_mlp_predicts_the_same_bits_alone_and_together_either_way(monkeyp
     model = Object2VecRegressor(random_state=0, epochs=2, mlp_layers=2, n_threads=n_threads).fit(X, y)
     runner = inference.inference_net(model.net_)[0]
     layers = [layer for layer in runner.mlp if isinstance(layer, ChunkedLinear)]
-    assert layers and not any(isinstance(layer, torch.nn.Linear) for layer in runner.mlp)
+    assert layers and not any(type(layer) is torch.nn.Linear for layer in runner.mlp)
     full = model.predict(X)
     for size in (1, 13, 300):
         assert np.array_equal(np.concatenate([model.predict(X[i:min(i + size, 600)]) for i in range(0, 600, size)]),
                               full[:600]), size
-    assert all(layer._verdicts for layer in layers)  # measured at the thread count predict ran at
+    assert all(layer.products.verdicts for layer in layers)  # measured at the thread count predict ran at
     inference._WIDENED.clear()
 
 
-def test_a_classifier_with_a_tanh_mlp_runs_its_layers_chunked():
+@pytest.mark.parametrize("mlp_dim", [20, 256])
+def test_a_classifier_with_a_tanh_mlp_runs_its_layers_chunked(mlp_dim):
+    # a width of 20 leaves the last 4 of each row's elements to torch's scalar tanh at one record, not in a batch
     X = np.random.default_rng(1).integers(0, 30, size=(400, 2))
     y = X[:, 0] % 2
-    clf = Object2VecClassifier(random_state=0, epochs=1, mlp_activation="tanh", mlp_layers=2).fit(X, y)
+    clf = Object2VecClassifier(random_state=0, epochs=1, mlp_activation="tanh", mlp_layers=2,
+                               mlp_dim=mlp_dim).fit(X, y)
     runner = inference.inference_net(clf.net_)[0]
     assert sum(isinstance(layer, ChunkedLinear) for layer in runner.mlp) == 2
+    assert sum(isinstance(layer, WideActivation) for layer in runner.mlp) == 2
     full = clf.predict_proba(X)
     assert np.array_equal(np.vstack([clf.predict_proba(X[i:i + 1]) for i in range(50)]), full[:50])
+
+
+@pytest.mark.parametrize("width, padding", [(3, 1), (2, 0), (5, 0), (1, 0)])
+def test_a_chunked_convolution_is_the_convolution_and_the_same_for_a_record_in_any_batch(width, padding):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(12, 20, width, padding=padding)
+    lengths = torch.randint(1, 30, (150,))
+    hidden = torch.randn(150, 12, 40 + width) * (torch.arange(40 + width) < lengths[:, None] + width).unsqueeze(1)
+    chunked = ChunkedConv1d(conv)
+    whole = chunked(hidden)
+    torch.testing.assert_close(whole, conv(hidden).detach(), rtol=1e-5, atol=1e-5)
+    for i in (0, 7, 149):
+        alone = chunked(hidden[i:i + 1])
+        assert torch.equal(alone, whole[i:i + 1]), i
+    assert torch.equal(torch.cat([chunked(hidden[i:i + 13]) for i in range(0, 150, 13)]), whole)
+
+
+@pytest.mark.parametrize("network", ["hcnn", "pooled_embedding"])
+def test_the_inference_copy_computes_in_float32_and_runs_every_product_in_chunks(network, monkeypatch):
+    from skobject2vec.datasets import make_topic_pairs
+    from skobject2vec.nn.model import widened_copy
+
+    X, y = make_topic_pairs(300)
+    clf = Object2VecClassifier(random_state=0, epochs=1, enc0_network=network, enc_dim=16,
+                               enc0_token_embedding_dim=8, mlp_layers=1).fit(X, y)
+    inference._WIDENED.clear()
+    runner = inference.inference_net(clf.net_)[0]
+    assert not [m for m in runner.modules() if type(m) in (torch.nn.Linear, torch.nn.Conv1d)]  # all chunked
+    assert {p.dtype for p in runner.parameters()} == {torch.float32}
+    chunked = clf.predict_proba(X)
+    monkeypatch.setattr(inference, "invariant_copy", widened_copy)  # float64 throughout
+    inference._WIDENED.clear()
+    np.testing.assert_allclose(chunked, clf.predict_proba(X), rtol=1e-5, atol=1e-6)
+    inference._WIDENED.clear()

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .invariant import ChunkedConv1d
+
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
 
 
@@ -89,7 +91,7 @@ class HCNNEncoder(nn.Module):
             hidden = hidden * keep
             if any(self.same_padding):
                 hidden = nn.functional.pad(hidden, self.same_padding)
-            hidden = torch.relu(_convolve(cast(nn.Conv1d, conv), hidden))
+            hidden = torch.relu(_convolve(cast("nn.Conv1d | ChunkedConv1d", conv), hidden))
             # ReLU output is >= 0, so zeroed padding never wins the max.
             pools.append((hidden * keep).amax(dim=-1))
         return cast(torch.Tensor, self.proj(torch.cat(pools, dim=-1)))
@@ -100,7 +102,7 @@ class HCNNEncoder(nn.Module):
 UNFOLDED_MAX_LEN = 16
 
 
-def _convolve(conv: nn.Conv1d, hidden: torch.Tensor) -> torch.Tensor:
+def _convolve(conv: nn.Conv1d | ChunkedConv1d, hidden: torch.Tensor) -> torch.Tensor:
     """``conv(hidden)``; on CPU over short inputs (tuples of fields) as one matrix product of the
     unfolded windows.
 
@@ -111,6 +113,8 @@ def _convolve(conv: nn.Conv1d, hidden: torch.Tensor) -> torch.Tensor:
     1.5 ms. From about 20 positions on the convolution is as fast (sentences keep it). The sums run
     in another order, so the floats differ in the last places.
     """
+    if isinstance(conv, ChunkedConv1d):  # an inference copy's (nn.model.invariant_copy)
+        return cast(torch.Tensor, conv(hidden))
     width = conv.kernel_size[0]
     padding = cast(tuple[int, ...], conv.padding)[0]
     if (hidden.device.type != "cpu" or hidden.size(-1) + 2 * padding > UNFOLDED_MAX_LEN

@@ -10,8 +10,8 @@ from torch import nn
 
 from .comparator import Comparator
 from .dropout import FastDropout
-from .encoders import PooledEmbeddingEncoder, build_encoder
-from .invariant import ChunkedLinear
+from .encoders import HCNNEncoder, PooledEmbeddingEncoder, build_encoder
+from .invariant import ChunkedConv1d, ChunkedLinear, WideActivation
 from .segments import segment_max
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "linear": nn.Identity}
@@ -249,52 +249,91 @@ def _pools_exactly(encoder: nn.Module, length: int) -> TypeGuard[PooledEmbedding
     return _pools_only(encoder) and (encoder.pooling == "max" or length == 1)
 
 
-def widened_copy(net: Object2VecNet, dtype: torch.dtype = torch.float64) -> Object2VecNet:
-    """A copy of ``net`` whose encoders, comparator and MLP compute in ``dtype``, sharing its token tables.
-
-    Why: a float32 matrix product's rounding depends on the shape of the batch (BLAS picks
-    its blocking, kernels and thread split by shape, and differently on each CPU), so a
-    record's float32 output moves with the records beside it. Computed in float64 from the
-    same float32 weights and rounded back to float32, the result is the float32 value of a
-    product that is exact to ~1e-16: the same bits whatever the batch, unless the exact
-    value sits within ~1e-16 of a float32 rounding boundary (about one value in 10^9).
-    The tables stay shared and unconverted (they can hold millions of rows); a looked-up
-    row is widened, exactly, where the network looks it up.
-    """
+def _copy_sharing_tables(net: Object2VecNet) -> Object2VecNet:
+    # the tables stay shared and unconverted: they can hold millions of rows
     tables = [t for t in (net.token_embedding0, net.token_embedding1) if t is not None]
-    wide = copy.deepcopy(net, memo={id(t): t for t in tables})
+    return copy.deepcopy(net, memo={id(t): t for t in tables})
+
+
+def invariant_copy(net: Object2VecNet) -> Object2VecNet:
+    """A float32 copy of ``net`` for inference whose outputs are the same bits in any batch, sharing its
+    token tables; for pooled and hcnn encoders (bilstm: :func:`widened_copy`).
+
+    Why: a float32 matrix product's rounding depends on the shape of the batch (BLAS picks its
+    blocking, kernels and thread split by shape, and differently on each CPU), so a record's float32
+    output would move with the records beside it. Every product of the copy (the MLP, the output
+    layer, a pooled encoder's projection, hcnn's convolutions and projection) runs in fixed-shape
+    float32 chunks (``skobject2vec.nn.invariant``), where the CPU's kernels are measured to give a
+    row the same bits at every position of a chunk, and in float64 otherwise. Everything else is per
+    record: lookups, a max or a mean over each record's own rows, the comparator's elementwise
+    operations, activations. Against float64 throughout (the copy before session 34), predict with
+    a relu MLP ran at 0.47x a plain float32 forward, and hcnn at 0.27x.
+    """
+    inference = _copy_sharing_tables(net)
+    for module in list(inference.modules()):
+        if isinstance(module, (PooledEmbeddingEncoder, HCNNEncoder)) and type(module.proj) is nn.Linear:
+            module.proj = ChunkedLinear.of(module.proj)
+        if isinstance(module, HCNNEncoder):
+            module.convs = nn.ModuleList(ChunkedConv1d(cast(nn.Conv1d, conv)) for conv in module.convs)
+    _chunk_mlp(inference)
+    if type(inference.output) is nn.Linear:
+        inference.output = ChunkedLinear.of(inference.output)
+    return inference.eval()
+
+
+def widened_copy(net: Object2VecNet, dtype: torch.dtype = torch.float64) -> Object2VecNet:
+    """A copy of ``net`` whose encoders and comparator compute in ``dtype``, sharing its token tables:
+    inference for networks with a bilstm encoder (an LSTM is no row-wise product; the others:
+    :func:`invariant_copy`).
+
+    Computed in float64 from the same float32 weights and rounded back to float32, the result is
+    the float32 value of a product exact to ~1e-16: the same bits whatever the batch, unless the
+    exact value sits within ~1e-16 of a float32 rounding boundary (about one value in 10^9). A
+    looked-up row is widened, exactly, where the network looks it up. The MLP runs as in
+    :func:`invariant_copy`; the output layer in ``dtype``.
+    """
+    wide = _copy_sharing_tables(net)
     for name, child in wide.named_children():
         if not name.startswith("token_embedding"):
             child.to(dtype)
-    if net.config["mlp_activation"] == "linear":
-        _fold_affine_layers(wide)
-    # The MLP's layers (mlp_dim wide: most of a pooled network's arithmetic) in float32 products of a fixed
-    # shape instead, where this CPU's kernels make that batch-invariant too (nn.invariant): float64 products
-    # made predict with a relu MLP 0.47x a plain float32 forward
-    wide.mlp = nn.Sequential(*(ChunkedLinear(layer) if isinstance(layer, nn.Linear) else layer
-                               for layer in wide.mlp))
+    _chunk_mlp(wide)
     return wide.eval()
 
 
-def _fold_affine_layers(wide: Object2VecNet) -> None:
-    """Fold a linear MLP and the output layer of ``wide`` (an inference copy) into one affine map.
+def _chunk_mlp(inference: Object2VecNet) -> None:
+    """The MLP of an inference copy as batch-invariant chunked float32 layers, a linear MLP and the
+    output layer folded into one map first (mlp_dim wide, the MLP is most of a pooled network's
+    arithmetic)."""
+    if inference.config["mlp_activation"] == "linear":
+        _fold_affine_layers(inference)
+    inference.mlp = nn.Sequential(*(ChunkedLinear.of(layer) if type(layer) is nn.Linear
+                                    else WideActivation(layer) if isinstance(layer, nn.Tanh) else layer
+                                    for layer in inference.mlp))
+
+
+def _fold_affine_layers(inference: Object2VecNet) -> None:
+    """Fold a linear MLP and the output layer of an inference copy into one affine map.
 
     Why: with ``mlp_activation="linear"`` (SageMaker's default) and dropout idle at inference,
     ``output(mlp(x))`` is ``W x + b`` with ``W = W_out ... W_1``; one (batch x comparator width) x
     (n_outputs) product replaces ``mlp_layers`` products of the MLP's width (2 of 256 x 256 per
     record: half of predict's time in float64). Composed once in float64, the map is exact to
-    ~1e-16 as the layers run one by one are, so the float32 outputs are the same bits but where
-    one sits within ~1e-16 of a rounding boundary; and, as before, the same in any batch.
+    ~1e-16; a float32 copy runs it as a :class:`~skobject2vec.nn.invariant.ChunkedLinear` (its outputs
+    agree with the layers run one by one to float32's precision), a float64 copy as it is.
     """
-    weight, bias = wide.output.weight.detach(), wide.output.bias.detach()
-    for layer in reversed(wide.mlp):
+    weight, bias = inference.output.weight.detach().double(), inference.output.bias.detach().double()
+    for layer in reversed(inference.mlp):
         if isinstance(layer, nn.Linear):
-            bias = bias + weight @ layer.bias.detach()
-            weight = weight @ layer.weight.detach()
+            bias = bias + weight @ layer.bias.detach().double()
+            weight = weight @ layer.weight.detach().double()
         elif not isinstance(layer, (nn.Identity, nn.Dropout)):  # FastDropout is a Dropout: idle in eval
             return  # not an affine chain (a layer added later): keep the layers
-    folded = nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype)
-    with torch.no_grad():
-        folded.weight.copy_(weight)
-        folded.bias.copy_(bias)
-    wide.mlp, wide.output = nn.Sequential(), folded
+    folded: nn.Linear
+    if inference.output.weight.dtype == torch.float64:
+        folded = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            folded.weight.copy_(weight)
+            folded.bias.copy_(bias)
+    else:
+        folded = ChunkedLinear(weight, bias)
+    inference.mlp, inference.output = nn.Sequential(), folded
