@@ -62,7 +62,7 @@ def rows_independent(weight_t: torch.Tensor, bias: torch.Tensor, product: Produc
     order at some position does not pass by chance.
     """
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(CHUNK_ROWS, weight_t.shape[0], generator=generator, dtype=weight_t.dtype)
+    x = torch.randn(CHUNK_ROWS, weight_t.shape[0], generator=generator, dtype=weight_t.dtype).to(weight_t.device)
     reference = product(bias, x, weight_t)
     for shift in (1, 5, 7, 100):
         if not torch.equal(product(bias, x.roll(shift, 0), weight_t), reference.roll(shift, 0)):
