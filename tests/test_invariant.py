@@ -41,9 +41,31 @@ def _layer(seed=0, inputs=96, outputs=80):
 def test_the_measurement_catches_a_kernel_whose_rows_depend_on_their_position():
     layer = _layer()
     weight_t, bias = layer.weight.detach().t().contiguous(), layer.bias.detach()
-    assert rows_independent(weight_t, bias) == (True, True)  # torch's kernels on this CPU
-    assert rows_independent(weight_t, bias, _reordered_beyond(CHUNK_ROWS - 4)) == (False, False)
-    assert rows_independent(weight_t, bias, _reordered_in_short_calls) == (True, False)
+    assert rows_independent(weight_t, bias)[0]  # torch's kernels on this CPU
+    assert rows_independent(weight_t, bias, _reordered_beyond(CHUNK_ROWS - 4)) == (False, ())
+    assert rows_independent(weight_t, bias, _reordered_in_short_calls) == (True, ())
+
+
+def _reordered_in_calls_of(rows_count):
+    def product(bias, rows, weight_t):
+        if len(rows) == rows_count:
+            return torch.addmm(bias, rows.flip(1), weight_t.flip(0))
+        return torch.addmm(bias, rows, weight_t)
+    return product
+
+
+def test_only_the_tail_sizes_that_match_a_full_chunk_are_used():
+    layer = _layer()
+    weight_t, bias = layer.weight.detach().t().contiguous(), layer.bias.detach()
+    assert rows_independent(weight_t, bias, _reordered_in_calls_of(4)) == (True, (16,))
+    assert rows_independent(weight_t, bias, _reordered_in_calls_of(16)) == (True, (4,))
+    x = torch.randn(CHUNK_ROWS + 37, 96)
+    for kernel, tails in ((_reordered_in_calls_of(4), (16,)), (_reordered_in_calls_of(16), (4,))):
+        whole = chunked_product(x, weight_t, bias, tails, kernel)
+        for size in (1, 3, 5, 21):
+            pieces = torch.cat([chunked_product(x[i:i + size], weight_t, bias, tails, kernel)
+                                for i in range(0, len(x), size)])
+            assert torch.equal(pieces, whole), (tails, size)
 
 
 def test_without_tail_chunks_a_row_alone_is_computed_as_in_a_full_chunk():
@@ -51,8 +73,8 @@ def test_without_tail_chunks_a_row_alone_is_computed_as_in_a_full_chunk():
     layer = _layer()
     weight_t, bias = layer.weight.detach().t().contiguous(), layer.bias.detach()
     x = torch.randn(3 * CHUNK_ROWS + 5, 96)
-    whole = chunked_product(x, weight_t, bias, None, _reordered_in_short_calls)
-    alone = torch.cat([chunked_product(x[i:i + 1], weight_t, bias, None, _reordered_in_short_calls)
+    whole = chunked_product(x, weight_t, bias, (), _reordered_in_short_calls)
+    alone = torch.cat([chunked_product(x[i:i + 1], weight_t, bias, (), _reordered_in_short_calls)
                        for i in range(0, len(x), 41)])
     assert torch.equal(alone, whole[::41])
     with_tails = torch.cat([chunked_product(x[i:i + 1], weight_t, bias, TAIL_ROWS, _reordered_in_short_calls)
@@ -74,7 +96,7 @@ def test_a_chunked_layer_computes_the_float32_linear_map_the_same_in_any_batch()
 
 
 def test_a_layer_falls_back_to_float64_where_the_kernels_fail_the_measurement(monkeypatch):
-    monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, False))
+    monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, ()))
     layer = _layer()
     chunked = ChunkedLinear.of(layer)
     x = torch.randn(300, 96).double()
@@ -89,7 +111,7 @@ def test_a_layer_falls_back_to_float64_where_the_kernels_fail_the_measurement(mo
 def test_a_relu_mlp_predicts_the_same_bits_alone_and_together_either_way(monkeypatch, n_threads, measured):
     # the estimators' default activation (relu) with the float32 products, and with the float64 fall-back
     if not measured:
-        monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, False))
+        monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, ()))
     inference._WIDENED.clear()
     rng = np.random.default_rng(0)
     X = rng.integers(0, 40, size=(1200, 2))

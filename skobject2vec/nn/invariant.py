@@ -4,11 +4,13 @@ A float32 ``x @ W.T`` rounds each output by the order in which BLAS sums its ter
 that order (its blocking, its kernels, a vector routine for one row) by the shape of the call, and
 differently on each CPU; so a record's prediction would move with the records beside it. Computing
 in float64 and rounding back avoids that, at twice the cost of the products and more. The layers here
-keep float32 and fix the shape instead: every product is one call of the same shape,
-``(rows of a chunk) x in_features x out_features``, the last chunk padded with zero rows. A row's
-output then depends only on the row and on where it sits in its chunk; whether the position matters
-is a property of the CPU's kernels, which each layer measures (:func:`rows_independent`) before it
-relies on it, once per thread count, falling back to float64 products where it does matter.
+keep float32 and fix the shapes instead: every product is a call of one of a few shapes,
+``(rows of a chunk) x in_features x out_features`` with 256 rows or one of the short sizes, the last
+chunk padded with zero rows. A row's output then depends only on the row, on where it sits in its
+chunk and on the chunk's size; whether those matter is a property of the CPU's kernels, which each
+layer measures (:func:`rows_independent`) before it relies on it, once per thread count: a short
+size that gives other bits than a full chunk is not used, and where the position matters the layer
+falls back to float64 products.
 
 :class:`ChunkedLinear` replaces an ``nn.Linear``, :class:`ChunkedConv1d` an ``nn.Conv1d`` (its
 windows are the rows: each window of a record holds only that record's tokens and zero padding).
@@ -23,53 +25,59 @@ from typing import cast
 import torch
 from torch import nn
 
-#: Rows per product: full chunks of CHUNK_ROWS, the remainder in chunks of TAIL_ROWS where this CPU's
-#: kernels give those the same bits (one record alone costs a 16-row product, not a 256-row one).
-CHUNK_ROWS, TAIL_ROWS = 256, 16
+#: Rows per product: full chunks of CHUNK_ROWS; the rest of a batch in chunks of TAIL_ROWS sizes (largest
+#: first, the last one padded), each size used only where this CPU's kernels give it the same bits as a
+#: full chunk. One record alone then costs a 4-row product, not a 256-row one (0.06 ms against 0.8).
+CHUNK_ROWS, TAIL_ROWS = 256, (16, 4)
 
 Product = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _addmm(bias: torch.Tensor, rows: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
-    # a fresh copy: every call reads its rows contiguous, at the allocator's alignment (some BLAS paths
-    # depend on it), also where ``rows`` is a strided view of overlapping windows (ChunkedConv1d)
-    return torch.addmm(bias, rows.clone(memory_format=torch.contiguous_format), weight_t)
+    # every call reads its rows contiguous and 64-byte aligned (some BLAS paths depend on alignment): a
+    # copy where they are not (a chunk starting inside a row of 64 bytes, a strided view of overlapping
+    # windows in ChunkedConv1d); torch's allocator aligns a fresh tensor to 64 bytes
+    if not rows.is_contiguous() or rows.data_ptr() % 64:
+        rows = rows.clone(memory_format=torch.contiguous_format)
+    return torch.addmm(bias, rows, weight_t)
 
 
-def chunked_product(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor, tail: int | None,
+def chunked_product(x: torch.Tensor, weight_t: torch.Tensor, bias: torch.Tensor, tails: tuple[int, ...] = (),
                     product: Product = _addmm) -> torch.Tensor:
-    """``bias + x @ weight_t`` computed in products of CHUNK_ROWS rows (and, with ``tail``, the rows
-    after the last full chunk in products of ``tail`` rows), short chunks padded with zero rows."""
-    n, chunk = x.shape[0], CHUNK_ROWS
-    full = n - n % chunk
-    pieces = [product(bias, x[start:start + chunk], weight_t) for start in range(0, full, chunk)]
-    if full < n:
-        step = tail or chunk
-        rest = x[full:]
-        padded = torch.cat([rest, rest.new_zeros((-len(rest)) % step, rest.shape[1])])
-        pieces += [product(bias, padded[start:start + step], weight_t) for start in range(0, len(padded), step)]
+    """``bias + x @ weight_t`` computed in products of CHUNK_ROWS rows, then the rows after the last full
+    chunk in products of each of ``tails`` rows (largest first), the last product padded with zero rows
+    (to the smallest of ``tails``, or to CHUNK_ROWS without ``tails``)."""
+    n, start, pieces = x.shape[0], 0, []
+    for size in (CHUNK_ROWS, *sorted(tails, reverse=True)):
+        while n - start >= size:
+            pieces.append(product(bias, x[start:start + size], weight_t))
+            start += size
+    if start < n:
+        size = min(tails, default=CHUNK_ROWS)
+        rest = x[start:]
+        pieces.append(product(bias, torch.cat([rest, rest.new_zeros(size - len(rest), rest.shape[1])]), weight_t))
     return torch.cat(pieces)[:n] if len(pieces) > 1 else pieces[0][:n]
 
 
 def rows_independent(weight_t: torch.Tensor, bias: torch.Tensor, product: Product = _addmm
-                     ) -> tuple[bool, bool]:
-    """Whether, at the current thread count, a row's output of :func:`chunked_product` is the same bits
-    (1) at every position of a CHUNK_ROWS chunk and (2) also in a TAIL_ROWS chunk.
+                     ) -> tuple[bool, tuple[int, ...]]:
+    """Whether, at the current thread count, a row's output of :func:`chunked_product` is the same bits at
+    every position of a CHUNK_ROWS chunk, and the sizes of TAIL_ROWS whose chunks give the same bits too.
 
     Measured with random rows: each row at several positions (the chunk rolled by rows that move every
-    row across the kernels' tiles), and every row in tail chunks. Different summation orders give
-    different bits for most of 256 x out_features random outputs, so a kernel that sums in another
-    order at some position does not pass by chance.
+    row across the kernels' tiles), and every row in chunks of each tail size. Different summation
+    orders give different bits for most of 256 x out_features random outputs, so a kernel that sums in
+    another order at some position or for some size does not pass by chance.
     """
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(CHUNK_ROWS, weight_t.shape[0], generator=generator, dtype=weight_t.dtype).to(weight_t.device)
     reference = product(bias, x, weight_t)
     for shift in (1, 5, 7, 100):
         if not torch.equal(product(bias, x.roll(shift, 0), weight_t), reference.roll(shift, 0)):
-            return False, False
-    tails = torch.cat([product(bias, x[start:start + TAIL_ROWS], weight_t)
-                       for start in range(0, CHUNK_ROWS, TAIL_ROWS)])
-    return True, torch.equal(tails, reference)
+            return False, ()
+    return True, tuple(size for size in TAIL_ROWS if torch.equal(
+        torch.cat([product(bias, x[start:start + size], weight_t) for start in range(0, CHUNK_ROWS, size)]),
+        reference))
 
 
 class _InvariantProduct:
@@ -82,10 +90,10 @@ class _InvariantProduct:
         self.weight_t = weight.float().t().contiguous()
         self.bias = bias.float()
         self.wide_weight_t, self.wide_bias = weight.double().t().contiguous(), bias.double()
-        self.verdicts: dict[int, tuple[bool, bool]] = {}  # thread count -> rows_independent
+        self.verdicts: dict[int, tuple[bool, tuple[int, ...]]] = {}  # thread count -> rows_independent
         self._lock = threading.Lock()
 
-    def verdict(self) -> tuple[bool, bool]:
+    def verdict(self) -> tuple[bool, tuple[int, ...]]:
         """:func:`rows_independent` at the current thread count, measured once per count."""
         threads = torch.get_num_threads()
         with self._lock:
@@ -96,9 +104,9 @@ class _InvariantProduct:
 
     def __call__(self, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The products of ``rows`` (any dtype; float32 values pass through float64 exactly) in ``dtype``."""
-        positions_free, tails_agree = self.verdict()
+        positions_free, tails = self.verdict()
         if positions_free:
-            out = chunked_product(rows.float(), self.weight_t, self.bias, TAIL_ROWS if tails_agree else None)
+            out = chunked_product(rows.float(), self.weight_t, self.bias, tails)
         else:
             out = chunked_product(rows.double(), self.wide_weight_t, self.wide_bias, TAIL_ROWS)
         return out.to(dtype)
