@@ -174,3 +174,32 @@ def test_the_inference_copy_computes_in_float32_and_runs_every_product_in_chunks
     inference._WIDENED.clear()
     np.testing.assert_allclose(chunked, clf.predict_proba(X), rtol=1e-5, atol=1e-6)
     inference._WIDENED.clear()
+
+
+@pytest.mark.parametrize("settings", [
+    dict(enc0_network="pooled_embedding", enc0_token_embedding_dim=12, enc_dim=10, mlp_layers=0),  # projection
+    dict(enc0_network="hcnn", enc0_layers=2, enc0_cnn_filter_width=4, enc_dim=9, mlp_layers=1, mlp_dim=7),
+    dict(enc0_network="hcnn", enc0_cnn_filter_width=5, comparator_list="concat", mlp_activation="tanh"),
+    dict(enc0_network="pooled_embedding", pooling="max", mlp_activation="linear", mlp_layers=3, mlp_dim=5),
+    dict(enc0_network="bilstm", enc_dim=6, mlp_layers=1, mlp_dim=5),
+])
+def test_unusual_networks_predict_and_embed_the_same_bits_in_any_batch(settings, monkeypatch):
+    # odd widths, even and wide filters, projections, several conv layers, a linear chain, bilstm's float64 copy
+    from skobject2vec.datasets import make_topic_pairs
+    from skobject2vec.nn.model import widened_copy
+
+    X, y = make_topic_pairs(260, seed=4)
+    X[3] = {"in0": [7], "in1": [8, 9]}  # one token against a filter five wide
+    base = dict(random_state=0, epochs=1, enc0_token_embedding_dim=settings.get("enc_dim", 8), enc_dim=8)
+    clf = Object2VecClassifier(**dict(base, **settings)).fit(X, y)
+    inference._WIDENED.clear()
+    full, embedded = clf.predict_proba(X), clf.transform(X)
+    for size in (1, 5, 19):
+        pieces = np.vstack([clf.predict_proba(X[i:i + size]) for i in range(0, 120, size)])
+        assert np.array_equal(pieces[:120], full[:120]), size
+        assert np.array_equal(np.vstack([clf.transform(X[i:i + size]) for i in range(0, 120, size)])[:120],
+                              embedded[:120]), size
+    monkeypatch.setattr(inference, "invariant_copy", widened_copy)  # float64 throughout
+    inference._WIDENED.clear()
+    np.testing.assert_allclose(full, clf.predict_proba(X), rtol=1e-5, atol=1e-6)
+    inference._WIDENED.clear()
