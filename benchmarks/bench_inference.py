@@ -49,8 +49,8 @@ PARAMS = dict(enc_dim=64, enc0_token_embedding_dim=64, enc0_vocab_size=VOCAB, en
               shared_encoder=False, mlp_activation="linear", dropout=0.0, validation_fraction=None)
 NETWORKS = ("pooled_embedding", "pooled_relu", "hcnn", "bilstm", "tuple_hcnn")
 #: Each row's encoder and what it changes in PARAMS. The pinned MLP is linear (SageMaker's default
-#: activation), which inference folds into one affine map (``nn.model.widened_copy``); the relu row
-#: (the estimator's default activation) shows predict where the MLP's layers run one by one in float64.
+#: activation), which inference folds into one affine map (``nn.model.invariant_copy``); the relu row
+#: (the estimator's default activation) shows predict where the MLP's layers run one by one.
 VARIANTS = {"pooled_embedding": dict(enc0_network="pooled_embedding", enc0_layers="auto"),
             "pooled_relu": dict(enc0_network="pooled_embedding", enc0_layers="auto", mlp_activation="relu"),
             "hcnn": dict(enc0_network="hcnn", enc0_layers=2),
@@ -73,15 +73,16 @@ def tuple_pairs(n: int, seed: int):
 
 
 def records_for(network: str, n: int, seed: int):
+    """``(records, y, longest)``: the row's records, their labels and the length the plain forward pads to."""
     if network == "tuple_hcnn":
-        return tuple_pairs(n, seed)
-    return ragged_pairs(n, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=seed)
+        return (*tuple_pairs(n, seed), 2)
+    return (*ragged_pairs(n, vocab=VOCAB, min_len=MIN_LEN, max_len=MAX_LEN, seed=seed), MAX_LEN)
 
 
 def fitted(network: str, n_train: int = 2_000):
     from skobject2vec import Object2VecClassifier
 
-    records, y = records_for(network, n_train, seed=1)
+    records, y, _ = records_for(network, n_train, seed=1)
     if network == "tuple_hcnn":
         return Object2VecClassifier(random_state=0, epochs=1).fit(records, y)
     return Object2VecClassifier(**dict(PARAMS, **VARIANTS[network])).fit(records, y)
@@ -107,8 +108,8 @@ def speed(network: str, n: int, repeats: int) -> dict:
 
     estimator = fitted(network)
     own_threads = resolve_threads("auto", estimator.net_.config["networks"]) or torch.get_num_threads()
-    records, _ = records_for(network, n, seed=2)
-    tensors = padded_tensors(records, 2 if network == "tuple_hcnn" else MAX_LEN)
+    records, _, longest = records_for(network, n, seed=2)
+    tensors = padded_tensors(records, longest)
 
     def torch_own(method):
         def run():

@@ -83,9 +83,9 @@ def postprocess(raw: torch.Tensor, spec: OutputSpec, *, log: bool = False) -> to
     return raw[:, 0] * spec.y_scale + spec.y_mean
 
 
-# float32 network -> its widened copy and the parameter versions it was made from
-_WIDENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_WIDENED_LOCK = threading.Lock()
+# float32 network -> its inference copy (invariant_copy or widened_copy) and the parameter versions it was made from
+_INFERENCE_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COPIES_LOCK = threading.Lock()
 
 
 def inference_net(net):
@@ -103,11 +103,11 @@ def inference_net(net):
     if dtype == torch.float64:
         return net.eval(), dtype
     versions = tuple((p._version, p.data_ptr()) for p in net.parameters())
-    with _WIDENED_LOCK:
-        cached = _WIDENED.get(net)
+    with _COPIES_LOCK:
+        cached = _INFERENCE_COPIES.get(net)
         if cached is None or cached[0] != versions:
             copy = widened_copy(net) if "bilstm" in net.config["networks"] else invariant_copy(net)
-            cached = _WIDENED[net] = (versions, copy)
+            cached = _INFERENCE_COPIES[net] = (versions, copy)
     return cached[1], dtype
 
 

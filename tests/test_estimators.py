@@ -194,7 +194,7 @@ def test_a_linear_mlp_predicts_what_its_layers_compute_one_by_one(estimator, mon
     assert not list(inference.inference_net(model.net_)[0].mlp)  # no layer of the MLP runs at inference
     assert np.array_equal(folded[:100], _pieces(method, X[:100], 7))
     monkeypatch.setattr(network, "_fold_affine_layers", lambda wide: None)
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
     layered = method(X)  # the layers one by one (nn.invariant.ChunkedLinear)
     assert sum(isinstance(layer, ChunkedLinear) for layer in inference.inference_net(model.net_)[0].mlp) == 2
     np.testing.assert_allclose(folded, layered, rtol=1e-6, atol=1e-7)

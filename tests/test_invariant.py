@@ -112,7 +112,7 @@ def test_a_relu_mlp_predicts_the_same_bits_alone_and_together_either_way(monkeyp
     # the estimators' default activation (relu) with the float32 products, and with the float64 fall-back
     if not measured:
         monkeypatch.setattr(invariant, "rows_independent", lambda weight_t, bias: (False, ()))
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
     rng = np.random.default_rng(0)
     X = rng.integers(0, 40, size=(1200, 2))
     y = (X[:, 0] % 5) / 4.0 + (X[:, 1] % 3) / 2.0
@@ -125,7 +125,7 @@ def test_a_relu_mlp_predicts_the_same_bits_alone_and_together_either_way(monkeyp
         assert np.array_equal(np.concatenate([model.predict(X[i:min(i + size, 600)]) for i in range(0, 600, size)]),
                               full[:600]), size
     assert all(layer.products.verdicts for layer in layers)  # measured at the thread count predict ran at
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
 
 
 @pytest.mark.parametrize("mlp_dim", [20, 256])
@@ -165,15 +165,15 @@ def test_the_inference_copy_computes_in_float32_and_runs_every_product_in_chunks
     X, y = make_topic_pairs(300)
     clf = Object2VecClassifier(random_state=0, epochs=1, enc0_network=network, enc_dim=16,
                                enc0_token_embedding_dim=8, mlp_layers=1).fit(X, y)
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
     runner = inference.inference_net(clf.net_)[0]
     assert not [m for m in runner.modules() if type(m) in (torch.nn.Linear, torch.nn.Conv1d)]  # all chunked
     assert {p.dtype for p in runner.parameters()} == {torch.float32}
     chunked = clf.predict_proba(X)
     monkeypatch.setattr(inference, "invariant_copy", widened_copy)  # float64 throughout
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
     np.testing.assert_allclose(chunked, clf.predict_proba(X), rtol=1e-5, atol=1e-6)
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
 
 
 @pytest.mark.parametrize("settings", [
@@ -192,7 +192,7 @@ def test_unusual_networks_predict_and_embed_the_same_bits_in_any_batch(settings,
     X[3] = {"in0": [7], "in1": [8, 9]}  # one token against a filter five wide
     base = dict(random_state=0, epochs=1, enc0_token_embedding_dim=settings.get("enc_dim", 8), enc_dim=8)
     clf = Object2VecClassifier(**dict(base, **settings)).fit(X, y)
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
     full, embedded = clf.predict_proba(X), clf.transform(X)
     for size in (1, 5, 19):
         pieces = np.vstack([clf.predict_proba(X[i:i + size]) for i in range(0, 120, size)])
@@ -200,6 +200,6 @@ def test_unusual_networks_predict_and_embed_the_same_bits_in_any_batch(settings,
         assert np.array_equal(np.vstack([clf.transform(X[i:i + size]) for i in range(0, 120, size)])[:120],
                               embedded[:120]), size
     monkeypatch.setattr(inference, "invariant_copy", widened_copy)  # float64 throughout
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()
     np.testing.assert_allclose(full, clf.predict_proba(X), rtol=1e-5, atol=1e-6)
-    inference._WIDENED.clear()
+    inference._INFERENCE_COPIES.clear()

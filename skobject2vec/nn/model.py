@@ -242,7 +242,8 @@ def _pools_valid_tokens(encoder: nn.Module) -> bool:
     """Whether ``encoder`` can pool each record's valid tokens alone (``Object2VecNet._pool_valid``): a
     pooled encoder without projection taking a max or a mean, in the table's dtype (widened after it in
     ``widened_copy``: a max is exact there, and a mean reduced per record, each record's rows summed in
-    their own order by segment_reduce, is the same bits in any batch)."""
+    their own order by segment_reduce in training and embedding_bag at inference, is the same bits in
+    any batch)."""
     return _pools_only(encoder) and encoder.pooling in ("max", "mean")
 
 
