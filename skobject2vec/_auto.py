@@ -19,10 +19,10 @@ from .hyperparameters import BY_NAME, SPARSE_OPTIMIZERS
 __all__ = ["DataShape", "resolve_auto", "auto_batch_size", "AUTO_OPTIMIZATION", "AUTO_DROPOUT",
            "AUTO_VALIDATION_FRACTION", "AUTO_VALIDATION_MIN_RECORDS", "AUTO_MAX_POOLING_MIN_VOCAB",
            "AUTO_TUPLE_MAX_LEN", "AUTO_SPARSE_MIN_VOCAB", "AUTO_SPARSE_MAX_LOOKUP_FRACTION", "INHERITED_SETTINGS",
-           "AUTO_RECIPES", "RECIPE_SETTINGS", "RECIPE_STRUCTURE", "AUTO_COMPARATOR", "AUTO_WORD_ENC_DIM",
-           "AUTO_ENC_DIM", "AUTO_LARGE_BATCH_FACTOR", "AUTO_LARGE_BATCH_MAX",
+           "AUTO_RECIPES", "RECIPE_SETTINGS", "RECIPE_STRUCTURE", "RECIPE_DEFINING", "AUTO_COMPARATOR",
+           "AUTO_WORD_ENC_DIM", "AUTO_ENC_DIM", "AUTO_LARGE_BATCH_FACTOR", "AUTO_LARGE_BATCH_MAX",
            "RECIPE_AFTER_SLOW", "SLOW_BEST_EPOCH", "RECIPE_AFTER_STARVED", "AUTO_ADAM_LARGE_BATCH_MIN_RECORDS",
-           "auto_recipes", "auto_sparse_tables"]
+           "LARGE_BATCH_RECIPES", "auto_recipes", "auto_sparse_tables"]
 
 #: Hold-out for early stopping when ``validation_fraction="auto"``.
 AUTO_VALIDATION_FRACTION = 0.1
@@ -402,7 +402,9 @@ AUTO_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
                       "learning_rate_decay": 1.0, "dropout": 0.0, "comparator_list": ("hadamard", "concat")},
         "adagrad": {},
         # Trained only where "adagrad" ended still improving, not converged (RECIPE_AFTER_STARVED).
-        "adagrad-fast": {"learning_rate": 0.1, "weight_decay": 0.0002, "learning_rate_decay": 1.0},
+        "adam-sparse": {"optimizer": "adam", "learning_rate": 0.01, "weight_decay": 0.0003,
+                        "learning_rate_decay": 1.0, "dropout": 0.0, "comparator_list": ("hadamard", "concat"),
+                        "token_embedding_storage_type": "row_sparse"},
     },
     # Sequence pairs: the family's Adam at 0.001 first, then, only where its best epoch came late, the same
     # at 0.01 (RECIPE_AFTER_SLOW). Digit pairs (a small alphabet of pixel tokens) learn slowly at 0.001,
@@ -434,7 +436,7 @@ RECIPE_AFTER_SLOW = {"adam-fast": "adam"}
 #: 0.926 (Surprise's SVD 0.867 / 0.911 / 0.899; weight decay 0.0005: 0.846 / 0.846 / 0.853, 0.0001 0.932 on
 #: seed 0, none 0.27; the Adam recipes memorise there: 0.29). Where Adagrad converged (MovieLens) the
 #: follower does not train; on the planted sets of the matrix it trains a few epochs and loses.
-RECIPE_AFTER_STARVED = {"adagrad-fast": "adagrad"}
+RECIPE_AFTER_STARVED = {"adam-sparse": "adagrad"}
 
 #: One id per side from this many records up (where :func:`auto_batch_size` reaches its cap, 256): the
 #: compared Adam recipes train at the Adagrad recipe's large batch too, at twice their rate (the square
@@ -446,12 +448,19 @@ RECIPE_AFTER_STARVED = {"adagrad-fast": "adagrad"}
 AUTO_ADAM_LARGE_BATCH_MIN_RECORDS = 65_536
 SLOW_BEST_EPOCH = 6
 
+#: Adam recipes that read the large batch at any size.
+LARGE_BATCH_RECIPES = frozenset({"adam-sparse"})
+
 #: ``comparator_list="auto"`` outside the recipes: SageMaker's default.
 AUTO_COMPARATOR = ("hadamard", "concat", "abs_diff")
 
 #: Settings a recipe fixes only where they are "auto": given, they apply to every recipe and the fit
 #: still compares (unlike the optimisation settings, which a user who sets one has chosen).
 RECIPE_STRUCTURE = ("comparator_list",)
+
+#: Settings that define a recipe: where one is given otherwise, the recipes that fix it are left out and the
+#: others compared with the given value (an explicit "dense" storage drops the lazy Adam recipe, "adam-sparse").
+RECIPE_DEFINING = ("token_embedding_storage_type",)
 
 #: The settings some recipe fixes: a fit compares recipes only when all of them but
 #: :data:`RECIPE_STRUCTURE` are "auto", and ``auto_recipe_`` records their values for the recipe kept.
@@ -466,7 +475,7 @@ def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any
     recipes = AUTO_RECIPES.get(shape.family)
     if recipes is None or shape.streamed:
         return {"": {}}
-    if any(p[key] != "auto" for key in RECIPE_SETTINGS if key not in RECIPE_STRUCTURE):
+    if any(p[key] != "auto" for key in RECIPE_SETTINGS if key not in RECIPE_STRUCTURE + RECIPE_DEFINING):
         # Some are given: one plan, the recipe of the optimizer they train with (a learning rate alone picks
         # it as :func:`_optimization` does), its other settings kept where "auto": learning_rate=0.003 on
         # (user, item) ratings trains the Adam recipe at that rate, not a bare Adam the comparison never keeps.
@@ -479,11 +488,12 @@ def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any
                 return {"": {key: value for key, value in overrides.items() if p[key] == "auto" and key not in fixed}}
         return {"": {}}
     compared = {name: {key: value for key, value in overrides.items() if p[key] == "auto"}
-                for name, overrides in recipes.items()}
-    if (shape.family == "single_ids" and p["mini_batch_size"] == "auto"
-            and shape.n_records >= AUTO_ADAM_LARGE_BATCH_MIN_RECORDS):
-        for overrides in compared.values():
-            if overrides.get("optimizer") == "adam" and "learning_rate" in overrides:
+                for name, overrides in recipes.items()
+                if all(p[key] in ("auto", overrides[key]) for key in RECIPE_DEFINING if key in overrides)}
+    if shape.family == "single_ids" and p["mini_batch_size"] == "auto":
+        for recipe, overrides in compared.items():
+            large = shape.n_records >= AUTO_ADAM_LARGE_BATCH_MIN_RECORDS or recipe in LARGE_BATCH_RECIPES
+            if large and overrides.get("optimizer") == "adam" and "learning_rate" in overrides:
                 overrides["mini_batch_size"] = auto_batch_size(shape.n_records, large=True)
                 overrides["learning_rate"] *= AUTO_LARGE_BATCH_FACTOR ** 0.5
     return compared
