@@ -432,10 +432,13 @@ RECIPE_AFTER_SLOW = {"adam-fast": "adam"}
 #: ratings recipe's rate, times 0.85 per epoch, is tuned on MovieLens, where Adagrad converges in 14-18
 #: epochs; on sparser low-rank ratings (``bench_defaults.py``'s mf-large: 2,000 x 2,000 ids, 40 ratings
 #: per id) it is 0.8 % of the first after 30 epochs and the fit stopped at R^2 0.59 / 0.55 / 0.42 (seeds
-#: 0-2); with Adagrad at a constant 0.1 and weight decay 0.0002 after it the fit reaches 0.921 / 0.931 /
-#: 0.926 (Surprise's SVD 0.867 / 0.911 / 0.899; weight decay 0.0005: 0.846 / 0.846 / 0.853, 0.0001 0.932 on
-#: seed 0, none 0.27; the Adam recipes memorise there: 0.29). Where Adagrad converged (MovieLens) the
-#: follower does not train; on the planted sets of the matrix it trains a few epochs and loses.
+#: 0-2). Dense Adam does not find the factors there either: its weight decay joins every row's gradient,
+#: which Adam scales up to a full step, so idle rows are pulled to zero. Lazy Adam ("adam-sparse": sparse
+#: rows, whose moments and decay move only with the rows a step reads) reaches 0.989 / 0.990 / 0.980,
+#: where Adagrad at a constant 0.1 (the follower until session 35) reached 0.921 / 0.931 / 0.926
+#: (Surprise's SVD 0.867 / 0.911 / 0.899). As a rule for every Adam recipe it cost denser real ratings
+#: (session 32); as this follower it trains only where Adagrad starved: never on the MovieLens families
+#: (Adagrad converges first); on the other planted sets of the matrix it trains a few epochs and loses.
 RECIPE_AFTER_STARVED = {"adam-sparse": "adagrad"}
 
 #: One id per side from this many records up (where :func:`auto_batch_size` reaches its cap, 256): the
@@ -448,7 +451,10 @@ RECIPE_AFTER_STARVED = {"adam-sparse": "adagrad"}
 AUTO_ADAM_LARGE_BATCH_MIN_RECORDS = 65_536
 SLOW_BEST_EPOCH = 6
 
-#: Adam recipes that read the large batch at any size.
+#: Adam recipes that read the large batch (at twice their rate) at any size, not only from
+#: AUTO_ADAM_LARGE_BATCH_MIN_RECORDS: lazy Adam trains only after a starved Adagrad, and on the planted sets of
+#: 16,000 records, where it trains a few epochs and loses, its sparse steps at the rule's batch of 32 made the
+#: whole fit 40 % slower (mf-clean 9.7 -> 13.5 s); at the large batch 9.4 s.
 LARGE_BATCH_RECIPES = frozenset({"adam-sparse"})
 
 #: ``comparator_list="auto"`` outside the recipes: SageMaker's default.

@@ -235,7 +235,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "vocabulary). 'auto': per table, row_sparse for a table of at least 5,000 rows when "
                            "the optimizer has sparse updates and a step reads at most half its rows, else dense "
                            "(a dense step is cheaper there: a table of 672 users beside 9,067 items, or users "
-                           "followed by every item they rated, stays dense)."),
+                           "followed by every item they rated, stays dense). A fit comparing recipes (one id per side) "
+                           "may also train lazy Adam on sparse rows where its ratings recipe starved; an "
+                           "explicit 'dense' leaves that recipe out."),
         HyperParameter("bucket_width", "int", 0, low=0, high=100, sagemaker_default=0,
                        doc="Group training records whose lengths differ by at most this much into "
                            "batches (0: no bucketing)."),
