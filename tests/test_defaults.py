@@ -762,6 +762,34 @@ def test_a_compared_recipe_stops_once_it_cannot_improve_its_own_best_by_the_tole
     _assert_race_stops(race_args=race_args, curve=curve, stopped_at=stopped_at)
 
 
+#: Validation curves of the Adagrad recipe (rate x 0.85 per epoch, 30 epochs allowed), seed 0: MovieLens 90/10,
+#: where its gains shrink geometrically, and clean planted rank-4 ratings over 1,000 x 1,000 ids (80 per id),
+#: where they shrink only as the rate does.
+MOVIELENS_ADAGRAD = [0.8572, 0.8147, 0.8004, 0.782, 0.7745, 0.7637, 0.7573, 0.753, 0.7469, 0.7449, 0.7434, 0.7421,
+                     0.7405, 0.7391, 0.7388, 0.7376, 0.7375]
+STARVED_ADAGRAD = [4.4539, 4.0457, 2.6257, 1.6392, 1.2206, 1.0298, 0.9251, 0.8576, 0.8263, 0.7942, 0.7711, 0.7584,
+                   0.7448, 0.7364, 0.7308, 0.7254, 0.7191, 0.7175, 0.7139, 0.7105, 0.7091, 0.7073, 0.7064, 0.7054,
+                   0.7045, 0.7038, 0.7031, 0.7026, 0.702, 0.7015]
+
+
+def test_a_recipe_ended_near_its_last_epoch_still_gaining_has_not_converged():
+    # Both curves end with less than the tolerance to gain by epoch 30 (the race stops them), but only MovieLens's
+    # could not gain it with any number of epochs: the planted curve ran out of epochs, not of progress, so a
+    # starved recipe's follower (RECIPE_AFTER_STARVED) trains after it.
+    from skobject2vec._fit import _worth_training
+
+    for curve, stopped_at, reason in ((MOVIELENS_ADAGRAD, 17, "converged"), (STARVED_ADAGRAD, 28, "last epochs")):
+        race = _assert_race_stops(race_args=(float("inf"), 30, 0.85, 0.001), curve=curve, stopped_at=stopped_at)
+        assert race.stopped_by == reason
+        history = {"adagrad": [{"epoch": e, "validation:mean_squared_error": v}
+                               for e, v in enumerate(curve[:stopped_at], start=1)]}
+        converged = {"adagrad"} if race.stopped_by == "converged" else set()
+        assert _worth_training("adam-sparse", history, converged) == (reason == "last epochs")
+    # stopped by the bar, it is the bar's
+    race = _assert_race_stops(race_args=(0.5, 30, 0.85, 0.001), curve=STARVED_ADAGRAD, stopped_at=7)
+    assert race.stopped_by == "bar"
+
+
 def _assert_race_stops(race_args, curve, stopped_at):
     from skobject2vec._fit import RecipeRace
     from skobject2vec.training import Loop
@@ -774,6 +802,7 @@ def _assert_race_stops(race_args, curve, stopped_at):
         if loop.stop:
             break
     assert race.stopped_at == stopped_at and loop.stop == (stopped_at is not None)
+    return race
 
 
 def test_an_id_followed_by_context_is_told_from_sentences():
