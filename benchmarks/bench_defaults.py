@@ -16,6 +16,9 @@ Families (``--families``; all by default, ``--quick``: the fast ones, one seed):
 * ``mf-large``: the same clean model over 2,000 x 2,000 ids, 100,000 ratings (20,000 held
   out): 40 ratings per user and per item, at the size where the ratings recipes read their
   large batches (session 31).
+* ``mf-large-dense``: the same clean model over 1,000 x 1,000 ids, 100,000 ratings: 80 per
+  user and per item, where the ratings recipe's decaying rate ran out near its 30th epoch
+  still gaining (session 35).
 * ``mf-history-ids`` / ``mf-history``: planted ratings whose user factor is the mean of
   the factors of 20 items in the user's history (SVD++'s model), 1,000 users x 400 items,
   18 ratings per user for training, 2 held out, noise 0.3 x the signal's std (best R^2
@@ -472,6 +475,7 @@ class STSClasses(STS):
 
 
 FAMILIES = {f.name: f for f in (PlantedMF(0.0), PlantedMF(0.5), PlantedMF(0.0, (2000, 2000, 100_000), "mf-large"),
+                                 PlantedMF(0.0, (1000, 1000, 100_000), "mf-large-dense"),
                                  PlantedHistory(False), PlantedHistory(True),
                                  PlantedSideFeatures(False), PlantedSideFeatures(True),
                                  MovieLens(), MovieLens(history=True),
