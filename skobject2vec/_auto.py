@@ -451,11 +451,10 @@ RECIPE_AFTER_STARVED = {"adam-sparse": "adagrad"}
 AUTO_ADAM_LARGE_BATCH_MIN_RECORDS = 65_536
 SLOW_BEST_EPOCH = 6
 
-#: Adam recipes that read the large batch at any size, at their own rate: lazy Adam trains only after a starved
-#: Adagrad, and on the planted sets of 16,000 records, where it trains a few epochs and loses, its sparse steps at
-#: the rule's batch of 32 made the whole fit 40 % slower (mf-clean 9.7 -> 13.5 s; 9.4 s at the large batch). At
-#: 1,024 its own 0.01 beat twice that (the other Adam recipes' large-batch rate), seed 0, test R^2: mf-large 0.995
-#: against 0.989, mf-large-dense 0.998 against 0.993.
+#: Adam recipes that read the large batch (at twice their rate) at any size, not only from
+#: AUTO_ADAM_LARGE_BATCH_MIN_RECORDS: lazy Adam trains only after a starved Adagrad, and on the planted sets of
+#: 16,000 records, where it trains a few epochs and loses, its sparse steps at the rule's batch of 32 made the
+#: whole fit 40 % slower (mf-clean 9.7 -> 13.5 s); at the large batch 9.4 s.
 LARGE_BATCH_RECIPES = frozenset({"adam-sparse"})
 
 #: ``comparator_list="auto"`` outside the recipes: SageMaker's default.
@@ -499,11 +498,8 @@ def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any
                 if all(p[key] in ("auto", overrides[key]) for key in RECIPE_DEFINING if key in overrides)}
     if shape.family == "single_ids" and p["mini_batch_size"] == "auto":
         for recipe, overrides in compared.items():
-            if overrides.get("optimizer") != "adam" or "learning_rate" not in overrides:
-                continue
-            if recipe in LARGE_BATCH_RECIPES:
-                overrides["mini_batch_size"] = auto_batch_size(shape.n_records, large=True)
-            elif shape.n_records >= AUTO_ADAM_LARGE_BATCH_MIN_RECORDS:
+            large = shape.n_records >= AUTO_ADAM_LARGE_BATCH_MIN_RECORDS or recipe in LARGE_BATCH_RECIPES
+            if large and overrides.get("optimizer") == "adam" and "learning_rate" in overrides:
                 overrides["mini_batch_size"] = auto_batch_size(shape.n_records, large=True)
                 overrides["learning_rate"] *= AUTO_LARGE_BATCH_FACTOR ** 0.5
     return compared

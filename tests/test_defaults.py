@@ -60,12 +60,9 @@ def test_compared_adam_recipes_on_large_ratings_read_the_large_batch_at_twice_th
 
     # From 65,536 (user, item) records the Adam recipes set the comparison's bar in a quarter of the steps
     large = auto_recipes(_auto_params(), DataShape(AUTO_ADAM_LARGE_BATCH_MIN_RECORDS, (1, 1)))
-    for name in ("adam", "adam-fast"):
+    for name in ("adam", "adam-fast", "adam-sparse"):
         assert large[name]["mini_batch_size"] == 1024
         assert large[name]["learning_rate"] == 2 * AUTO_RECIPES["single_ids"][name]["learning_rate"]
-    # lazy Adam reads it at its own rate (at twice it mf-large and mf-large-dense lost R^2 0.005)
-    assert large["adam-sparse"]["mini_batch_size"] == 1024
-    assert large["adam-sparse"]["learning_rate"] == AUTO_RECIPES["single_ids"]["adam-sparse"]["learning_rate"]
     assert large["adagrad"] == {}  # its batch is the rule's large one (resolve_auto), its rate its own
     assert AUTO_RECIPES["single_ids"]["adam"]["learning_rate"] == 0.003  # the table itself is not changed
     # below it, with a batch the user gives, or with an optimisation setting given (one plan), no change
@@ -498,7 +495,7 @@ def test_a_ratings_recipe_still_improving_at_its_last_epoch_is_followed_by_lazy_
     assert record["epochs"]["adagrad"] == 2 and "adam-sparse" in record["epochs"]
     assert record["chosen"] == min(record["validation_loss"], key=record["validation_loss"].get)
     if record["chosen"] == "adam-sparse":
-        rate = AUTO_RECIPES["single_ids"]["adam-sparse"]["learning_rate"]
+        rate = AUTO_RECIPES["single_ids"]["adam-sparse"]["learning_rate"] * AUTO_LARGE_BATCH_FACTOR ** 0.5
         assert record["settings"]["optimizer"] == "adam" and record["settings"]["learning_rate"] == rate
         assert record["settings"]["token_embedding_storage_type"] == "row_sparse"
         assert starved.net_.token_embedding0.sparse
