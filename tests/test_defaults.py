@@ -654,7 +654,7 @@ def test_the_fast_adam_recipe_trains_only_after_a_slow_first_adam():
     from skobject2vec._fit import _worth_training
 
     def trained(curve):
-        return {"adam": [{"epoch": e, "validation:mean_squared_error": v} for e, v in enumerate(curve, start=1)]}
+        return {"adam": _history(curve)}
 
     overfit = [0.81, 0.79, 0.77, 0.775, 0.81, 0.86]  # MovieLens: best at epoch 3, then worse
     slow = [4.1, 3.9, 3.0, 2.0, 1.7, 1.6, 1.55, 1.5]  # planted history ratings: still improving
@@ -781,13 +781,17 @@ def test_a_recipe_ended_near_its_last_epoch_still_gaining_has_not_converged():
     for curve, stopped_at, reason in ((MOVIELENS_ADAGRAD, 17, "converged"), (STARVED_ADAGRAD, 28, "last epochs")):
         race = _assert_race_stops(race_args=(float("inf"), 30, 0.85, 0.001), curve=curve, stopped_at=stopped_at)
         assert race.stopped_by == reason
-        history = {"adagrad": [{"epoch": e, "validation:mean_squared_error": v}
-                               for e, v in enumerate(curve[:stopped_at], start=1)]}
+        history = {"adagrad": _history(curve[:stopped_at])}
         converged = {"adagrad"} if race.stopped_by == "converged" else set()
         assert _worth_training("adam-sparse", history, converged) == (reason == "last epochs")
     # stopped by the bar, it is the bar's
     race = _assert_race_stops(race_args=(0.5, 30, 0.85, 0.001), curve=STARVED_ADAGRAD, stopped_at=7)
     assert race.stopped_by == "bar"
+
+
+def _history(curve):
+    """A fit's history with one validation loss per epoch: ``curve``'s."""
+    return [{"epoch": e, "validation:mean_squared_error": v} for e, v in enumerate(curve, start=1)]
 
 
 def _assert_race_stops(race_args, curve, stopped_at):
