@@ -11,21 +11,83 @@ updates (RowSparseAdam's to the bit) on the touched rows as dense row blocks, wi
 ``index_select`` and ``index_add_``, or (rows that lazy weight decay hands to Adagrad's step)
 numpy's row assignment (:func:`put_rows`); their square roots skip torch's slow CPU root of
 zeros (:func:`sqrt_plus`), with the same floats.
+
+Every optimizer a fit builds is :class:`EagerSteps`' (``Adam``, ``Adagrad``, ... here: torch's
+classes without the guards that import ``torch._dynamo``), so that no fit pays that import.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["RowSparseAdagrad", "RowSparseAdam", "put_rows", "same_rows", "sqrt_plus"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "EagerSteps", "RMSprop", "RowSparseAdagrad", "RowSparseAdam",
+           "put_rows", "same_rows", "sqrt_plus"]
 
 
-class RowSparseAdagrad(torch.optim.Adagrad):
+@functools.lru_cache(maxsize=64)
+def _unguarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` without the wrappers around it (``functools.wraps``' ``__wrapped__`` chain)."""
+    return inspect.unwrap(method)
+
+
+class EagerSteps(torch.optim.Optimizer):
+    """Placed before a torch optimizer class: its methods without the guards that import ``torch._dynamo``.
+
+    torch wraps ``Optimizer.add_param_group`` (called by every constructor), ``state_dict``,
+    ``load_state_dict``, ``zero_grad`` and each optimizer's ``step`` in guards for ``torch.compile``
+    that import ``torch._dynamo`` on their first call: 1.2-1.4 s (two cores) in every process's first
+    fit, ten times a small fit's own time, paid by each CLI run, SageMaker job, notebook and
+    GridSearchCV worker. A fit is never compiled, so these classes call the functions inside the
+    guards, and ``step`` with gradients off as its guard turns them off (``differentiable`` is never
+    set). The updates, state and ``state_dict`` are the torch class's own. When a torch version's
+    methods hold no ``__wrapped__`` function, its own methods run, guards and all.
+    """
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        _unguarded(torch.optim.Optimizer.add_param_group)(self, param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        return _unguarded(torch.optim.Optimizer.state_dict)(self)  # type: ignore[no-any-return]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _unguarded(torch.optim.Optimizer.load_state_dict)(self, state_dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _unguarded(torch.optim.Optimizer.zero_grad)(self, set_to_none)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        # the next class's step after EagerSteps in the method order: the torch optimizer's
+        return _unguarded(super().step.__func__)(self, closure)  # type: ignore[attr-defined]
+
+
+class Adam(EagerSteps, torch.optim.Adam):
+    """:class:`torch.optim.Adam` without the ``torch._dynamo`` import (:class:`EagerSteps`)."""
+
+
+class Adagrad(EagerSteps, torch.optim.Adagrad):
+    """:class:`torch.optim.Adagrad` without the ``torch._dynamo`` import (:class:`EagerSteps`)."""
+
+
+class Adadelta(EagerSteps, torch.optim.Adadelta):
+    """:class:`torch.optim.Adadelta` without the ``torch._dynamo`` import (:class:`EagerSteps`)."""
+
+
+class SGD(EagerSteps, torch.optim.SGD):
+    """:class:`torch.optim.SGD` without the ``torch._dynamo`` import (:class:`EagerSteps`)."""
+
+
+class RMSprop(EagerSteps, torch.optim.RMSprop):
+    """:class:`torch.optim.RMSprop` without the ``torch._dynamo`` import (:class:`EagerSteps`)."""
+
+
+class RowSparseAdagrad(EagerSteps, torch.optim.Adagrad):
     """:class:`torch.optim.Adagrad` whose step on a sparse gradient works on its rows directly.
 
     The update is Adagrad's, row by row: for the rows ``r`` the (coalesced) gradient holds,
@@ -126,7 +188,7 @@ def put_rows(table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> N
         table.index_copy_(0, rows, values)
 
 
-class RowSparseAdam(torch.optim.SparseAdam):
+class RowSparseAdam(EagerSteps, torch.optim.SparseAdam):
     """:class:`torch.optim.SparseAdam` whose step works on the gradient's rows directly.
 
     The update is SparseAdam's, in the same floating-point operations: for the rows ``r`` the

@@ -22,7 +22,7 @@ from .callbacks import Callback, resolve_callbacks
 from .data.batching import Batcher, PairData, batch_indices, inference_batches
 from .hyperparameters import SPARSE_OPTIMIZERS
 from .inference import INFERENCE_BATCH_SIZE
-from .optim import RowSparseAdagrad, RowSparseAdam, put_rows, same_rows
+from .optim import SGD, Adadelta, Adagrad, Adam, RMSprop, RowSparseAdagrad, RowSparseAdam, put_rows, same_rows
 from .threads import torch_threads
 
 if TYPE_CHECKING:
@@ -88,10 +88,8 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     dense parameters (encoders, MLP) decay every step as before.
     """
     params = [p for p in net.parameters() if p.requires_grad]
-    dense_classes = {
-        "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "adadelta": torch.optim.Adadelta,
-        "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
-    }
+    # torch's classes without their torch.compile guards (skobject2vec.optim.EagerSteps)
+    dense_classes = {"adam": Adam, "adagrad": Adagrad, "adadelta": Adadelta, "sgd": SGD, "rmsprop": RMSprop}
     if not sparse:
         return [dense_classes[name](params, lr=lr, weight_decay=weight_decay, **_fused(name, params))]
     if name not in SPARSE_OPTIMIZERS:
@@ -104,7 +102,7 @@ def make_optimizers(net: torch.nn.Module, name: str, lr: float, weight_decay: fl
     dense_params = [p for p in params if id(p) not in sparse_ids]
     optimizers: list[torch.optim.Optimizer] = []
     if sparse_params:
-        sparse_cls = {"adam": RowSparseAdam, "adagrad": RowSparseAdagrad, "sgd": torch.optim.SGD}[name]
+        sparse_cls = {"adam": RowSparseAdam, "adagrad": RowSparseAdagrad, "sgd": SGD}[name]
         # torch's sparse steps take no weight_decay: the group carries it for decay_touched_rows
         optimizers.append(sparse_cls([{"params": sparse_params, "row_decay": float(weight_decay)}], lr=lr))
     if dense_params:

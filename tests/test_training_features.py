@@ -376,6 +376,67 @@ def test_row_sparse_adam_steps_as_torch_sparse_adam_to_the_bit_on_the_touched_ro
         ours.step()
 
 
+@pytest.mark.parametrize("name, kwargs", [
+    ("Adam", {"fused": True, "weight_decay": 0.01}), ("Adagrad", {"fused": True, "lr_decay": 0.01}),
+    ("Adadelta", {"lr": 1.0}), ("SGD", {"momentum": 0.9}), ("RMSprop", {"weight_decay": 0.01})])
+def test_eager_optimizers_step_as_torch_to_the_bit(name, kwargs):
+    # skobject2vec.optim's optimizers run torch's own step without its torch.compile guard: the same floats,
+    # a closure's loss, and a state_dict that torch's class loads
+    from skobject2vec import optim
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    kwargs = {"lr": 0.05, **kwargs}
+    ours, theirs = getattr(optim, name)(nets[0].parameters(), **kwargs), getattr(torch.optim, name)(
+        nets[1].parameters(), **kwargs)
+    x, y = torch.randn(16, 5), torch.randn(16, 1)
+
+    def closure(net, opt):
+        def loss():
+            opt.zero_grad()
+            value = torch.nn.functional.mse_loss(net(x), y)
+            value.backward()
+            return value
+        return loss
+
+    for _ in range(4):
+        losses = [opt.step(closure(net, opt)) for net, opt in zip(nets, (ours, theirs))]
+        assert losses[0].item() == losses[1].item()
+    for ours_p, theirs_p in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(ours_p, theirs_p)
+    state = ours.state_dict()
+    getattr(torch.optim, name)(nets[1].parameters(), **kwargs).load_state_dict(state)
+    assert isinstance(ours, getattr(torch.optim, name))
+
+
+def test_a_fit_does_not_import_torch_dynamo():
+    # torch's optimizers import torch._dynamo on first use (1.2-1.4 s on two cores): a fresh process's first fit
+    # would cost ten times a small fit's own time. Checked in a fresh interpreter, over the optimizers, sparse
+    # tables, an hcnn and a classifier; predicting needs no optimizer at all
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from skobject2vec import Object2VecClassifier, Object2VecRegressor
+rng = np.random.default_rng(0)
+X = np.c_[rng.integers(0, 300, 600), rng.integers(0, 400, 600)]
+y = rng.normal(size=600)
+Object2VecRegressor(random_state=0, epochs=2).fit(X, y).predict(X)
+for optimizer in ("adam", "adagrad", "sgd"):
+    Object2VecRegressor(random_state=0, epochs=1, optimizer=optimizer, token_embedding_storage_type="row_sparse",
+                        weight_decay=0.01).fit(X, y)
+for optimizer in ("adadelta", "rmsprop"):
+    Object2VecRegressor(random_state=0, epochs=1, optimizer=optimizer).fit(X, y)
+Object2VecClassifier(random_state=0, epochs=2, enc0_network="hcnn").fit(X, y > 0)
+print(sorted(m for m in sys.modules if m.startswith("torch._dynamo")))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adadelta"])
 def test_row_sparse_rejects_dense_only_optimizers(optimizer):
     X, y = make_topic_pairs(50)
