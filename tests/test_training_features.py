@@ -410,16 +410,18 @@ def test_eager_optimizers_step_as_torch_to_the_bit(name, kwargs):
     assert isinstance(ours, getattr(torch.optim, name))
 
 
-def test_a_fit_does_not_import_torch_dynamo():
-    # torch's optimizers import torch._dynamo on first use (1.2-1.4 s on two cores): a fresh process's first fit
-    # would cost ten times a small fit's own time. Checked in a fresh interpreter, over the optimizers, sparse
-    # tables, an hcnn and a classifier; predicting needs no optimizer at all
+def test_fit_save_load_predict_do_not_import_torch_dynamo(tmp_path):
+    # torch's optimizers import torch._dynamo on first use (1.2-1.4 s on two cores), and so does its reference
+    # implementation of init on the meta device: a fresh process's first fit, and the first model a server or
+    # the CLI loads, would cost ten times a small fit's own time. Checked in a fresh interpreter, over the
+    # optimizers, sparse tables, an hcnn, a classifier, and a saved model loaded and used
     import subprocess
     import sys
 
-    code = """
+    code = f"""
 import sys
 import numpy as np
+import skobject2vec
 from skobject2vec import Object2VecClassifier, Object2VecRegressor
 rng = np.random.default_rng(0)
 X = np.c_[rng.integers(0, 300, 600), rng.integers(0, 400, 600)]
@@ -430,7 +432,9 @@ for optimizer in ("adam", "adagrad", "sgd"):
                         weight_decay=0.01).fit(X, y)
 for optimizer in ("adadelta", "rmsprop"):
     Object2VecRegressor(random_state=0, epochs=1, optimizer=optimizer).fit(X, y)
-Object2VecClassifier(random_state=0, epochs=2, enc0_network="hcnn").fit(X, y > 0)
+Object2VecClassifier(random_state=0, epochs=2, enc0_network="hcnn").fit(X, y > 0).save({str(tmp_path)!r})
+loaded = skobject2vec.load({str(tmp_path)!r})
+loaded.predict_proba(X[:5]), loaded.transform([{{"in0": [1]}}])
 print(sorted(m for m in sys.modules if m.startswith("torch._dynamo")))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)

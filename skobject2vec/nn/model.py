@@ -121,7 +121,9 @@ class Object2VecNet(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, c["n_outputs"])
         for table in (self.token_embedding0, self.token_embedding1):
-            if table is not None:
+            # Not on the meta device (a loaded artifact's shapes are checked on a network built there): there
+            # torch draws through its reference implementation, whose first call imports torch._dynamo (1.2 s).
+            if table is not None and table.weight.device.type != "meta":
                 # N(0, 1/dim) instead of torch's N(0, 1): token vectors of unit expected norm, which
                 # hcnn needs to learn planted-topic pairs (tests/test_estimators.py holds the check).
                 nn.init.normal_(table.weight, std=table.embedding_dim ** -0.5)
