@@ -1,6 +1,14 @@
 """Scale out: streamed and data-parallel (torchrun) training, and distributed search."""
 
-from .search import TorchThreads, dask_search
+from typing import Any
+
+from . import search
+from .search import dask_search
 from .torchrun import fit_stream, is_main_process, rank_batch_size
 
 __all__ = ["fit_stream", "is_main_process", "rank_batch_size", "dask_search", "TorchThreads"]
+
+
+def __getattr__(name: str) -> Any:
+    # TorchThreads is built on first use (its dask base class is dear to import): see search._torch_threads_class
+    return getattr(search, name)

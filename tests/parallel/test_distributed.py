@@ -159,6 +159,17 @@ def test_torch_threads_plugin_sets_threads():
         torch.set_num_threads(before)
 
 
+def test_import_leaves_dask_out_and_the_plugin_is_a_dask_worker_plugin():
+    # the plugin's base class is dask's (register_plugin refuses duck-typed plugins), built on first use so
+    # that `import skobject2vec` does not import distributed (0.4 s); dask pickles the plugin to its workers
+    pytest.importorskip("distributed")
+    code = ("import sys, pickle, skobject2vec, skobject2vec.parallel as p; print('distributed' in sys.modules); "
+            "from distributed.diagnostics.plugin import WorkerPlugin; "
+            "print(isinstance(pickle.loads(pickle.dumps(p.TorchThreads(3))), WorkerPlugin))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=TIMEOUT)
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_export_token_tables_partitions(tmp_path):
     X, y = make_topic_pairs(200, seed=4)
     model = Object2VecClassifier(**dict(FAST, epochs=1), shared_encoder=False).fit(X, y)
