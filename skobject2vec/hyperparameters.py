@@ -262,7 +262,8 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                        doc="Hold out this fraction of the training data for early stopping when no "
                            "validation set is passed to fit. None or 0: no early stopping without X_val. "
                            "'auto' (as HistGradientBoosting's early_stopping='auto'): 0.1 when fit gets "
-                           "at least 1,000 records, else no hold-out; streamed fits use X_val only."),
+                           "at least 1,000 records (a regressor: 500), else no hold-out; streamed fits use "
+                           "X_val only."),
         HyperParameter("dtype", "choice", "float32", choices=("float32", "float64"), sagemaker=False,
                        doc="Floating-point type of the network. float64 is about 1.6x slower on CPU; "
                            "see the persistence page for what is reproducible in each."),

@@ -370,6 +370,20 @@ def test_sagemaker_defaults_have_no_auto_left():
     assert BY_NAME["optimizer"].default == "auto"
 
 
+@pytest.mark.parametrize("estimator, n, held_out", [
+    (Object2VecRegressor, 499, False), (Object2VecRegressor, 500, True), (Object2VecClassifier, 999, False),
+    (Object2VecClassifier, 1000, True)])
+def test_early_stopping_holds_out_from_500_records_for_a_regressor_and_1000_for_a_classifier(estimator, n, held_out):
+    # without a hold-out every epoch trains, and a regressor's squared error memorises its targets' noise
+    # (planted ratings cut to 800 records: test R^2 below 0); a classifier's accuracy does not suffer so
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 50, n), rng.integers(0, 60, n)]
+    y = rng.normal(size=n) if estimator is Object2VecRegressor else rng.integers(0, 2, n)
+    model = estimator(random_state=0, epochs=1).fit(X, y)
+    key = "validation:mean_squared_error" if estimator is Object2VecRegressor else "validation:cross_entropy"
+    assert (key in model.history_[0]) is held_out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("network", ["pooled_embedding", "hcnn", "bilstm"])
 def test_every_encoder_learns_a_planted_rule_with_defaults(network):
@@ -675,7 +689,7 @@ def test_a_warm_start_continues_its_network_without_comparing_recipes():
     rng = np.random.default_rng(1)
     X = np.column_stack([rng.integers(0, 30, 3000), rng.integers(30, 70, 3000)])
     y = rng.normal(size=3000)
-    model = Object2VecRegressor(random_state=0, epochs=2, warm_start=True).fit(X[:500], y[:500])  # no split
+    model = Object2VecRegressor(random_state=0, epochs=2, warm_start=True).fit(X[:400], y[:400])  # no split (below 500)
     assert not hasattr(model, "auto_recipe_")
     first = model.net_
     model.fit(X, y)  # 3,000 records: a validation split, but the fitted network is continued
