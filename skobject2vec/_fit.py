@@ -523,7 +523,7 @@ class FitRng:
         cuda = self.device.type == "cuda"
         with torch.random.fork_rng(devices=[self.device.index or 0] if cuda else []):
             if self._state is None:
-                torch.manual_seed(self.seed)
+                _seed(self.seed, cuda)
             else:
                 torch.set_rng_state(self._state[0])
                 if cuda:
@@ -532,6 +532,16 @@ class FitRng:
                 yield
             finally:
                 self._state = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+
+
+def _seed(seed: int, cuda: bool) -> None:
+    """``torch.manual_seed(seed)``, off CUDA the CPU generator's alone (the same stream): torch's own also formats
+    the stack for a deferred seeding of each accelerator not yet initialised (CUDA, XPU, MTIA): 1.2 ms of
+    cProfile's 11 ms per 200-record fit."""
+    if cuda:
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 def _memory_available(device: torch.device) -> int | None:
@@ -699,7 +709,7 @@ class Training:
             self.net = build_network(plan, device) if net is None else net.to(device=device, dtype=plan.dtype)
             model: torch.nn.Module = self.net
             if ranks is not None:
-                torch.manual_seed(plan.seed + ranks.rank)  # but each rank its own dropout masks
+                _seed(plan.seed + ranks.rank, device.type == "cuda")  # but each rank its own dropout masks
                 model = ranks.wrap(self.net)
             self.epochs = training.EpochRun(
                 model, source.epoch_batches(batcher, plan.settings, rng, plan.dtype), plan.settings, dtype=plan.dtype,
