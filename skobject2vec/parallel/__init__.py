@@ -11,4 +11,6 @@ __all__ = ["fit_stream", "is_main_process", "rank_batch_size", "dask_search", "T
 
 def __getattr__(name: str) -> Any:
     # TorchThreads is built on first use (its dask base class is dear to import): see search._torch_threads_class
-    return getattr(search, name)
+    if name == "TorchThreads":
+        return search.TorchThreads
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
