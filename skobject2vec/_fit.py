@@ -381,6 +381,11 @@ def candidate_plans(task: str, p: dict[str, Any], summary: DataSummary, targets:
         return {"": make_plan(task, dict(p, **overrides), summary, targets, random_state=random_state, name=name)}
     base = make_plan(task, p, summary, targets, random_state=random_state, name=name)
     if not compare or not (external_validation or base.params["validation_fraction"]):
+        # Nothing to compare on: the family's own rules where they are one of the recipes (the defaults' Adagrad
+        # on ratings, Adam on sequences), else the first (an explicit rate's dense Adam, beside its lazy one)
+        if all(recipes.values()):
+            return {"": make_plan(task, dict(p, **next(iter(recipes.values()))), summary, targets,
+                                  random_state=random_state, name=name)}
         return {"": base}
     return {recipe: make_plan(task, dict(p, **overrides), summary, targets, random_state=random_state, name=name)
             for recipe, overrides in recipes.items()}
@@ -915,8 +920,8 @@ def _worth_training(recipe: str, histories: Mapping[str, list[dict[str, Any]]], 
     its last epoch (still improving: at its last epoch allowed, or where the best before it stopped it) and
     had not converged."""
     starved = RECIPE_AFTER_STARVED.get(recipe)
-    if starved is not None:
-        losses = validation_losses(histories.get(starved, []))
+    if starved is not None and starved in histories:  # compared with it (not beside an explicit rate's dense Adam)
+        losses = validation_losses(histories[starved])
         return bool(losses) and losses[-1] == min(losses) and starved not in converged
     slow = RECIPE_AFTER_SLOW.get(recipe)
     if slow is None or slow not in histories:
