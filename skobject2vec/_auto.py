@@ -243,14 +243,9 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
     if p["dropout"] == "auto":
         p["dropout"] = AUTO_DROPOUT.get(shape.family, AUTO_DROPOUT["other"])
     if p["token_embedding_storage_type"] == "auto":
-        p["token_embedding_storage_type"] = _auto_storage(p["optimizer"], shape)
+        large = shape.vocab_size is None or shape.vocab_size >= AUTO_SPARSE_MIN_VOCAB
+        p["token_embedding_storage_type"] = "row_sparse" if large and p["optimizer"] in SPARSE_OPTIMIZERS else "dense"
     return p
-
-
-def _auto_storage(optimizer: str, shape: DataShape) -> str:
-    """What ``token_embedding_storage_type="auto"`` becomes for ``optimizer`` (see :func:`resolve_auto`)."""
-    large = shape.vocab_size is None or shape.vocab_size >= AUTO_SPARSE_MIN_VOCAB
-    return "row_sparse" if large and optimizer in SPARSE_OPTIMIZERS else "dense"
 
 
 def auto_sparse_tables(rows: Sequence[int], lookups: Sequence[float] | None) -> list[bool]:
@@ -536,11 +531,6 @@ def _recipes_of_given_settings(p: dict[str, Any], shape: DataShape, recipes: dic
     if not own:
         return {"": {}}
     (first_name, first), rest = own[0], own[1:]
-
-    def storage(overrides: dict[str, Any]) -> str:  # the recipe's rows, as resolve_auto will decide them
-        key = "token_embedding_storage_type"
-        return cast(str, overrides.get(key, _auto_storage(optimizer, shape) if p[key] == "auto" else p[key]))
-
-    # over a vocabulary whose "auto" rows are sparse anyway (MovieLens' 10,000 ids), the two are one recipe
-    others = {name: overrides for name, overrides in rest if storage(overrides) != storage(first)}
+    others = {name: overrides for name, overrides in rest
+              if any(overrides.get(key) != first.get(key) for key in RECIPE_DEFINING)}
     return {first_name: first, **others} if others else {"": first}

@@ -841,6 +841,10 @@ def fit_in_memory(estimator: Any, p: dict[str, Any], fit: FitData,
         if not _worth_training(recipe, {**{k: v[3] for k, v in trained.items()},
                                         **{k: v.steps.history for k, v in paused.items()}}, converged):
             continue
+        if any(_same_plan(plan, plans[earlier]) for earlier in (*trained, *paused)):
+            # it would train the same network the same way (same seed): an explicit rate's dense and lazy Adam
+            # where "auto" storage gives every table sparse rows anyway
+            continue
         vocab, max_lens = plan.vocab_sizes, plan.max_lens
         warm = reusable_net(warm_net, plan.config, estimator.warm_start)
         if warm is not None:  # continue from the fitted network: its tables and lengths stay
@@ -927,6 +931,11 @@ def _worth_training(recipe: str, histories: Mapping[str, list[dict[str, Any]]], 
     if slow is None or slow not in histories:
         return True
     return _best_came_late(validation_losses(histories[slow]))
+
+
+def _same_plan(plan: FitPlan, other: FitPlan) -> bool:
+    """Whether two recipes' plans build and train the same network with the same settings."""
+    return plan.params == other.params and plan.config == other.config
 
 
 def _bar(losses: Mapping[str, float], paused: Mapping[str, _Paused]) -> float:
