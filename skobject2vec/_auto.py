@@ -213,8 +213,9 @@ def resolve_auto(p: dict[str, Any], shape: DataShape) -> dict[str, Any]:
         learning rate is multiplied by 0.85 after every epoch when both sides are single
         ids, else kept constant. An explicit ``learning_rate`` keeps a constant schedule
         and, with ``optimizer="auto"``, up to 0.01 trains with Adam (weight decay 0; where the family
-        has recipes, the fit trains the recipe of that optimizer, :func:`auto_recipes`): it never meets
-        a schedule or optimizer tuned for another rate.
+        has recipes, the fit trains the recipe of that optimizer, :func:`auto_recipes`; for Adam on
+        ratings, its dense and lazy forms, compared): it never meets a schedule or optimizer tuned for
+        another rate.
     """
     p = dict(p)
     if p["enc_dim"] == "auto":

@@ -195,7 +195,9 @@ HYPERPARAMETERS: tuple[HyperParameter, ...] = tuple(
                            "(learning_rate_decay 'auto' is then 1) and, with optimizer 'auto', trains with adam "
                            "up to 0.01 (weight_decay 'auto' then 0; with one id per side, the Adam recipe the fit "
                            "compares: weight_decay 3e-4, dropout 0, comparator_list 'hadamard, concat', each where "
-                           "'auto'), so an Adam-sized rate never meets Adagrad."),
+                           "'auto', with its tables as 'auto' storage makes them and with sparse rows, the better "
+                           "kept on the validation split, ``auto_recipe_``), so an Adam-sized rate never meets "
+                           "Adagrad."),
         HyperParameter("optimizer", "choice", "auto",
                        choices=("adam", "adagrad", "adadelta", "sgd", "rmsprop"), auto=True,
                        sagemaker_default="adam",
