@@ -499,7 +499,7 @@ def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any
         return _recipes_of_given_settings(p, shape, recipes)
     compared = {name: {key: value for key, value in overrides.items() if p[key] == "auto"}
                 for name, overrides in recipes.items()
-                if all(p[key] in ("auto", overrides[key]) for key in RECIPE_DEFINING if key in overrides)}
+                if _allows(p, overrides)}
     if shape.family == "single_ids" and p["mini_batch_size"] == "auto":
         for recipe, overrides in compared.items():
             large = shape.n_records >= AUTO_ADAM_LARGE_BATCH_MIN_RECORDS or recipe in LARGE_BATCH_RECIPES
@@ -507,6 +507,12 @@ def auto_recipes(p: dict[str, Any], shape: DataShape) -> dict[str, dict[str, Any
                 overrides["mini_batch_size"] = auto_batch_size(shape.n_records, large=True)
                 overrides["learning_rate"] *= AUTO_LARGE_BATCH_FACTOR ** 0.5
     return compared
+
+
+def _allows(p: dict[str, Any], overrides: dict[str, Any]) -> bool:
+    """Whether the given settings ``p`` leave a recipe possible: each :data:`RECIPE_DEFINING` setting it fixes
+    is "auto" or given at the recipe's value (an explicit "dense" storage leaves out lazy Adam)."""
+    return all(p[key] in ("auto", overrides[key]) for key in RECIPE_DEFINING if key in overrides)
 
 
 def _recipes_of_given_settings(p: dict[str, Any], shape: DataShape, recipes: dict[str, dict[str, Any]]
@@ -528,7 +534,7 @@ def _recipes_of_given_settings(p: dict[str, Any], shape: DataShape, recipes: dic
     own = [(name, {key: value for key, value in overrides.items() if p[key] == "auto" and key not in fixed})
            for name, overrides in recipes.items()
            if overrides.get("optimizer", family_optimizer) == optimizer
-           and all(p[key] in ("auto", overrides[key]) for key in RECIPE_DEFINING if key in overrides)]
+           and _allows(p, overrides)]
     if not own:
         return {"": {}}
     (first_name, first), rest = own[0], own[1:]
